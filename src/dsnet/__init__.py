@@ -1,0 +1,33 @@
+"""dsnet: DSNet real-time semantic segmentation (models, training, evaluation, deployment)."""
+
+from .analysis import count_parameters, profile
+from .models import (
+    DSNet,
+    DSNetArch,
+    DSNetOutput,
+    create_model,
+    get_model_info,
+    list_models,
+    load_weights,
+    save_authors_checkpoint,
+    save_weights,
+    to_authors_state_dict,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DSNet",
+    "DSNetArch",
+    "DSNetOutput",
+    "count_parameters",
+    "create_model",
+    "get_model_info",
+    "list_models",
+    "load_weights",
+    "profile",
+    "save_authors_checkpoint",
+    "save_weights",
+    "to_authors_state_dict",
+    "__version__",
+]

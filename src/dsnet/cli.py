@@ -1,0 +1,97 @@
+"""The ``dsnet`` command. Thin: parses arguments and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .analysis import profile
+from .models import create_model, get_model_info, list_models
+
+
+def _fmt_results(name: str) -> str:
+    info = get_model_info(name)
+    parts = []
+    for r in info.results:
+        fps = f" @{r.fps:g} FPS ({r.gpu})" if r.fps else ""
+        parts.append(f"{r.dataset} {r.miou:g}%{fps}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    size = tuple(args.size)
+    header = f"{'model':<15} {'params':>12} {'paper GFLOPs':>13} {'GMACs':>9}  paper results (val mIoU)"
+    print(f"DSNet variants, {args.num_classes} classes, input {size[0]}x{size[1]} (params without aux heads)")
+    print(header)
+    print("-" * len(header))
+    for name in list_models():
+        p = profile(create_model(name, num_classes=args.num_classes), size)
+        print(
+            f"{name:<15} {p['params']:>12,} {p['paper_gflops']:>13.2f} {p['macs'] / 1e9:>9.2f}  {_fmt_results(name)}"
+        )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model = create_model(args.model, num_classes=args.num_classes)
+    p = profile(model, tuple(args.size), by_module=True)
+    info = get_model_info(args.model)
+    if args.json:
+        print(json.dumps({"model": info.name, "num_classes": args.num_classes, **p}, indent=1))
+        return 0
+    h, w = p["size"]
+    print(f"{info.name}: {info.description}")
+    print(f"  input                {h}x{w}, {args.num_classes} classes (H, W multiples of {info.input_multiple})")
+    print(f"  params (inference)   {p['params']:,}")
+    print(f"  params (with aux)    {p['params_with_aux']:,}")
+    print(f"  conv MACs            {p['macs'] / 1e9:.2f} G  ({p['gflops']:.2f} GFLOPs, decimal)")
+    print(f"  paper GFLOPs         {p['paper_gflops']:.2f}  (thop MACs / 2^30, the paper's convention)")
+    if info.paper_params_m is not None:
+        print(f"  paper params         {info.paper_params_m} M")
+    if info.paper_gflops is not None and info.paper_gflops_size:
+        ph, pw = info.paper_gflops_size
+        print(f"  paper GFLOPs (table) {info.paper_gflops} at {ph}x{pw}")
+    for r in info.results:
+        fps = f", {r.fps} FPS on {r.gpu}" if r.fps else ""
+        print(f"  paper result         {r.dataset}: {r.miou}% mIoU at {r.resolution[0]}x{r.resolution[1]}{fps}")
+    print(f"  normalisation        mean {info.mean}, std {info.std} (RGB, 0-1)")
+    total = sum(p["macs_by_module"].values()) or 1
+    share = sorted(p["macs_by_module"].items(), key=lambda kv: -kv[1])
+    print("  conv MACs by module  " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in share if v))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsnet", description="DSNet semantic segmentation")
+    parser.add_argument("--version", action="version", version=f"dsnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_list = sub.add_parser("list", help="table of the model variants")
+    p_list.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
+    p_list.add_argument("--num-classes", type=int, default=19)
+    p_list.set_defaults(func=cmd_list)
+
+    p_info = sub.add_parser("info", help="parameters and compute of one variant")
+    p_info.add_argument("model", help=f"one of {', '.join(list_models())}")
+    p_info.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
+    p_info.add_argument("--num-classes", type=int, default=19)
+    p_info.add_argument("--json", action="store_true", help="machine-readable output")
+    p_info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"dsnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Reading, converting, loading and writing DSNet weights.
+
+Accepted inputs (file or in-memory): the authors' checkpoints in every form their training
+script writes (bare state dict; ``{'state_dict': ...}``; keys prefixed ``model.`` by their
+``FullModel`` and/or ``module.`` by DDP; with or without the ``seghead_p/d`` auxiliary heads;
+with ``sem_loss.*``/``ce_loss.*`` class-weight buffers), their ImageNet encoder checkpoints, and
+ours (safetensors or weights-only torch files). After the key mapping, loading is strict: any
+missing, unexpected or wrongly shaped key is an error that lists them.
+
+Files are never unpickled with code execution: torch files go through
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .dsnet import AUX_HEAD_PREFIXES, DECODER_PREFIXES
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "LoadReport",
+    "read_checkpoint",
+    "normalize_state_dict",
+    "load_weights",
+    "save_weights",
+    "to_authors_state_dict",
+    "save_authors_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+WeightsLike = str | os.PathLike | Mapping[str, Any]
+
+# Containers under which training scripts nest the weights (ours use "model").
+_NESTING_KEYS = ("state_dict", "model_state_dict", "model")
+# Prefixes added by wrappers: DDP / DataParallel ("module."), the authors' FullModel ("model."),
+# torch.compile ("_orig_mod.").
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+# Non-model entries of the authors' FullModel state dict (class-weight buffers of the losses).
+_LOSS_PREFIXES = ("sem_loss.", "ce_loss.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or does not fit the model."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Keys of a checkpoint do not match the model after mapping."""
+
+    def __init__(
+        self,
+        message: str,
+        missing: list[str],
+        unexpected: list[str],
+        shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.unexpected = unexpected
+        self.shape_mismatch = shape_mismatch
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    left_at_init: list[str] = field(default_factory=list)  # model keys the checkpoint did not cover
+    ignored: list[str] = field(default_factory=list)  # checkpoint keys deliberately not used
+    kind: str = "full"  # "full", "full-without-aux", "encoder"
+
+    def __str__(self) -> str:
+        parts = [f"loaded {len(self.loaded)} tensors from {self.source} ({self.kind})"]
+        if self.left_at_init:
+            parts.append(f"left at initialisation: {', '.join(_summarise(self.left_at_init))}")
+        if self.ignored:
+            parts.append(f"ignored checkpoint keys: {', '.join(_summarise(self.ignored))}")
+        return "; ".join(parts)
+
+
+def _summarise(keys: Iterable[str]) -> list[str]:
+    """Group keys by their top-level module: ``['spp.* (29)', ...]``."""
+    groups: OrderedDict[str, int] = OrderedDict()
+    for k in keys:
+        top = k.split(".", 1)[0]
+        groups[top] = groups.get(top, 0) + 1
+    return [f"{top}.* ({n})" for top, n in groups.items()]
+
+
+def _describe(weights: WeightsLike) -> str:
+    return str(weights) if isinstance(weights, (str, os.PathLike)) else "<in-memory state dict>"
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint file without executing pickled code.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(weights_only=True)``, which accepts the authors' ``.pth``/``.pt``/``.pth.tar``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, zip errors, EOFError ...
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{path}: refusing to load, the file contains pickled Python objects other than "
+                f"tensors and plain containers (loading it would execute code). Re-save it as a "
+                f"plain state dict. Details: {str(e).splitlines()[0]}"
+            ) from e
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    return dict(obj)
+
+
+def _unwrap(obj: Mapping[str, Any], source: str) -> dict[str, Tensor]:
+    """Find the tensor mapping inside a training checkpoint."""
+    for _ in range(3):
+        if any(isinstance(v, Tensor) for v in obj.values()):
+            break
+        nested = next((obj[k] for k in _NESTING_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if nested is None:
+            raise CheckpointError(
+                f"{source}: no state dict found (top-level keys: {sorted(map(str, obj))[:10]}); "
+                f"expected tensors or one of {list(_NESTING_KEYS)}"
+            )
+        obj = nested
+    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: entries that are not tensors: {bad[:10]}")
+    return dict(obj)
+
+
+def normalize_state_dict(weights: Mapping[str, Any], source: str = "<state dict>") -> OrderedDict[str, Tensor]:
+    """Map any accepted checkpoint layout onto our (= the authors' model) key names.
+
+    Unwraps ``state_dict``/``model`` nesting, strips ``module.``/``model.``/``_orig_mod.``
+    prefixes (in any combination) and drops the loss buffers ``sem_loss.*``/``ce_loss.*``.
+    """
+    sd = _unwrap(weights, source)
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for key, value in sd.items():
+        k = key
+        while True:
+            stripped = next((k[len(p):] for p in _WRAPPER_PREFIXES if k.startswith(p)), None)
+            if stripped is None:
+                break
+            k = stripped
+        if k.startswith(_LOSS_PREFIXES):
+            continue
+        if k in out:
+            raise CheckpointError(f"{source}: key {key!r} maps to {k!r}, which occurs twice")
+        out[k] = value
+    return out
+
+
+def _format_list(items: list[str], limit: int = 40) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
+    """Name of the registered variant (and class count) whose shapes this checkpoint fits."""
+    from .registry import create_model, list_models
+
+    head = sd.get("lastlayer.conv2.weight")
+    num_classes = int(head.shape[0]) if head is not None and head.dim() == 4 else 19
+    for name in list_models():
+        with torch.device("meta"):
+            ref = create_model(name, num_classes=num_classes).state_dict()
+        body = {k: v for k, v in sd.items() if not k.startswith(AUX_HEAD_PREFIXES)}
+        ref_body = {k: v for k, v in ref.items() if not k.startswith(AUX_HEAD_PREFIXES)}
+        if body.keys() == ref_body.keys() and all(body[k].shape == ref_body[k].shape for k in body):
+            return f"{name} with num_classes={num_classes}"
+    return None
+
+
+def load_weights(
+    model: nn.Module,
+    weights: WeightsLike,
+    *,
+    part: Literal["auto", "full", "encoder"] = "auto",
+) -> LoadReport:
+    """Load weights into ``model`` strictly after mapping the keys.
+
+    Args:
+        model: a DSNet (with or without auxiliary heads).
+        weights: a checkpoint path or a mapping (see module docstring).
+        part: ``"full"`` expects every non-auxiliary key; ``"encoder"`` expects everything except
+            the decoder (``spp``, ``layer1_a``, ``up8``, ``lastlayer``) and the auxiliary heads, as
+            in the authors' ImageNet checkpoints, and ignores checkpoint keys outside the model
+            (their classifier); ``"auto"`` picks ``"encoder"`` when no decoder key is present.
+
+    A checkpoint without auxiliary heads loads into a model with them (the heads keep their
+    initialisation and a warning says so); auxiliary keys are ignored by a model built with
+    ``aux_heads=False``. Anything else that does not match raises
+    :class:`CheckpointMismatchError` listing missing, unexpected and wrongly shaped keys.
+    """
+    source = _describe(weights)
+    raw = read_checkpoint(weights) if isinstance(weights, (str, os.PathLike)) else weights
+    sd = normalize_state_dict(raw, source)
+    own = model.state_dict()
+
+    if part == "auto":
+        has_decoder = any(k.startswith(DECODER_PREFIXES) and not k.startswith(AUX_HEAD_PREFIXES) for k in sd)
+        part = "full" if has_decoder else "encoder"
+    if part not in ("full", "encoder"):
+        raise ValueError(f"part must be 'auto', 'full' or 'encoder', got {part!r}")
+
+    if part == "encoder":
+        expected = [k for k in own if not k.startswith(DECODER_PREFIXES)]
+        optional: list[str] = []
+        ignored = [k for k in sd if k not in own or k.startswith(DECODER_PREFIXES)]
+    else:
+        expected = [k for k in own if not k.startswith(AUX_HEAD_PREFIXES)]
+        optional = [k for k in own if k.startswith(AUX_HEAD_PREFIXES)]
+        # aux-head keys are ignored (not unexpected) when the model has no aux heads
+        ignored = [k for k in sd if k.startswith(AUX_HEAD_PREFIXES) and k not in own]
+
+    usable = [k for k in sd if k not in ignored]
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in usable if k not in own]
+    shape_mismatch = [
+        (k, tuple(sd[k].shape), tuple(own[k].shape)) for k in usable if k in own and sd[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shape_mismatch:
+        lines = [f"checkpoint {source} does not fit {type(model).__name__} ({part} load):"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_format_list(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_format_list(unexpected)}")
+        if shape_mismatch:
+            shown = [f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in shape_mismatch]
+            lines.append(f"  wrongly shaped keys ({len(shape_mismatch)}): {_format_list(shown, 20)}")
+        guess = _guess_variant(sd) if part == "full" else None
+        if guess:
+            lines.append(f"  the checkpoint fits {guess}")
+        raise CheckpointMismatchError("\n".join(lines), missing, unexpected, shape_mismatch)
+
+    to_load = {k: sd[k] for k in usable}
+    result = model.load_state_dict(to_load, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+    left = [k for k in own if k not in to_load]
+    kind = part
+    if part == "full" and any(k in left for k in optional):
+        kind = "full-without-aux"
+    report = LoadReport(source=source, loaded=list(to_load), left_at_init=left, ignored=ignored, kind=kind)
+    if left:
+        warnings.warn(
+            f"{source}: {kind} checkpoint; these modules stay at their initialisation: "
+            f"{', '.join(_summarise(left))}",
+            stacklevel=2,
+        )
+    logger.info("%s", report)
+    return report
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(
+    model: nn.Module | Mapping[str, Tensor],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write weights atomically: safetensors for ``*.safetensors``, else a weights-only torch file.
+
+    ``metadata`` (string pairs) is stored in the safetensors header or as ``{'meta': ...}`` beside
+    ``{'state_dict': ...}`` in a torch file.
+    """
+    path = Path(path)
+    sd = model.state_dict() if isinstance(model, nn.Module) else dict(model)
+    sd = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in sd.items())
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        _atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
+    else:
+        _atomic_write(path, lambda tmp: torch.save({"state_dict": sd, "meta": meta}, tmp))
+    return path
+
+
+def to_authors_state_dict(model: nn.Module, *, full_model: bool = False) -> OrderedDict[str, Tensor]:
+    """Our weights in the authors' key layout and order.
+
+    ``full_model=True`` prefixes every key with ``model.`` as their ``FullModel`` training
+    wrapper does (the form their resume/fine-tune code expects).
+    """
+    sd = model.state_dict()
+    prefix = "model." if full_model else ""
+    return OrderedDict((prefix + k, v.detach().cpu()) for k, v in sd.items())
+
+
+def save_authors_checkpoint(model: nn.Module, path: str | os.PathLike, *, full_model: bool = True) -> Path:
+    """Write ``{'state_dict': ...}`` in the authors' layout (loadable by their ``train.py``)."""
+    path = Path(path)
+    sd = to_authors_state_dict(model, full_model=full_model)
+    _atomic_write(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
+    return path

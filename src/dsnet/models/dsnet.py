@@ -1,0 +1,351 @@
+"""The DSNet network (dual-branch, output stride 8) and its registered variants.
+
+One definition serves training, evaluation, speed tests and export: the two auxiliary heads
+run only when asked for (by default in training mode), and BN folding is a transform of this
+same module (``dsnet.deploy``), never a second copy of the network.
+
+Submodule names equal the authors' (``layer3_``, ``aff1``, ``lastlayer`` ...) and are
+registered in their order, so ``state_dict()`` has their keys in their order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .blocks import (
+    MFACB,
+    MSAF,
+    SPASPP,
+    AuxiliaryHead,
+    BasicBlock,
+    Bottleneck,
+    SegmentationHead,
+    conv_bn,
+    make_res_layer,
+)
+from .registry import ModelInfo, PaperResult, register_model
+
+__all__ = ["DSNet", "DSNetArch", "DSNetOutput", "AUX_HEAD_PREFIXES", "DECODER_PREFIXES"]
+
+#: Submodules that exist only for training (deep supervision).
+AUX_HEAD_PREFIXES: tuple[str, ...] = ("seghead_p.", "seghead_d.")
+#: Submodules that the authors' ImageNet encoder checkpoints do not cover.
+DECODER_PREFIXES: tuple[str, ...] = ("spp.", "layer1_a.", "up8.", "lastlayer.") + AUX_HEAD_PREFIXES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DSNetOutput(NamedTuple):
+    """Outputs of a forward pass with auxiliary heads, all at input resolution.
+
+    ``aux_p`` is predicted from the spatial branch after the first fusion (stage 3), ``aux_d``
+    after the second fusion (stage 4). (The authors return the list ``[aux_p, main, aux_d]``.)
+    """
+
+    main: Tensor
+    aux_p: Tensor
+    aux_d: Tensor
+
+
+@dataclass(frozen=True)
+class DSNetArch:
+    """Everything that distinguishes one DSNet variant from another.
+
+    The defaults are DSNet-head128. ``planes`` is the stem width ``P``; the spatial branch runs
+    at ``4P`` and the context branch at up to ``8P`` channels.
+    """
+
+    planes: int = 32
+    spatial_depth: int = 2  # BasicBlocks in layer3_ and layer4_ (the authors' ``n``)
+    context_stage3_dilations: tuple[int, ...] = (2, 2, 3)  # one MFACB per rate
+    context_stage4_dilations: tuple[int, ...] = (3, 5)  # one MFACB per rate
+    context_stage5_dilation: int = 5  # the dilated bottleneck ``layer5``
+    spp_channels: int = 128  # SPASPP inter and output width
+    head_channels: int = 128  # up8 output and main-head width ("head128")
+    detail_channels: int = 32  # width of the 1/4-resolution detail block ``layer1_a``
+    msaf_reduction: int = 4
+    msaf_region_sizes: tuple[int, ...] = (4, 8, 16)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class DSNet(nn.Module):
+    """DSNet: a spatial branch of plain residual blocks and a context branch of atrous MFACBs,
+    both at 1/8 resolution, fused one-way (context -> spatial) by three MSAFs, followed by
+    SPASPP and a decoder that merges a 1/4-resolution detail feature.
+
+    Args:
+        num_classes: number of output classes.
+        arch: the variant's widths and depths (:class:`DSNetArch`).
+        aux_heads: build the two training-only auxiliary heads. ``False`` gives exactly the
+            authors' inference model (their ``augment=False``).
+        in_channels: input channels (3 for RGB).
+
+    ``forward(x)`` returns logits ``(N, num_classes, H, W)`` in eval mode and a
+    :class:`DSNetOutput` (main + two auxiliary logits) in training mode when the auxiliary heads
+    exist; ``return_aux`` overrides that choice. ``H`` and ``W`` must be multiples of 8.
+    """
+
+    input_multiple: int = 8
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        arch: DSNetArch | None = None,
+        aux_heads: bool = True,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        arch = arch or DSNetArch()
+        _check_positive("num_classes", num_classes)
+        _check_positive("in_channels", in_channels)
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        p = arch.planes
+        spatial = 4 * p
+
+        # Stem: two stride-2 convs (with bias) to 1/4 resolution.
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, p, 3, stride=2, padding=1, bias=True),
+            nn.BatchNorm2d(p),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(p, p, 3, stride=2, padding=1, bias=True),
+            nn.BatchNorm2d(p),
+            nn.ReLU(inplace=False),
+        )
+        self.relu = nn.ReLU(inplace=False)
+        self.layer1 = make_res_layer(BasicBlock, p, p, 2)
+        self.layer2 = make_res_layer(BasicBlock, p, 2 * p, 2, stride=2)
+
+        # Context branch (atrous, 1/8).
+        self.layer3 = self._mfacb_stage(2 * p, 4 * p, arch.context_stage3_dilations)
+        self.layer4 = self._mfacb_stage(4 * p, 8 * p, arch.context_stage4_dilations)
+        self.layer5 = make_res_layer(Bottleneck, 8 * p, 4 * p, 1, dilation=arch.context_stage5_dilation)
+        self.compression3 = conv_bn(4 * p, spatial)
+        self.compression4 = conv_bn(8 * p, spatial)
+        self.compression5 = conv_bn(8 * p, spatial)
+
+        # Spatial branch (dense 3x3, 1/8).
+        self.layer3_ = make_res_layer(BasicBlock, 2 * p, spatial, arch.spatial_depth)
+        self.layer4_ = make_res_layer(BasicBlock, spatial, spatial, arch.spatial_depth)
+        self.layer5_ = make_res_layer(Bottleneck, spatial, spatial // 2, 1)
+
+        # One-way fusions context -> spatial.
+        self.aff1 = MSAF(spatial, arch.msaf_reduction, arch.msaf_region_sizes)
+        self.aff2 = MSAF(spatial, arch.msaf_reduction, arch.msaf_region_sizes)
+        self.aff3 = MSAF(spatial, arch.msaf_reduction, arch.msaf_region_sizes)
+
+        # Decoder.
+        self.spp = SPASPP(spatial, arch.spp_channels, arch.spp_channels)
+        self.layer1_a = make_res_layer(BasicBlock, p, arch.detail_channels, 1)
+        self.up8 = conv_bn(arch.spp_channels, arch.head_channels, 3)
+        self.lastlayer = SegmentationHead(arch.head_channels + arch.detail_channels, arch.head_channels, num_classes)
+
+        self.seghead_p: AuxiliaryHead | None = None
+        self.seghead_d: AuxiliaryHead | None = None
+        if aux_heads:
+            self.seghead_p = AuxiliaryHead(spatial, spatial, num_classes)
+            self.seghead_d = AuxiliaryHead(spatial, p, num_classes)
+
+        self.reset_parameters()
+
+    @staticmethod
+    def _mfacb_stage(in_channels: int, out_channels: int, dilations: tuple[int, ...]) -> nn.Sequential:
+        blocks = []
+        for i, rate in enumerate(dilations):
+            cin = in_channels if i == 0 else out_channels
+            blocks.append(MFACB(cin, cin, out_channels, (rate, rate, rate)))
+        return nn.Sequential(*blocks)
+
+    def reset_parameters(self) -> None:
+        """The reference's initialisation: Kaiming-normal (fan_out) convs, BN = identity."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def has_aux_heads(self) -> bool:
+        return self.seghead_p is not None and self.seghead_d is not None
+
+    def remove_aux_heads(self) -> DSNet:
+        """Drop the training-only heads in place (for deployment); returns ``self``."""
+        self.seghead_p = None
+        self.seghead_d = None
+        return self
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"DSNet expects a 4-D (N, C, H, W) batch, got shape {tuple(x.shape)}")
+        n, c, h, w = x.shape
+        if c != self.in_channels:
+            raise ValueError(f"DSNet was built for {self.in_channels} input channels, got {c} (shape {tuple(x.shape)})")
+        m = self.input_multiple
+        if h % m or w % m:
+            raise ValueError(
+                f"DSNet needs input height and width divisible by {m} (output stride 8 and a x2 "
+                f"decoder upsampling that must meet the 1/4 feature); got {h}x{w}. Pad or resize "
+                f"to e.g. {math.ceil(h / m) * m}x{math.ceil(w / m) * m}."
+            )
+        if n == 1 and self.training:
+            pooled_bns = [self.spp.pooling[2]] + [aff.global_att[2] for aff in (self.aff1, self.aff2, self.aff3)]
+            if any(type(bn) is nn.BatchNorm2d and bn.training for bn in pooled_bns):
+                raise ValueError(
+                    "DSNet cannot train on a batch of 1 image: its global-pooling branches (MSAF, "
+                    "SPASPP) apply BatchNorm to 1x1 maps, which needs more than one value per "
+                    "channel. Use a batch of at least 2 per device, SyncBatchNorm across devices, "
+                    "or model.eval() for inference."
+                )
+
+    def forward(self, x: Tensor, return_aux: bool | None = None) -> Tensor | DSNetOutput:
+        self._check_input(x)
+        if return_aux is None:
+            return_aux = self.training and self.has_aux_heads
+        if return_aux and not self.has_aux_heads:
+            raise RuntimeError("this DSNet was built with aux_heads=False; it cannot return auxiliary outputs")
+        size = x.shape[-2:]
+        relu = self.relu
+
+        x = self.layer1(self.conv1(x))  # 1/4, pre-activation
+        detail = self.layer1_a(x)  # fed the pre-ReLU layer1 output, as in the reference
+        x = relu(self.layer2(relu(x)))  # 1/8
+
+        spatial = self.layer3_(x)
+        x = self.layer3(x)
+        spatial = self.aff1(spatial, self.compression3(x))
+        stage3 = spatial
+
+        x = self.layer4(x)
+        spatial = self.layer4_(relu(spatial))
+        spatial = self.aff2(spatial, self.compression4(x))
+        stage4 = spatial
+
+        spatial = self.layer5_(relu(spatial))
+        x = relu(self.layer5(x))
+        spatial = relu(self.aff3(spatial, self.compression5(x)))
+
+        y = self.up8(self.spp(spatial))
+        y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)  # 1/4
+        y = self.lastlayer(torch.cat([y, detail], dim=1))
+        main = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        if not return_aux:
+            return main
+        assert self.seghead_p is not None and self.seghead_d is not None
+        aux_p = F.interpolate(self.seghead_p(stage3), size=size, mode="bilinear", align_corners=False)
+        aux_d = F.interpolate(self.seghead_d(stage4), size=size, mode="bilinear", align_corners=False)
+        return DSNetOutput(main, aux_p, aux_d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered variants. Paper figures: Tables 7-10 of the paper (FPS with the authors' GPUs).
+
+_HEAD64 = DSNetArch(spp_channels=128, head_channels=64, detail_channels=32)
+_HEAD128 = DSNetArch(spp_channels=128, head_channels=128, detail_channels=32)
+_HEAD256 = DSNetArch(spp_channels=256, head_channels=256, detail_channels=64)
+_BASE = DSNetArch(
+    planes=64,
+    spatial_depth=3,
+    context_stage4_dilations=(3, 5, 5),
+    spp_channels=256,
+    head_channels=256,
+    detail_channels=64,
+)
+
+_COMMON: dict[str, Any] = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_multiple": 8}
+
+
+def _build(arch: DSNetArch, num_classes: int, **overrides: Any) -> DSNet:
+    arch_fields = {f for f in DSNetArch.__dataclass_fields__}
+    arch_over = {k: overrides.pop(k) for k in list(overrides) if k in arch_fields}
+    for key in ("context_stage3_dilations", "context_stage4_dilations", "msaf_region_sizes"):
+        if key in arch_over:
+            arch_over[key] = tuple(arch_over[key])
+    allowed = {"aux_heads", "in_channels"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise TypeError(
+            f"unknown DSNet option(s) {unknown}; valid options are {sorted(allowed | arch_fields)}"
+        )
+    return DSNet(num_classes=num_classes, arch=replace(arch, **arch_over), **overrides)
+
+
+@register_model(
+    ModelInfo(
+        name="dsnet_head64",
+        description="DSNet-head64: the BDD100K model (64-channel head)",
+        arch=_HEAD64,
+        paper_params_m=6.6,
+        results=(PaperResult("bdd100k", 62.8, 172.2, "RTX 4090", (720, 1280)),),
+        **_COMMON,
+    )
+)
+def dsnet_head64(num_classes: int = 19, **overrides: Any) -> DSNet:
+    return _build(_HEAD64, num_classes, **overrides)
+
+
+@register_model(
+    ModelInfo(
+        name="dsnet_head128",
+        description="DSNet-head128 ('DSNet'): the Cityscapes real-time model",
+        arch=_HEAD128,
+        paper_params_m=6.8,
+        paper_gflops=226.6,
+        paper_gflops_size=(1024, 2048),
+        results=(
+            PaperResult("cityscapes", 80.4, 81.9, "RTX 4090", (1024, 2048)),
+            PaperResult("cityscapes", 80.4, 37.6, "RTX 3090", (1024, 2048)),
+        ),
+        **_COMMON,
+    )
+)
+def dsnet_head128(num_classes: int = 19, **overrides: Any) -> DSNet:
+    return _build(_HEAD128, num_classes, **overrides)
+
+
+@register_model(
+    ModelInfo(
+        name="dsnet_head256",
+        description="DSNet-head256: the ADE20K real-time model",
+        arch=_HEAD256,
+        results=(PaperResult("ade20k", 40.0, 179.2, "RTX 3090", (512, 512)),),
+        **_COMMON,
+    )
+)
+def dsnet_head256(num_classes: int = 19, **overrides: Any) -> DSNet:
+    return _build(_HEAD256, num_classes, **overrides)
+
+
+@register_model(
+    ModelInfo(
+        name="dsnet_base",
+        description="DSNet-Base: the accurate model (P=64, deeper branches)",
+        arch=_BASE,
+        paper_params_m=37.5,
+        results=(
+            PaperResult("cityscapes", 82.0, None, None, (1024, 2048)),
+            PaperResult("ade20k", 43.4, 66.8, "RTX 3090", (512, 512)),
+            PaperResult("bdd100k", 64.6, None, None, (720, 1280)),
+        ),
+        aliases=("dsnet_m",),
+        **_COMMON,
+    )
+)
+def dsnet_base(num_classes: int = 19, **overrides: Any) -> DSNet:
+    return _build(_BASE, num_classes, **overrides)
+
