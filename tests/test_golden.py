@@ -57,9 +57,7 @@ def test_golden_head128_fp32_and_fp64(builder: Any) -> None:
     assert ("fp64", "primary", "main") in checked and ("fp64", "odd", "main") in checked
     if builder is _build:
         assert ("fp32", "primary", "aux_p") in checked and ("fp32", "primary", "aux_d") in checked
-    worst64 = max(
-        r["outputs"]["main"]["grid"]["max_rel"] for r in report["results"] if r["mode"] == "fp64"
-    )
+    worst64 = max(r["outputs"]["main"]["grid"]["max_rel"] for r in report["results"] if r["mode"] == "fp64")
     assert report["passed"], report
     assert worst64 <= 1e-8
 

@@ -29,9 +29,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for name in list_models():
         p = profile(create_model(name, num_classes=args.num_classes), size)
-        print(
-            f"{name:<15} {p['params']:>12,} {p['paper_gflops']:>13.2f} {p['macs'] / 1e9:>9.2f}  {_fmt_results(name)}"
-        )
+        print(f"{name:<15} {p['params']:>12,} {p['paper_gflops']:>13.2f} {p['macs'] / 1e9:>9.2f}  {_fmt_results(name)}")
     return 0
 
 

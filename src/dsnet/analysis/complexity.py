@@ -32,9 +32,7 @@ _AUX_PREFIXES = ("seghead_p.", "seghead_d.")
 
 def count_parameters(model: nn.Module, *, include_aux: bool = False) -> int:
     """Number of parameters; the auxiliary heads are left out unless ``include_aux``."""
-    return sum(
-        p.numel() for name, p in model.named_parameters() if include_aux or not name.startswith(_AUX_PREFIXES)
-    )
+    return sum(p.numel() for name, p in model.named_parameters() if include_aux or not name.startswith(_AUX_PREFIXES))
 
 
 def _thop_rule(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> int:

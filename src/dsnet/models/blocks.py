@@ -68,9 +68,7 @@ class BasicBlock(nn.Module):
         dilation: int = 1,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(
-            inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
-        )
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = _bn(planes)
         self.relu = nn.ReLU(inplace=False)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
@@ -105,9 +103,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(
-            planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
-        )
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = _bn(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = _bn(planes * self.expansion)
@@ -158,9 +154,7 @@ class ConvBNReLU(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
         super().__init__()
         padding = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
-        )
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False)
         self.bn = _bn(out_channels)
         self.relu = nn.ReLU(inplace=False)
 

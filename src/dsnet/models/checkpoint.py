@@ -129,12 +129,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: refusing to load, the file contains pickled Python objects other than "
                 f"tensors and plain containers (loading it would execute code). Re-save it as a "
-                f"plain state dict. Details: {str(e).splitlines()[0]}"
+                f"plain state dict. Details: {_unpickler_detail(e)}"
             ) from e
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)
+
+
+def _unpickler_detail(error: Exception) -> str:
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return next((ln for ln in lines if ln.startswith("Unsupported")), "the weights-only unpickler rejected it")
 
 
 def _unwrap(obj: Mapping[str, Any], source: str) -> dict[str, Tensor]:
@@ -166,7 +171,7 @@ def normalize_state_dict(weights: Mapping[str, Any], source: str = "<state dict>
     for key, value in sd.items():
         k = key
         while True:
-            stripped = next((k[len(p):] for p in _WRAPPER_PREFIXES if k.startswith(p)), None)
+            stripped = next((k[len(p) :] for p in _WRAPPER_PREFIXES if k.startswith(p)), None)
             if stripped is None:
                 break
             k = stripped
@@ -271,8 +276,7 @@ def load_weights(
     report = LoadReport(source=source, loaded=list(to_load), left_at_init=left, ignored=ignored, kind=kind)
     if left:
         warnings.warn(
-            f"{source}: {kind} checkpoint; these modules stay at their initialisation: "
-            f"{', '.join(_summarise(left))}",
+            f"{source}: {kind} checkpoint; these modules stay at their initialisation: {', '.join(_summarise(left))}",
             stacklevel=2,
         )
     logger.info("%s", report)

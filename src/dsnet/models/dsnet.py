@@ -279,9 +279,7 @@ def _build(arch: DSNetArch, num_classes: int, **overrides: Any) -> DSNet:
     allowed = {"aux_heads", "in_channels"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
-        raise TypeError(
-            f"unknown DSNet option(s) {unknown}; valid options are {sorted(allowed | arch_fields)}"
-        )
+        raise TypeError(f"unknown DSNet option(s) {unknown}; valid options are {sorted(allowed | arch_fields)}")
     return DSNet(num_classes=num_classes, arch=replace(arch, **arch_over), **overrides)
 
 
@@ -348,4 +346,3 @@ def dsnet_head256(num_classes: int = 19, **overrides: Any) -> DSNet:
 )
 def dsnet_base(num_classes: int = 19, **overrides: Any) -> DSNet:
     return _build(_BASE, num_classes, **overrides)
-
