@@ -1,0 +1,129 @@
+"""Run observability on rank 0: log file, JSON-lines metrics, TensorBoard, end-of-run plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["setup_logging", "RunRecorder", "plot_training_curves", "plot_class_iou"]
+
+
+def setup_logging(work_dir: Path | None, is_main: bool, name: str = "dsnet") -> logging.Logger:
+    """Console + ``train.log`` on the main rank; warnings only elsewhere."""
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if is_main and work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(work_dir / "train.log")
+        fh.setFormatter(fmt)
+        logger.addHandler(fh)
+    return logger
+
+
+class RunRecorder:
+    """Appends scalars to ``metrics.jsonl`` and TensorBoard (when available and enabled)."""
+
+    def __init__(self, work_dir: Path, tensorboard: bool = True) -> None:
+        self.work_dir = work_dir
+        self.path = work_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(work_dir / "tensorboard"))
+            except Exception as e:  # tensorboard missing or broken: keep the JSON log
+                logging.getLogger("dsnet").warning("TensorBoard disabled: %s", e)
+
+    def log(self, kind: str, iteration: int, values: dict[str, Any]) -> None:
+        record = {"kind": kind, "iter": iteration, **values}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"{kind}/{key}", value, iteration)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(metrics_path: Path, out_path: Path) -> Path | None:
+    """Loss terms, learning rate and validation mIoU against iterations, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    train = [r for r in records if r["kind"] == "train"]
+    val = [r for r in records if r["kind"] == "val"]
+    if not train and not val:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    if train:
+        its = [r["iter"] for r in train]
+        for key in ("loss", "loss_main", "loss_aux_p", "loss_aux_d"):
+            if key in train[0]:
+                axes[0].plot(its, [r[key] for r in train], label=key)
+        axes[0].set_title("training loss")
+        axes[0].legend()
+        axes[1].plot(its, [r["lr"] for r in train])
+        axes[1].set_title("learning rate")
+    if val:
+        axes[2].plot([r["iter"] for r in val], [100 * r["miou"] for r in val], marker="o", label="mIoU")
+        if "miou_reference" in val[0]:
+            axes[2].plot(
+                [r["iter"] for r in val], [100 * r["miou_reference"] for r in val], marker="x", label="mIoU (ref.)"
+            )
+        axes[2].set_title("validation mIoU (%)")
+        axes[2].legend()
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+def plot_class_iou(iou: Sequence[float | None], class_names: Sequence[str], out_path: Path, title: str = "") -> Path:
+    """Per-class IoU bar chart (classes absent from GT and prediction are drawn empty)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.array([np.nan if v is None else float(v) for v in iou]) * 100
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(values)), 4))
+    ax.bar(range(len(values)), np.nan_to_num(values), color="tab:blue")
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title or f"per-class IoU, mIoU {np.nanmean(values):.1f}%")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
