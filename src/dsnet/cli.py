@@ -62,6 +62,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.config import load_config
+    from .engine.trainer import TrainingInterrupted, resolve_work_dir, train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.work_dir:
+        cfg.train.work_dir = args.work_dir
+    resume = args.resume
+    if resume == "auto":
+        last = resolve_work_dir(cfg) / "last.pth"
+        resume = str(last) if last.exists() else None
+    try:
+        summary = train(cfg, resume=resume, device=args.device)
+    except TrainingInterrupted as e:
+        print(f"dsnet train: {e}. Continue with: dsnet train {args.config} --resume {e.checkpoint}", file=sys.stderr)
+        return 128 + e.signum if e.signum else 1
+    if "final" in summary:
+        print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .engine.evaluate_cli import run_evaluation
+
+    run_evaluation(
+        args.config,
+        args.weights,
+        overrides=args.overrides,
+        split=args.split,
+        out=args.out,
+        device=args.device,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsnet", description="DSNet semantic segmentation")
     parser.add_argument("--version", action="version", version=f"dsnet {__version__}")
@@ -78,6 +113,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("--num-classes", type=int, default=19)
     p_info.add_argument("--json", action="store_true", help="machine-readable output")
     p_info.set_defaults(func=cmd_info)
+
+    p_train = sub.add_parser(
+        "train",
+        help="train with a YAML config (torchrun --nproc-per-node N -m dsnet train ... for DDP)",
+    )
+    p_train.add_argument("config", help="YAML config, e.g. configs/dsnet-head128_4xb6-120k_cityscapes-1024x1024.yaml")
+    p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. optim.lr=0.005")
+    p_train.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="continue from a training checkpoint (default: WORK_DIR/last.pth)",
+    )
+    p_train.add_argument("--work-dir", help="output folder (default: runs/<config name>)")
+    p_train.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p_train.set_defaults(func=cmd_train)
+
+    p_eval = sub.add_parser("eval", help="evaluate weights on a config's validation set (mIoU)")
+    p_eval.add_argument("config")
+    p_eval.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. eval.flip=true")
+    p_eval.add_argument("--weights", required=True, help="checkpoint: ours or the authors' (any layout)")
+    p_eval.add_argument("--split", default=None, help="dataset split (default: data.val_split)")
+    p_eval.add_argument("--out", default=None, help="JSON results file (default: WORK_DIR/eval_<split>.json)")
+    p_eval.add_argument("--device", default=None)
+    p_eval.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -86,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"dsnet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

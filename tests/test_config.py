@@ -1,0 +1,104 @@
+"""Config files: strict keys and types, overrides, and names that say what they are."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import dsnet
+from dsnet.engine.config import Config, ConfigError, apply_overrides, config_to_dict, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+NAME = re.compile(
+    r"dsnet-(?P<model>head64|head128|head256|base)_(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<iters>[\d.]+)k_"
+    r"(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
+)
+
+
+def test_there_is_a_config_for_every_run_of_the_authors() -> None:
+    runs = {(m["model"], m["dataset"]) for m in (NAME.fullmatch(p.stem) for p in CONFIGS) if m}
+    expected = {
+        ("head128", "cityscapes"),
+        ("base", "cityscapes"),
+        ("head256", "ade20k"),
+        ("base", "ade20k"),
+        ("head64", "bdd100k"),
+        ("base", "bdd100k"),
+        ("base", "camvid"),
+    }
+    assert expected <= runs
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_loads_and_its_name_matches_its_content(path: Path) -> None:
+    cfg = load_config(path)
+    m = NAME.fullmatch(path.stem)
+    assert m, f"{path.name} does not follow dsnet-<model>_<gpus>xb<batch>-<iters>k_<dataset>-<H>x<W>"
+    assert cfg.model.name == f"dsnet_{m['model']}"
+    assert cfg.model.name in dsnet.list_models()
+    assert cfg.data.batch_size == int(m["batch"])
+    assert cfg.data.dataset == m["dataset"]
+    assert cfg.data.crop_size == [int(m["h"]), int(m["w"])]
+    assert abs(cfg.train.iters / 1000 - float(m["iters"])) / float(m["iters"]) < 0.03
+    assert cfg.name == path.stem
+
+
+def test_unknown_keys_are_named_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown config key 'optim\.learning_rate'"):
+        load_config(path)
+    path.write_text("optim:\n  weight_decai: 0.1\n")
+    with pytest.raises(ConfigError, match=r"did you mean 'optim\.weight_decay'"):
+        load_config(path)
+    path.write_text("trian:\n  iters: 3\n")
+    with pytest.raises(ConfigError, match="'trian'.*did you mean 'train'"):
+        load_config(path)
+
+
+def test_wrong_types_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    for text, pattern in [
+        ("train:\n  iters: many\n", r"train\.iters: expected an integer"),
+        ("train:\n  iters: 1.5\n", r"train\.iters: expected an integer"),
+        ("data:\n  crop_size: [512, x]\n", r"data\.crop_size\[1\]: expected an integer"),
+        ("optim:\n  amp: fp8\n", r"optim\.amp: expected one of \['none', 'bf16', 'fp16'\]"),
+        ("model:\n  sync_bn: 1\n", r"model\.sync_bn: expected true/false"),
+        ("data: 3\n", r"data: expected a mapping"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=pattern):
+            load_config(path)
+
+
+def test_ints_are_accepted_as_floats_and_defaults_fill_in(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1\n")
+    cfg = load_config(path)
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.loss.weights == [0.6, 0.2, 0.2] and cfg.loss.ohem_min_kept == 131072
+
+
+def test_overrides() -> None:
+    cfg = apply_overrides(Config(), ["optim.lr=1e-3", "data.crop_size=[64, 96]", "model.pretrained=null", "name=x"])
+    assert cfg.optim.lr == 1e-3 and cfg.data.crop_size == [64, 96] and cfg.model.pretrained is None
+    assert cfg.name == "x"
+    with pytest.raises(ConfigError, match="unknown config key 'optim.lrr'"):
+        apply_overrides(Config(), ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="must look like"):
+        apply_overrides(Config(), ["optim.lr"])
+    with pytest.raises(ConfigError, match="train.iters: expected an integer"):
+        apply_overrides(Config(), ["train.iters=abc"])
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = apply_overrides(Config(), ["eval.scales=[0.75, 1.0, 1.25]", "eval.flip=true"])
+    assert apply_overrides(cfg, []) == cfg
+    assert config_to_dict(cfg)["eval"]["scales"] == [0.75, 1.0, 1.25]
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")

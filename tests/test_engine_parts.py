@@ -1,0 +1,116 @@
+"""Schedule, batch order, inference modes, training-state round trip."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dsnet
+from dsnet.engine.inference import predict_logits, slide_logits, whole_logits
+from dsnet.engine.sampler import ResumableBatchSampler
+from dsnet.engine.schedule import poly_lr
+from dsnet.engine.state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
+from dsnet.models import CheckpointError
+
+
+def test_poly_schedule_and_warmup() -> None:
+    assert poly_lr(0.01, 0, 100) == 0.01
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
+    assert poly_lr(0.01, 100, 100) == 0.0
+    assert poly_lr(0.01, 0, 100, warmup_iters=10, warmup_ratio=0.1) == pytest.approx(0.001)
+    assert poly_lr(0.01, 5, 100, warmup_iters=10, warmup_ratio=0.1) == pytest.approx(
+        0.01 * (1 - 0.05) ** 0.9 * 0.55
+    )
+    assert poly_lr(0.01, 10, 100, warmup_iters=10) == pytest.approx(0.01 * 0.9**0.9)
+
+
+def _take(sampler: ResumableBatchSampler, n: int) -> list[list[tuple[int, int]]]:
+    it = iter(sampler)
+    return [next(it) for _ in range(n)]
+
+
+def test_sampler_resumes_exactly_and_shards_disjointly() -> None:
+    full = _take(ResumableBatchSampler(10, 2, seed=3), 12)
+    resumed = _take(ResumableBatchSampler(10, 2, seed=3, start_iter=7), 5)
+    assert resumed == full[7:]
+    # epochs: 5 batches each, a fresh permutation per epoch, drop_last
+    epoch0 = [i for b in full[:5] for i, _ in b]
+    epoch1 = [i for b in full[5:10] for i, _ in b]
+    assert sorted(epoch0) == list(range(10)) and epoch0 != epoch1
+    assert {e for b in full[5:10] for _, e in b} == {1}
+    r0 = _take(ResumableBatchSampler(11, 2, rank=0, world_size=2, seed=3), 2)
+    r1 = _take(ResumableBatchSampler(11, 2, rank=1, world_size=2, seed=3), 2)
+    idx0 = {i for b in r0 for i, _ in b}
+    idx1 = {i for b in r1 for i, _ in b}
+    assert not idx0 & idx1 and len(idx0 | idx1) == 8
+
+
+def test_sampler_rejects_too_small_datasets() -> None:
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        ResumableBatchSampler(3, 2, world_size=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return dsnet.create_model("dsnet_head64", num_classes=3, aux_heads=False).eval()
+
+
+def test_whole_inference_pads_odd_sizes(tiny_model: torch.nn.Module) -> None:
+    x = torch.randn(1, 3, 45, 61)
+    out = whole_logits(tiny_model, x)
+    assert out.shape == (1, 3, 45, 61)
+    padded = tiny_model(torch.nn.functional.pad(x, (0, 3, 0, 3)))
+    torch.testing.assert_close(out, padded[..., :45, :61])
+
+
+def test_slide_with_one_window_equals_whole(tiny_model: torch.nn.Module) -> None:
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(slide_logits(tiny_model, x, (48, 64), (32, 32)), whole_logits(tiny_model, x))
+        out = slide_logits(tiny_model, x, (32, 32), (16, 16))
+    assert out.shape == (1, 3, 48, 64) and torch.isfinite(out).all()
+
+
+def test_tta_returns_probabilities(tiny_model: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 48, 64)
+    out = predict_logits(tiny_model, x, scales=(0.75, 1.0), flip=True)
+    assert out.shape == (2, 3, 48, 64)
+    torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 48, 64))
+    single = predict_logits(tiny_model, x)
+    torch.testing.assert_close(single, whole_logits(tiny_model, x))
+    # flip TTA of a mirror-symmetric input is itself symmetric
+    sym = torch.cat([x[..., :32], x[..., :32].flip(-1)], dim=-1)
+    out = predict_logits(tiny_model, sym, flip=True)
+    torch.testing.assert_close(out, out.flip(-1))
+
+
+def test_inference_argument_errors(tiny_model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="'whole' or 'slide'"):
+        predict_logits(tiny_model, torch.randn(1, 3, 8, 8), mode="tile")
+    with pytest.raises(ValueError, match="crop size"):
+        predict_logits(tiny_model, torch.randn(1, 3, 8, 8), mode="slide")
+
+
+def test_rng_state_round_trip(tmp_path: Path) -> None:
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    state = capture_rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    path = save_training_state(tmp_path / "s.pth", rng=state, iteration=5)
+    loaded = load_training_state(path)  # weights_only=True inside
+    restore_rng_state(loaded["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+    assert loaded["iteration"] == 5
+
+
+def test_training_state_rejects_plain_weights(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="not a dsnet training state"):
+        load_training_state(path)
