@@ -41,7 +41,7 @@ def run_evaluation(
             cfg.data.dataset,
             cfg.data.root,
             split,
-            transform=EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side),
+            transform=EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side, size_divisor=1),
             seed=cfg.train.seed,
             on_bad_sample=cfg.data.on_bad_sample,
             **cfg.data.options,

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..models import create_model, load_weights, save_weights
 from .config import Config, config_to_dict
@@ -48,21 +48,6 @@ class TrainingInterrupted(Exception):
         self.signum = signum
         self.iteration = iteration
         self.checkpoint = checkpoint
-
-
-class _EpochIndexed(Dataset):
-    """Lets the batch sampler pass ``(index, epoch)`` so augmentation is seeded per sample."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, epoch = key
-        self.dataset.set_epoch(epoch)
-        return self.dataset[index]
 
 
 def _worker_init(_: int) -> None:
@@ -106,7 +91,8 @@ def build_datasets(cfg: Config, splits: tuple[str, ...] = ("train", "val")) -> d
         )
     if "val" in splits:
         short = cfg.eval.short_side
-        transform = EvalTransform(mean=info.mean, std=info.std, short_side=short)
+        # no padding here: inference pads to the model's multiple itself (with the mean colour)
+        transform = EvalTransform(mean=info.mean, std=info.std, short_side=short, size_divisor=1)
         out["val"] = build_dataset(
             d.dataset,
             d.root,
@@ -161,6 +147,7 @@ class Trainer:
         self.work_dir = resolve_work_dir(cfg)
         self.logger = setup_logging(self.work_dir, self.env.is_main)
         self._stop_signal: int | None = None
+        self.use_sync_bn = self.env.distributed and cfg.model.sync_bn and self.env.device.type != "cpu"
         self._validate_config()
 
         torch.manual_seed(cfg.train.seed)
@@ -183,8 +170,11 @@ class Trainer:
         model.to(self.env.device)
         if cfg.model.channels_last:
             model.to(memory_format=torch.channels_last)
-        if self.env.distributed and cfg.model.sync_bn:
+        if self.use_sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif self.env.distributed and cfg.model.sync_bn:
+            self.logger.warning("SyncBatchNorm needs GPUs; on %s each process keeps its own BN statistics",
+                                self.env.device.type)
         self.model = model
         self.ddp: nn.Module = (
             DDP(model, device_ids=[self.env.local_rank] if self.env.device.type == "cuda" else None)
@@ -230,7 +220,7 @@ class Trainer:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if c.data.batch_size == 1 and not (self.env.distributed and c.model.sync_bn):
+        if c.data.batch_size == 1 and not self.use_sync_bn:
             raise ValueError(
                 "data.batch_size=1 cannot train DSNet (BatchNorm on its 1x1 pooled maps needs >= 2 "
                 "samples); use >= 2 per device or SyncBatchNorm across devices"
@@ -287,7 +277,7 @@ class Trainer:
         )
         self.batches_per_epoch = sampler.batches_per_epoch
         loader = DataLoader(
-            _EpochIndexed(self.train_set),
+            self.train_set,  # indexed by (index, epoch): augmentation seeded per sample
             batch_sampler=sampler,
             num_workers=d.num_workers,
             pin_memory=self.env.device.type == "cuda",
@@ -537,11 +527,12 @@ class Trainer:
 
 
 def _param_divergence(model: nn.Module) -> float:
-    """Largest absolute difference between this rank's parameters and rank 0's (should be 0)."""
+    """Largest absolute difference between this rank's parameters and rank 0's (should be 0).
+
+    Parameters only: without SyncBatchNorm (CPU) each rank's BN running statistics legitimately differ.
+    """
     worst = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
-    for p in model.state_dict().values():
-        if not p.is_floating_point():
-            continue
+    for p in model.parameters():
         ref = p.detach().clone()
         dist.broadcast(ref, src=0)
         worst = torch.maximum(worst, (p.detach() - ref).abs().max().double())

@@ -283,7 +283,7 @@ def load_weights(
     return report
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -313,9 +313,9 @@ def save_weights(
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        _atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
+        atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
     else:
-        _atomic_write(path, lambda tmp: torch.save({"state_dict": sd, "meta": meta}, tmp))
+        atomic_write(path, lambda tmp: torch.save({"state_dict": sd, "meta": meta}, tmp))
     return path
 
 
@@ -334,5 +334,5 @@ def save_authors_checkpoint(model: nn.Module, path: str | os.PathLike, *, full_m
     """Write ``{'state_dict': ...}`` in the authors' layout (loadable by their ``train.py``)."""
     path = Path(path)
     sd = to_authors_state_dict(model, full_model=full_model)
-    _atomic_write(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
+    atomic_write(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
     return path

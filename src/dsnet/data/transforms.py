@@ -1,0 +1,321 @@
+"""Joint image + label transforms (OpenCV), following the DSNet authors' training pipeline.
+
+A transform is a callable ``(image, label, rng) -> (image_tensor, label_tensor)`` where ``image`` is an
+RGB uint8 (H, W, 3) array, ``label`` a (H, W) array of training ids (255 = ignore) and ``rng`` a
+``numpy.random.Generator``. All randomness comes from ``rng``, so a dataset that derives ``rng`` from
+``(seed, epoch, index)`` yields the same sample whatever the number of DataLoader workers.
+
+Outputs: image float32 tensor (3, H, W), normalised ``(x / 255 - mean) / std``; label int64 tensor (H, W).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------------------------------
+# normalisation
+
+
+def normalize(
+    image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (H, W, 3): ``(image / 255 - mean) / std``."""
+    scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32)
+    offset = (-np.asarray(mean, np.float64) / np.asarray(std, np.float64)).astype(np.float32)
+    out = image.astype(np.float32)
+    out *= scale
+    out += offset
+    return out
+
+
+def denormalize(
+    image: torch.Tensor | np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """Inverse of the normalisation: (3, H, W) or (N, 3, H, W) tensor/array -> uint8 (H, W, 3) / (N, H, W, 3)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image, np.float32)
+    if image.ndim not in (3, 4) or image.shape[-3] != 3:
+        raise ValueError(f"expected (3, H, W) or (N, 3, H, W), got shape {image.shape}")
+    chw = np.moveaxis(image, -3, -1)
+    out = (chw * np.asarray(std, np.float32) + np.asarray(mean, np.float32)) * 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _to_tensors(image: np.ndarray, label: np.ndarray, scale: np.ndarray, offset: np.ndarray):
+    # normalise on the (small) cropped uint8 image; HWC -> CHW in the same pass
+    chw = np.empty((3, *image.shape[:2]), np.float32)
+    for c in range(3):
+        np.multiply(image[:, :, c], scale[c], out=chw[c], dtype=np.float32)
+        chw[c] += offset[c]
+    return torch.from_numpy(chw), torch.from_numpy(label.astype(np.int64))
+
+
+def _norm_consts(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError("mean and std must have 3 values (RGB)")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std must be positive, got {tuple(std)}")
+    m = np.asarray(mean, np.float64)
+    s = np.asarray(std, np.float64)
+    return (1.0 / (255.0 * s)).astype(np.float32), (-m / s).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# geometry helpers
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def short_side_size(h: int, w: int, short_side: int) -> tuple[int, int]:
+    """(H, W) after resizing so that the short side equals ``short_side`` (aspect ratio kept)."""
+    if h <= w:
+        return short_side, max(1, _round_half_up(w * short_side / h))
+    return max(1, _round_half_up(h * short_side / w)), short_side
+
+
+def long_side_size(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """(H, W) after resizing so that the long side equals ``long_side`` (aspect ratio kept)."""
+    if h > w:
+        return long_side, max(1, _round_half_up(w * long_side / h))
+    return max(1, _round_half_up(h * long_side / w)), long_side
+
+
+def _resize_pair(image: np.ndarray, label: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    if image.shape[:2] == hw:
+        return image, label
+    size = (hw[1], hw[0])
+    return (
+        cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+        cv2.resize(label, size, interpolation=cv2.INTER_NEAREST),
+    )
+
+
+def _pad_bottom_right(
+    image: np.ndarray, label: np.ndarray | None, hw: tuple[int, int], ignore_index: int, pad_value: float = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    h, w = image.shape[:2]
+    ph, pw = max(hw[0] - h, 0), max(hw[1] - w, 0)
+    if ph == 0 and pw == 0:
+        return image, label
+    image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    if label is not None:
+        label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=ignore_index)
+    return image, label
+
+
+def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    if label.ndim != 2 or label.shape != image.shape[:2]:
+        raise ValueError(f"label must be (H, W) = {image.shape[:2]}, got {label.shape}")
+
+
+def _as_uint8_label(label: np.ndarray, ignore_index: int) -> np.ndarray:
+    if label.dtype == np.uint8:
+        return label
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError("label values must fit in 0..255 (255 = ignore) for the OpenCV transforms")
+    return label.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# transforms
+
+
+class TrainTransform:
+    """The DSNet/HRNet training augmentation.
+
+    1. optional pre-resize of the short side to ``short_side`` (the authors' ADE20K pipeline);
+    2. random scale ``s``: by default ``s = lo + step * k`` with ``k`` uniform in ``0..round((hi-lo)/step)``
+       (the reference's ``0.4 + randint(0, 13) / 10``); ``scale_step=None`` draws ``s`` uniformly in
+       ``[lo, hi]``. The image is resized so that its LONG side is ``round(base_size * s)``
+       (bilinear image, nearest label). Steps 1 and 2 are done as a single resize;
+    3. pad bottom/right up to ``crop_size`` (image 0, label ``ignore_index``);
+    4. random ``crop_size`` crop; 5. horizontal flip with probability 0.5 (if ``flip``);
+    6. normalise ``(x / 255 - mean) / std``; HWC -> CHW float32 tensor, label int64 tensor.
+
+    ``crop_size`` is ``(H, W)``. Random draws, in order: scale, crop y, crop x, flip.
+    """
+
+    def __init__(
+        self,
+        crop_size: tuple[int, int] | int,
+        base_size: int,
+        scale_range: tuple[float, float] = (0.4, 1.7),
+        scale_step: float | None = 0.1,
+        flip: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        ignore_index: int = 255,
+        short_side: int | None = None,
+        multi_scale: bool = True,
+    ) -> None:
+        if isinstance(crop_size, int):
+            crop_size = (crop_size, crop_size)
+        crop_size = tuple(int(v) for v in crop_size)
+        if len(crop_size) != 2 or min(crop_size) <= 0:
+            raise ValueError(f"crop_size must be (H, W) with positive values, got {crop_size}")
+        if base_size <= 0:
+            raise ValueError(f"base_size must be positive, got {base_size}")
+        lo, hi = (float(v) for v in scale_range)
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+        if scale_step is not None and scale_step <= 0:
+            raise ValueError(f"scale_step must be positive or None, got {scale_step}")
+        if short_side is not None and short_side <= 0:
+            raise ValueError(f"short_side must be positive or None, got {short_side}")
+        if not 0 <= ignore_index <= 255:
+            raise ValueError(f"ignore_index must be in 0..255, got {ignore_index}")
+        self.crop_size: tuple[int, int] = crop_size  # type: ignore[assignment]
+        self.base_size = int(base_size)
+        self.scale_range = (lo, hi)
+        self.scale_step = scale_step
+        self.num_scale_steps = None if scale_step is None else _round_half_up((hi - lo) / scale_step)
+        self.flip = flip
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.ignore_index = ignore_index
+        self.short_side = short_side
+        self.multi_scale = multi_scale
+        self._scale, self._offset = _norm_consts(mean, std)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(crop_size={self.crop_size}, base_size={self.base_size}, "
+            f"scale_range={self.scale_range}, scale_step={self.scale_step}, flip={self.flip}, "
+            f"short_side={self.short_side}, multi_scale={self.multi_scale})"
+        )
+
+    def sample_scale(self, rng: np.random.Generator) -> float:
+        lo, hi = self.scale_range
+        if self.num_scale_steps is None:
+            return float(rng.uniform(lo, hi))
+        return lo + self.scale_step * int(rng.integers(0, self.num_scale_steps + 1))
+
+    def target_size(self, h: int, w: int, scale: float) -> tuple[int, int]:
+        """(H, W) of the resized image, before padding and cropping."""
+        if self.short_side is not None:
+            h, w = short_side_size(h, w, self.short_side)
+        return long_side_size(h, w, _round_half_up(self.base_size * scale))
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        _check_pair(image, label)
+        label = _as_uint8_label(label, self.ignore_index)
+        ch, cw = self.crop_size
+
+        if self.multi_scale:
+            scale = self.sample_scale(rng)
+            image, label = _resize_pair(image, label, self.target_size(*image.shape[:2], scale))
+        elif self.short_side is not None:
+            image, label = _resize_pair(image, label, short_side_size(*image.shape[:2], self.short_side))
+
+        image, label = _pad_bottom_right(image, label, (ch, cw), self.ignore_index)
+        h, w = label.shape
+        y = int(rng.integers(0, h - ch + 1))
+        x = int(rng.integers(0, w - cw + 1))
+        image = image[y : y + ch, x : x + cw]
+        label = label[y : y + ch, x : x + cw]
+        if self.flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+            label = label[:, ::-1]
+        return _to_tensors(image, label, self._scale, self._offset)
+
+
+class EvalTransform:
+    """Evaluation transform: (optional short-side resize), pad to a multiple of ``size_divisor``, normalise.
+
+    * ``short_side=None`` (Cityscapes, BDD, CamVid): the image keeps its size; image and label are both
+      padded bottom/right to a multiple of ``size_divisor`` (image with 0 before normalisation, label with
+      ``ignore_index``), so padded pixels never count in the metrics. Prediction and label have the same size.
+    * ``short_side=N`` (ADE20K: 512): the image is resized (bilinear) so its short side is N, then padded;
+      the label stays at its ORIGINAL resolution and is not padded (standard ADE20K evaluation on whole
+      images). Use :meth:`restore` to crop the padding off the logits and resize them to the label size.
+
+    ``rng`` is accepted for interface compatibility and ignored (evaluation is deterministic).
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        short_side: int | None = None,
+        size_divisor: int = 8,
+        ignore_index: int = 255,
+    ) -> None:
+        if size_divisor < 1:
+            raise ValueError(f"size_divisor must be >= 1, got {size_divisor}")
+        if short_side is not None and short_side <= 0:
+            raise ValueError(f"short_side must be positive or None, got {short_side}")
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.short_side = short_side
+        self.size_divisor = size_divisor
+        self.ignore_index = ignore_index
+        self._scale, self._offset = _norm_consts(mean, std)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(short_side={self.short_side}, size_divisor={self.size_divisor})"
+
+    def _padded(self, h: int, w: int) -> tuple[int, int]:
+        d = self.size_divisor
+        return -(-h // d) * d, -(-w // d) * d
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        """(H, W) of the network input for an original image of size (h, w), before padding."""
+        return (h, w) if self.short_side is None else short_side_size(h, w, self.short_side)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None):
+        _check_pair(image, label)
+        label = _as_uint8_label(label, self.ignore_index)
+        if self.short_side is None:
+            image, label = _pad_bottom_right(image, label, self._padded(*label.shape), self.ignore_index)
+        else:
+            hw = self.input_size(*label.shape)
+            if hw != image.shape[:2]:
+                image = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+            image, _ = _pad_bottom_right(image, None, self._padded(*hw), self.ignore_index)
+        return _to_tensors(image, label, self._scale, self._offset)
+
+    def restore(self, logits: torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
+        """Logits (N, C, H', W') for the padded input -> logits (N, C, *label_size) aligned with the label."""
+        h, w = int(label_size[0]), int(label_size[1])
+        if self.short_side is None:
+            return logits[..., :h, :w]
+        ih, iw = self.input_size(h, w)
+        logits = logits[..., :ih, :iw]
+        if (ih, iw) == (h, w):
+            return logits
+        return torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# DataLoader workers
+
+
+def configure_worker_threads() -> None:
+    """Disable OpenCV's own thread pool (and OpenCL) in a DataLoader worker to avoid oversubscription."""
+    cv2.setNumThreads(0)
+    cv2.ocl.setUseOpenCL(False)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """``DataLoader(worker_init_fn=...)``: single-threaded OpenCV and torch in each worker.
+
+    Randomness needs no seeding here: datasets derive each sample's generator from (seed, epoch, index).
+    """
+    configure_worker_threads()
+    torch.set_num_threads(1)
