@@ -22,9 +22,7 @@ def test_poly_schedule_and_warmup() -> None:
     assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
     assert poly_lr(0.01, 100, 100) == 0.0
     assert poly_lr(0.01, 0, 100, warmup_iters=10, warmup_ratio=0.1) == pytest.approx(0.001)
-    assert poly_lr(0.01, 5, 100, warmup_iters=10, warmup_ratio=0.1) == pytest.approx(
-        0.01 * (1 - 0.05) ** 0.9 * 0.55
-    )
+    assert poly_lr(0.01, 5, 100, warmup_iters=10, warmup_ratio=0.1) == pytest.approx(0.01 * (1 - 0.05) ** 0.9 * 0.55)
     assert poly_lr(0.01, 10, 100, warmup_iters=10) == pytest.approx(0.01 * 0.9**0.9)
 
 

@@ -61,8 +61,18 @@ def test_cli_training_run_writes_checkpoints_logs_and_metrics(tmp_path: Path) ->
     cfg = _config(tmp_path, iters=4, tb=True)
     work = tmp_path / "run"
     assert main(["train", str(cfg), "--work-dir", str(work), "optim.lr=0.02"]) == 0
-    for name in ("last.pth", "best.safetensors", "final.safetensors", "config.yaml", "metrics.jsonl",
-                 "train.log", "summary.json", "curves.png", "class_iou.png", "best_metrics.json"):
+    for name in (
+        "last.pth",
+        "best.safetensors",
+        "final.safetensors",
+        "config.yaml",
+        "metrics.jsonl",
+        "train.log",
+        "summary.json",
+        "curves.png",
+        "class_iou.png",
+        "best_metrics.json",
+    ):
         assert (work / name).is_file(), name
     assert any((work / "tensorboard").iterdir())
     saved = load_config(work / "config.yaml")
@@ -72,15 +82,30 @@ def test_cli_training_run_writes_checkpoints_logs_and_metrics(tmp_path: Path) ->
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     train_its = [r["iter"] for r in records if r["kind"] == "train"]
     assert train_its == [1, 2, 3, 4]
-    assert all({"loss", "loss_main", "loss_aux_p", "loss_aux_d", "lr", "images_per_s"} <= r.keys()
-               for r in records if r["kind"] == "train")
+    assert all(
+        {"loss", "loss_main", "loss_aux_p", "loss_aux_d", "lr", "images_per_s"} <= r.keys()
+        for r in records
+        if r["kind"] == "train"
+    )
     assert [r["iter"] for r in records if r["kind"] == "val"] == [3, 4]
     summary = json.loads((work / "summary.json").read_text())
     assert 0 <= summary["final"]["miou"] <= 1 and len(summary["final"]["confusion_matrix"]) == 11
     # the written weights evaluate through `dsnet eval`
     out = tmp_path / "eval.json"
-    assert main(["eval", str(cfg), "--weights", str(work / "final.safetensors"), "--out", str(out),
-                 "train.max_val_samples=3"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(cfg),
+                "--weights",
+                str(work / "final.safetensors"),
+                "--out",
+                str(out),
+                "train.max_val_samples=3",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["num_images"] == 3 and result["confusion_matrix"] == summary["final"]["confusion_matrix"]
     assert result["miou"] == pytest.approx(summary["final"]["miou"])
@@ -151,7 +176,9 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes_identically(tmp_path: P
     reference = tmp_path / "reference"
     subprocess.run(
         [sys.executable, "-m", "dsnet", "train", str(cfg), "--work-dir", str(reference)],
-        env=env, check=True, capture_output=True,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     _assert_same_weights(work / "final.safetensors", reference / "final.safetensors")
 
@@ -163,16 +190,29 @@ def _free_port() -> int:
 
 
 def _torchrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-            "--master-port", str(_free_port()), "-m", "dsnet", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "dsnet",
+        *args,
+    ]
 
 
 def test_two_process_ddp_training_and_evaluation(tmp_path: Path) -> None:
     cfg = _config(tmp_path, iters=3)
     work = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(_torchrun("train", str(cfg), "--work-dir", str(work)), env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        _torchrun("train", str(cfg), "--work-dir", str(work)), env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((work / "summary.json").read_text())
     assert summary["world_size"] == 2
@@ -182,10 +222,15 @@ def test_two_process_ddp_training_and_evaluation(tmp_path: Path) -> None:
     weights = str(work / "final.safetensors")
     # 5 images over 2 ranks: uneven shards, nothing counted twice
     single, double = tmp_path / "single.json", tmp_path / "double.json"
-    assert main(["eval", str(cfg), "--weights", weights, "--out", str(single), "train.max_val_samples=5"]) == 0
+    # same thread count on both sides, so the forward passes are numerically identical
+    single_cmd = [sys.executable, "-m", "dsnet", "eval", str(cfg), "--weights", weights, "--out", str(single)]
+    subprocess.run([*single_cmd, "train.max_val_samples=5"], env=env, check=True, capture_output=True)
     run = subprocess.run(
         _torchrun("eval", str(cfg), "--weights", weights, "--out", str(double), "train.max_val_samples=5"),
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     a, b = json.loads(single.read_text()), json.loads(double.read_text())

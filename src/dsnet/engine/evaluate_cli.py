@@ -7,13 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..models import create_model, get_model_info, load_weights
+from ..models import create_model, load_weights
 from .config import load_config
 from .distributed import cleanup, init_distributed
 from .evaluator import evaluate
 from .metrics import format_table
 from .observe import plot_class_iou, setup_logging
-from .trainer import resolve_work_dir
+from .trainer import build_split, resolve_work_dir
 
 __all__ = ["run_evaluation"]
 
@@ -28,24 +28,13 @@ def run_evaluation(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``weights`` with the dataset and ``eval`` section of ``config``; returns the results."""
-    from ..data import EvalTransform, build_dataset
-
     cfg = load_config(config, overrides)
     env = init_distributed(device)
     work_dir = resolve_work_dir(cfg)
     logger = setup_logging(None, env.is_main)
     try:
-        info = get_model_info(cfg.model.name)
         split = split or cfg.data.val_split
-        dataset = build_dataset(
-            cfg.data.dataset,
-            cfg.data.root,
-            split,
-            transform=EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side, size_divisor=1),
-            seed=cfg.train.seed,
-            on_bad_sample=cfg.data.on_bad_sample,
-            **cfg.data.options,
-        )
+        dataset = build_split(cfg, split, train=False)
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=False)
         report = load_weights(model, weights)
         logger.info("%s", report)
@@ -74,8 +63,10 @@ def run_evaluation(
             "dataset": cfg.data.dataset,
             "split": split,
             "num_images": min(len(dataset), cfg.train.max_val_samples or len(dataset)),
-            "eval": {k: getattr(cfg.eval, k) for k in ("mode", "crop_size", "stride", "scales", "flip", "short_side",
-                                                          "random_crop")},
+            "eval": {
+                k: getattr(cfg.eval, k)
+                for k in ("mode", "crop_size", "stride", "scales", "flip", "short_side", "random_crop")
+            },
             "world_size": env.world_size,
             "class_names": list(dataset.info.classes),
             **metrics.to_dict(),
@@ -87,7 +78,9 @@ def run_evaluation(
             out_path.parent.mkdir(parents=True, exist_ok=True)
             out_path.write_text(json.dumps(result, indent=1))
             plot_class_iou(
-                result["iou"], result["class_names"], out_path.with_suffix(".png"),
+                result["iou"],
+                result["class_names"],
+                out_path.with_suffix(".png"),
                 title=f"{cfg.model.name} on {cfg.data.dataset} {split}: mIoU {100 * metrics.miou:.2f}%",
             )
             logging.getLogger("dsnet").info("results written to %s", out_path)

@@ -37,7 +37,7 @@ from .sampler import ResumableBatchSampler
 from .schedule import poly_lr
 from .state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
 
-__all__ = ["Trainer", "train", "build_datasets", "TrainingInterrupted", "resolve_work_dir"]
+__all__ = ["Trainer", "train", "build_datasets", "build_split", "TrainingInterrupted", "resolve_work_dir"]
 
 
 class TrainingInterrupted(Exception):
@@ -61,16 +61,15 @@ def resolve_work_dir(cfg: Config) -> Path:
     return Path(cfg.train.work_dir or Path("runs") / cfg.name)
 
 
-def build_datasets(cfg: Config, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
-    """The training / validation datasets of a config with their transforms."""
+def build_split(cfg: Config, split: str, train: bool) -> Any:
+    """One split of the config's dataset, with the training or the evaluation transform."""
     from ..data import EvalTransform, TrainTransform, build_dataset
     from ..models import get_model_info
 
     info = get_model_info(cfg.model.name)
     d = cfg.data
-    out: dict[str, Any] = {}
-    if "train" in splits:
-        transform = TrainTransform(
+    if train:
+        transform: Any = TrainTransform(
             crop_size=tuple(d.crop_size),
             base_size=d.base_size,
             scale_range=tuple(d.scale_range),
@@ -80,35 +79,23 @@ def build_datasets(cfg: Config, splits: tuple[str, ...] = ("train", "val")) -> d
             mean=info.mean,
             std=info.std,
         )
-        out["train"] = build_dataset(
-            d.dataset,
-            d.root,
-            d.train_split,
-            transform=transform,
-            seed=cfg.train.seed,
-            on_bad_sample=d.on_bad_sample,
-            **d.options,
-        )
-    if "val" in splits:
-        short = cfg.eval.short_side
+    else:
         # no padding here: inference pads to the model's multiple itself (with the mean colour)
-        transform = EvalTransform(mean=info.mean, std=info.std, short_side=short, size_divisor=1)
-        out["val"] = build_dataset(
-            d.dataset,
-            d.root,
-            d.val_split,
-            transform=transform,
-            seed=cfg.train.seed,
-            on_bad_sample=d.on_bad_sample,
-            **d.options,
+        transform = EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side, size_divisor=1)
+    ds = build_dataset(
+        d.dataset, d.root, split, transform=transform, seed=cfg.train.seed, on_bad_sample=d.on_bad_sample, **d.options
+    )
+    if ds.num_classes != cfg.model.num_classes:
+        raise ValueError(
+            f"model.num_classes={cfg.model.num_classes} but the {split!r} split of {d.dataset} at {d.root} "
+            f"has {ds.num_classes} classes"
         )
-    for split, ds in out.items():
-        if ds.num_classes != cfg.model.num_classes:
-            raise ValueError(
-                f"model.num_classes={cfg.model.num_classes} but the {split} set ({d.dataset} at {d.root}) "
-                f"has {ds.num_classes} classes"
-            )
-    return out
+    return ds
+
+
+def build_datasets(cfg: Config) -> dict[str, Any]:
+    """The training and validation datasets of a config with their transforms."""
+    return {"train": build_split(cfg, cfg.data.train_split, True), "val": build_split(cfg, cfg.data.val_split, False)}
 
 
 def _class_weights(cfg: Config) -> list[float] | None:
@@ -173,8 +160,9 @@ class Trainer:
         if self.use_sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif self.env.distributed and cfg.model.sync_bn:
-            self.logger.warning("SyncBatchNorm needs GPUs; on %s each process keeps its own BN statistics",
-                                self.env.device.type)
+            self.logger.warning(
+                "SyncBatchNorm needs GPUs; on %s each process keeps its own BN statistics", self.env.device.type
+            )
         self.model = model
         self.ddp: nn.Module = (
             DDP(model, device_ids=[self.env.local_rank] if self.env.device.type == "cuda" else None)
@@ -517,7 +505,9 @@ class Trainer:
                 summary["final"] = m.to_dict()
                 summary["final"]["confusion_matrix"] = last_val["confusion"].matrix.cpu().tolist()
                 plot_class_iou(
-                    list(summary["final"]["iou"]), self.class_names, self.work_dir / "class_iou.png",
+                    list(summary["final"]["iou"]),
+                    self.class_names,
+                    self.work_dir / "class_iou.png",
                     title=f"{self.cfg.name}: per-class IoU at iteration {self.iteration}",
                 )
             plot_training_curves(self.work_dir / "metrics.jsonl", self.work_dir / "curves.png")

@@ -1,0 +1,59 @@
+"""Evaluation options on real CamVid images: whole vs sliding window, TTA, the authors' random crop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dsnet
+from dsnet.engine.config import Config, apply_overrides
+from dsnet.engine.evaluator import evaluate
+from dsnet.engine.trainer import build_split
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[torch.nn.Module, object, Config]:
+    cfg = apply_overrides(
+        Config(),
+        [
+            "model.name=dsnet_head64",
+            "model.num_classes=11",
+            "data.dataset=camvid",
+            f"data.root={shared_path('data', 'camvid')}",
+            "eval.num_workers=0",
+        ],
+    )
+    torch.manual_seed(0)
+    model = dsnet.create_model("dsnet_head64", num_classes=11, aux_heads=False).eval()
+    return model, build_split(cfg, "val", train=False), cfg
+
+
+def _run(setup, overrides: list[str], seed: int = 0):  # type: ignore[no-untyped-def]
+    model, dataset, cfg = setup
+    ecfg = apply_overrides(cfg, overrides).eval
+    return evaluate(model, dataset, 11, ecfg, device=torch.device("cpu"), max_samples=2, seed=seed)
+
+
+def test_one_window_slide_equals_whole_image(setup) -> None:  # type: ignore[no-untyped-def]
+    _, whole = _run(setup, [])
+    _, slide = _run(setup, ["eval.mode=slide", "eval.crop_size=[360, 480]", "eval.stride=[240, 320]"])
+    assert torch.equal(whole.matrix, slide.matrix)
+    assert int(whole.matrix.sum()) == 2 * 360 * 480 - int((setup[1][0][1] == 255).sum() + (setup[1][1][1] == 255).sum())
+
+
+def test_overlapping_windows_and_tta_count_every_pixel_once(setup) -> None:  # type: ignore[no-untyped-def]
+    _, whole = _run(setup, [])
+    _, slide = _run(setup, ["eval.mode=slide", "eval.crop_size=[256, 256]", "eval.stride=[128, 128]"])
+    _, tta = _run(setup, ["eval.scales=[0.5, 1.0]", "eval.flip=true"])
+    assert int(slide.matrix.sum()) == int(whole.matrix.sum()) == int(tta.matrix.sum())
+
+
+def test_authors_random_crop_protocol_is_seeded(setup) -> None:  # type: ignore[no-untyped-def]
+    _, a = _run(setup, ["eval.random_crop=[128, 128]"], seed=1)
+    _, b = _run(setup, ["eval.random_crop=[128, 128]"], seed=1)
+    assert torch.equal(a.matrix, b.matrix)
+    assert int(a.matrix.sum()) <= 2 * 128 * 128
+    with pytest.raises(ValueError, match="batch_size=1"):
+        _run(setup, ["eval.random_crop=[128, 128]", "eval.batch_size=2"])
