@@ -115,13 +115,13 @@ def plot_class_iou(iou: Sequence[float | None], class_names: Sequence[str], out_
     import matplotlib.pyplot as plt
 
     values = np.array([np.nan if v is None else float(v) for v in iou]) * 100
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(values)), 4))
+    fig, ax = plt.subplots(figsize=(min(max(8, 0.45 * len(values)), 40), 4.5))
     ax.bar(range(len(values)), np.nan_to_num(values), color="tab:blue")
     ax.set_xticks(range(len(values)))
     ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title or f"per-class IoU, mIoU {np.nanmean(values):.1f}%")
+    ax.set_title(title or f"per-class IoU, mIoU {np.nanmean(values):.1f}%", fontsize=10, wrap=True)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
