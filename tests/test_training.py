@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import dsnet
 from dsnet.cli import main
 from dsnet.engine.config import load_config
 from dsnet.engine.state import load_training_state
@@ -79,6 +80,9 @@ def test_cli_training_run_writes_checkpoints_logs_and_metrics(tmp_path: Path) ->
     assert saved.optim.lr == 0.02 and saved.train.iters == 4  # the resolved config, overrides applied
     state = load_training_state(work / "last.pth")
     assert state["iteration"] == 4 and "optimizer" in state and "rng" in state
+    # a training state is also an accepted weights file
+    model = dsnet.create_model("dsnet_head64", num_classes=11, weights=work / "last.pth")
+    assert torch.equal(model.state_dict()["lastlayer.conv2.bias"], state["model"]["lastlayer.conv2.bias"])
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     train_its = [r["iter"] for r in records if r["kind"] == "train"]
     assert train_its == [1, 2, 3, 4]
@@ -237,3 +241,28 @@ def test_two_process_ddp_training_and_evaluation(tmp_path: Path) -> None:
     assert b["world_size"] == 2
     assert a["confusion_matrix"] == b["confusion_matrix"]
     assert sum(map(sum, a["confusion_matrix"])) > 0
+
+
+def test_gradient_accumulation_and_bf16_autocast_run(tmp_path: Path) -> None:
+    cfg = load_config(
+        _config(tmp_path, iters=2),
+        [f"train.work_dir={tmp_path / 'acc'}", "optim.grad_accum=2", "optim.amp=bf16", "train.val_interval=100"],
+    )
+    summary = Trainer(cfg).run()
+    assert summary["iterations"] == 2
+    records = [json.loads(line) for line in (tmp_path / "acc" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    # two micro-batches of 2 per iteration: 4 images/iteration; CamVid train has 367 // 2 = 183 batches/epoch
+    assert train[-1]["epoch"] == pytest.approx(4 / 183)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in train)
+
+
+def test_fp16_on_cpu_and_bad_batch_sizes_are_refused(tmp_path: Path) -> None:
+    for override, pattern in [
+        ("optim.amp=fp16", "fp16 needs a CUDA device"),
+        ("data.batch_size=1", "batch_size=1 cannot train"),
+        ("data.crop_size=[60, 64]", "multiples of 8"),
+    ]:
+        cfg = load_config(_config(tmp_path), [override, f"train.work_dir={tmp_path / 'x'}"])
+        with pytest.raises(ValueError, match=pattern):
+            Trainer(cfg)
