@@ -57,3 +57,27 @@ def test_authors_random_crop_protocol_is_seeded(setup) -> None:  # type: ignore[
     assert int(a.matrix.sum()) <= 2 * 128 * 128
     with pytest.raises(ValueError, match="batch_size=1"):
         _run(setup, ["eval.random_crop=[128, 128]", "eval.batch_size=2"])
+
+
+def test_ade20k_whole_image_evaluation_at_short_side_512_scores_every_labelled_pixel() -> None:
+    cfg = apply_overrides(
+        Config(),
+        [
+            "model.name=dsnet_head64",
+            "model.num_classes=150",
+            "data.dataset=ade20k",
+            f"data.root={shared_path('data', 'ade20k')}",
+            "data.val_split=validation",
+            "eval.short_side=512",
+            "eval.num_workers=0",
+        ],
+    )
+    dataset = build_split(cfg, "validation", train=False)
+    image, label = dataset[0]
+    assert min(image.shape[-2:]) == 512  # inference at short side 512 ...
+    labelled = sum(int((dataset[i][1] != 255).sum()) for i in range(len(dataset)))
+    torch.manual_seed(0)
+    model = dsnet.create_model("dsnet_head64", num_classes=150, aux_heads=False).eval()
+    metrics, cm = evaluate(model, dataset, 150, cfg.eval, device=torch.device("cpu"))
+    assert int(cm.matrix.sum()) == labelled  # ... scored on every labelled pixel at the original size
+    assert 0.0 <= metrics.miou <= 1.0

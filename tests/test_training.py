@@ -266,3 +266,21 @@ def test_fp16_on_cpu_and_bad_batch_sizes_are_refused(tmp_path: Path) -> None:
         cfg = load_config(_config(tmp_path), [override, f"train.work_dir={tmp_path / 'x'}"])
         with pytest.raises(ValueError, match=pattern):
             Trainer(cfg)
+
+
+def test_ctrl_c_to_the_process_group_with_loader_workers_still_checkpoints(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, iters=200, workers=1)
+    work = tmp_path / "ctrl-c"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "dsnet", "train", str(cfg), "--work-dir", str(work)]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _wait_for(work / "metrics.jsonl", lambda text: text.count('"train"') >= 2)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: main process and workers
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert 2 <= load_training_state(work / "last.pth")["iteration"] < 200

@@ -55,6 +55,10 @@ def _worker_init(_: int) -> None:
 
     cv2.setNumThreads(0)  # one OpenCV thread per loader worker: no oversubscription
     torch.set_num_threads(1)
+    # Ctrl-C / a scheduler's SIGTERM reach the whole process group: workers leave the shutdown to
+    # the main process, which finishes its iteration and writes the checkpoint (they exit with it).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def resolve_work_dir(cfg: Config) -> Path:
