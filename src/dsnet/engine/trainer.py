@@ -217,12 +217,12 @@ class Trainer:
                 "data.batch_size=1 cannot train DSNet (BatchNorm on its 1x1 pooled maps needs >= 2 "
                 "samples); use >= 2 per device or SyncBatchNorm across devices"
             )
-        if c.optim.amp != "none" and self.env.device.type != "cuda" and c.optim.amp == "fp16":
+        if c.optim.amp == "fp16" and self.env.device.type != "cuda":
             raise ValueError("optim.amp=fp16 needs a CUDA device; use bf16 or none on CPU")
 
     def _resume(self, path: Path) -> None:
         state = load_training_state(path)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"], part="full")  # strict, with a readable mismatch report
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
