@@ -18,9 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
+from ..models.dsnet import IMAGENET_MEAN, IMAGENET_STD  # one definition: the models' preprocessing
 
 # --------------------------------------------------------------------------------------------------
 # normalisation
