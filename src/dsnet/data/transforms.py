@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..models.dsnet import IMAGENET_MEAN, IMAGENET_STD  # one definition: the models' preprocessing
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 
 # --------------------------------------------------------------------------------------------------
 # normalisation

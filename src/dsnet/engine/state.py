@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.checkpoint import CheckpointError, atomic_write
+from ..errors import CheckpointError
+from ..fileio import atomic_write, read_torch_file
 
 __all__ = ["capture_rng_state", "restore_rng_state", "save_training_state", "load_training_state"]
 
@@ -60,12 +61,7 @@ def save_training_state(path: str | Path, **state: Any) -> Path:
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({type(e).__name__}: {e})") from e
+    state = read_torch_file(path, what="training checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a dsnet training state (expected format {FORMAT!r}); to start from weights only, "

@@ -1,9 +1,8 @@
-"""DSNet models: blocks, the network, the registry and checkpoint handling."""
+"""DSNet models: blocks, the network, the registered variants, the registry and checkpoint handling."""
 
+from ..errors import CheckpointError, CheckpointMismatchError
 from .blocks import MFACB, MSAF, SPASPP, AuxiliaryHead, BasicBlock, Bottleneck, ConvBNReLU, SegmentationHead
 from .checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
     LoadReport,
     load_weights,
     normalize_state_dict,
@@ -12,10 +11,14 @@ from .checkpoint import (
     save_weights,
     to_authors_state_dict,
 )
-from .dsnet import DSNet, DSNetArch, DSNetOutput
-from .registry import ModelInfo, PaperResult, create_model, get_model_info, list_models, register_model
+from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES, DSNet, DSNetArch, DSNetOutput
+from .factory import create_model
+from .registry import ModelInfo, PaperResult, get_model_info, list_models, register_model
 
 __all__ = [
+    "AUX_HEAD_PREFIXES",
+    "CLASSIFIER_PREFIXES",
+    "DECODER_PREFIXES",
     "MFACB",
     "MSAF",
     "SPASPP",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -26,11 +25,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .dsnet import AUX_HEAD_PREFIXES, DECODER_PREFIXES
+from ..errors import CheckpointError, CheckpointMismatchError
+from ..fileio import atomic_write, read_torch_file
+from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES
+from .registry import get_model_constructor, list_models
 
 __all__ = [
-    "CheckpointError",
-    "CheckpointMismatchError",
     "LoadReport",
     "read_checkpoint",
     "normalize_state_dict",
@@ -53,26 +53,6 @@ _WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 _LOSS_PREFIXES = ("sem_loss.", "ce_loss.")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be read or does not fit the model."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """Keys of a checkpoint do not match the model after mapping."""
-
-    def __init__(
-        self,
-        message: str,
-        missing: list[str],
-        unexpected: list[str],
-        shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
-    ) -> None:
-        super().__init__(message)
-        self.missing = missing
-        self.unexpected = unexpected
-        self.shape_mismatch = shape_mismatch
-
-
 @dataclass
 class LoadReport:
     """What :func:`load_weights` did."""
@@ -82,9 +62,12 @@ class LoadReport:
     left_at_init: list[str] = field(default_factory=list)  # model keys the checkpoint did not cover
     ignored: list[str] = field(default_factory=list)  # checkpoint keys deliberately not used
     kind: str = "full"  # "full", "full-without-aux", "encoder"
+    reinitialized: list[str] = field(default_factory=list)  # classifier keys reset for other classes
 
     def __str__(self) -> str:
         parts = [f"loaded {len(self.loaded)} tensors from {self.source} ({self.kind})"]
+        if self.reinitialized:
+            parts.append(f"re-initialised for the new classes: {', '.join(self.reinitialized)}")
         if self.left_at_init:
             parts.append(f"left at initialisation: {', '.join(_summarise(self.left_at_init))}")
         if self.ignored:
@@ -122,24 +105,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             return dict(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError, zip errors, EOFError ...
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise CheckpointError(
-                f"{path}: refusing to load, the file contains pickled Python objects other than "
-                f"tensors and plain containers (loading it would execute code). Re-save it as a "
-                f"plain state dict. Details: {_unpickler_detail(e)}"
-            ) from e
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    obj = read_torch_file(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)
-
-
-def _unpickler_detail(error: Exception) -> str:
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    return next((ln for ln in lines if ln.startswith("Unsupported")), "the weights-only unpickler rejected it")
 
 
 def _unwrap(obj: Mapping[str, Any], source: str) -> dict[str, Tensor]:
@@ -190,13 +159,11 @@ def _format_list(items: list[str], limit: int = 40) -> str:
 
 def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     """Name of the registered variant (and class count) whose shapes this checkpoint fits."""
-    from .registry import create_model, list_models
-
     head = sd.get("lastlayer.conv2.weight")
     num_classes = int(head.shape[0]) if head is not None and head.dim() == 4 else 19
     for name in list_models():
         with torch.device("meta"):
-            ref = create_model(name, num_classes=num_classes).state_dict()
+            ref = get_model_constructor(name)(num_classes=num_classes).state_dict()
         body = {k: v for k, v in sd.items() if not k.startswith(AUX_HEAD_PREFIXES)}
         ref_body = {k: v for k, v in ref.items() if not k.startswith(AUX_HEAD_PREFIXES)}
         if body.keys() == ref_body.keys() and all(body[k].shape == ref_body[k].shape for k in body):
@@ -209,6 +176,8 @@ def load_weights(
     weights: WeightsLike,
     *,
     part: Literal["auto", "full", "encoder"] = "auto",
+    reset_classifier: bool = False,
+    source: str | None = None,
 ) -> LoadReport:
     """Load weights into ``model`` strictly after mapping the keys.
 
@@ -219,13 +188,18 @@ def load_weights(
             the decoder (``spp``, ``layer1_a``, ``up8``, ``lastlayer``) and the auxiliary heads, as
             in the authors' ImageNet checkpoints, and ignores checkpoint keys outside the model
             (their classifier); ``"auto"`` picks ``"encoder"`` when no decoder key is present.
+        reset_classifier: fine-tuning to other classes: the classifier layers (the last 1x1
+            convolution of the main and auxiliary heads) keep their fresh initialisation when the
+            checkpoint's class count differs; the report lists them. Without it a class-count
+            mismatch is an error.
+        source: how to name the weights in messages (default: the path, or "<in-memory state dict>").
 
     A checkpoint without auxiliary heads loads into a model with them (the heads keep their
     initialisation and a warning says so); auxiliary keys are ignored by a model built with
     ``aux_heads=False``. Anything else that does not match raises
     :class:`CheckpointMismatchError` listing missing, unexpected and wrongly shaped keys.
     """
-    source = _describe(weights)
+    source = source or _describe(weights)
     raw = read_checkpoint(weights) if isinstance(weights, (str, os.PathLike)) else weights
     sd = normalize_state_dict(raw, source)
     own = model.state_dict()
@@ -236,12 +210,21 @@ def load_weights(
     if part not in ("full", "encoder"):
         raise ValueError(f"part must be 'auto', 'full' or 'encoder', got {part!r}")
 
+    reinitialized: list[str] = []
+    if reset_classifier:
+        reinitialized = [
+            k
+            for k in own
+            if k.startswith(CLASSIFIER_PREFIXES) and k in sd and sd[k].shape[:1] != own[k].shape[:1]
+        ]
+        sd = OrderedDict((k, v) for k, v in sd.items() if k not in reinitialized)
+
     if part == "encoder":
         expected = [k for k in own if not k.startswith(DECODER_PREFIXES)]
         optional: list[str] = []
         ignored = [k for k in sd if k not in own or k.startswith(DECODER_PREFIXES)]
     else:
-        expected = [k for k in own if not k.startswith(AUX_HEAD_PREFIXES)]
+        expected = [k for k in own if not k.startswith(AUX_HEAD_PREFIXES) and k not in reinitialized]
         optional = [k for k in own if k.startswith(AUX_HEAD_PREFIXES)]
         # aux-head keys are ignored (not unexpected) when the model has no aux heads
         ignored = [k for k in sd if k.startswith(AUX_HEAD_PREFIXES) and k not in own]
@@ -249,6 +232,9 @@ def load_weights(
     usable = [k for k in sd if k not in ignored]
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in usable if k not in own]
+    if missing and part == "encoder":
+        # a foreign state dict: what it holds instead of the encoder is part of the diagnosis
+        unexpected = [k for k in sd if k not in own]
     shape_mismatch = [
         (k, tuple(sd[k].shape), tuple(own[k].shape)) for k in usable if k in own and sd[k].shape != own[k].shape
     ]
@@ -261,6 +247,11 @@ def load_weights(
         if shape_mismatch:
             shown = [f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in shape_mismatch]
             lines.append(f"  wrongly shaped keys ({len(shape_mismatch)}): {_format_list(shown, 20)}")
+            if any(k.startswith(CLASSIFIER_PREFIXES) for k, _, _ in shape_mismatch) and not reset_classifier:
+                lines.append(
+                    "  to fine-tune to another number of classes, pass reset_classifier=True "
+                    "(config: model.reset_classifier=true)"
+                )
         guess = _guess_variant(sd) if part == "full" else None
         if guess:
             lines.append(f"  the checkpoint fits {guess}")
@@ -269,11 +260,13 @@ def load_weights(
     to_load = {k: sd[k] for k in usable}
     result = model.load_state_dict(to_load, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys
-    left = [k for k in own if k not in to_load]
+    left = [k for k in own if k not in to_load and k not in reinitialized]
     kind = part
     if part == "full" and any(k in left for k in optional):
         kind = "full-without-aux"
-    report = LoadReport(source=source, loaded=list(to_load), left_at_init=left, ignored=ignored, kind=kind)
+    report = LoadReport(
+        source=source, loaded=list(to_load), left_at_init=left, ignored=ignored, kind=kind, reinitialized=reinitialized
+    )
     if left:
         warnings.warn(
             f"{source}: {kind} checkpoint; these modules stay at their initialisation: {', '.join(_summarise(left))}",
@@ -281,19 +274,6 @@ def load_weights(
         )
     logger.info("%s", report)
     return report
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_weights(

@@ -10,14 +10,14 @@ registered in their order, so ``state_dict()`` has their keys in their order.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..constants import round_up
 from .blocks import (
     MFACB,
     MSAF,
@@ -29,17 +29,23 @@ from .blocks import (
     conv_bn,
     make_res_layer,
 )
-from .registry import ModelInfo, PaperResult, register_model
 
-__all__ = ["DSNet", "DSNetArch", "DSNetOutput", "AUX_HEAD_PREFIXES", "DECODER_PREFIXES"]
+__all__ = [
+    "DSNet",
+    "DSNetArch",
+    "DSNetOutput",
+    "AUX_HEAD_PREFIXES",
+    "CLASSIFIER_PREFIXES",
+    "DECODER_PREFIXES",
+    "build_dsnet",
+]
 
 #: Submodules that exist only for training (deep supervision).
 AUX_HEAD_PREFIXES: tuple[str, ...] = ("seghead_p.", "seghead_d.")
 #: Submodules that the authors' ImageNet encoder checkpoints do not cover.
 DECODER_PREFIXES: tuple[str, ...] = ("spp.", "layer1_a.", "up8.", "lastlayer.") + AUX_HEAD_PREFIXES
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The layers whose output channels are the classes (re-initialised when fine-tuning to other classes).
+CLASSIFIER_PREFIXES: tuple[str, ...] = ("lastlayer.conv2.", "seghead_p.conv2.", "seghead_d.conv2.")
 
 
 class DSNetOutput(NamedTuple):
@@ -184,12 +190,6 @@ class DSNet(nn.Module):
     def has_aux_heads(self) -> bool:
         return self.seghead_p is not None and self.seghead_d is not None
 
-    def remove_aux_heads(self) -> DSNet:
-        """Drop the training-only heads in place (for deployment); returns ``self``."""
-        self.seghead_p = None
-        self.seghead_d = None
-        return self
-
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(f"DSNet expects a 4-D (N, C, H, W) batch, got shape {tuple(x.shape)}")
@@ -201,7 +201,7 @@ class DSNet(nn.Module):
             raise ValueError(
                 f"DSNet needs input height and width divisible by {m} (output stride 8 and a x2 "
                 f"decoder upsampling that must meet the 1/4 feature); got {h}x{w}. Pad or resize "
-                f"to e.g. {math.ceil(h / m) * m}x{math.ceil(w / m) * m}."
+                f"to e.g. {round_up(h, m)}x{round_up(w, m)}."
             )
         if n == 1 and self.training:
             pooled_bns = [self.spp.pooling[2]] + [aff.global_att[2] for aff in (self.aff1, self.aff2, self.aff3)]
@@ -252,26 +252,9 @@ class DSNet(nn.Module):
         return DSNetOutput(main, aux_p, aux_d)
 
 
-# ---------------------------------------------------------------------------------------------
-# Registered variants. Paper figures: Tables 7-10 of the paper (FPS with the authors' GPUs).
-
-_HEAD64 = DSNetArch(spp_channels=128, head_channels=64, detail_channels=32)
-_HEAD128 = DSNetArch(spp_channels=128, head_channels=128, detail_channels=32)
-_HEAD256 = DSNetArch(spp_channels=256, head_channels=256, detail_channels=64)
-_BASE = DSNetArch(
-    planes=64,
-    spatial_depth=3,
-    context_stage4_dilations=(3, 5, 5),
-    spp_channels=256,
-    head_channels=256,
-    detail_channels=64,
-)
-
-_COMMON: dict[str, Any] = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_multiple": 8}
-
-
-def _build(arch: DSNetArch, num_classes: int, **overrides: Any) -> DSNet:
-    arch_fields = {f for f in DSNetArch.__dataclass_fields__}
+def build_dsnet(arch: DSNetArch, num_classes: int = 19, **overrides: Any) -> DSNet:
+    """A DSNet of ``arch`` with some of its fields (or ``aux_heads`` / ``in_channels``) overridden."""
+    arch_fields = {f.name for f in fields(DSNetArch)}
     arch_over = {k: overrides.pop(k) for k in list(overrides) if k in arch_fields}
     for key in ("context_stage3_dilations", "context_stage4_dilations", "msaf_region_sizes"):
         if key in arch_over:
@@ -281,68 +264,3 @@ def _build(arch: DSNetArch, num_classes: int, **overrides: Any) -> DSNet:
     if unknown:
         raise TypeError(f"unknown DSNet option(s) {unknown}; valid options are {sorted(allowed | arch_fields)}")
     return DSNet(num_classes=num_classes, arch=replace(arch, **arch_over), **overrides)
-
-
-@register_model(
-    ModelInfo(
-        name="dsnet_head64",
-        description="DSNet-head64: the BDD100K model (64-channel head)",
-        arch=_HEAD64,
-        paper_params_m=6.6,
-        results=(PaperResult("bdd100k", 62.8, 172.2, "RTX 4090", (720, 1280)),),
-        **_COMMON,
-    )
-)
-def dsnet_head64(num_classes: int = 19, **overrides: Any) -> DSNet:
-    return _build(_HEAD64, num_classes, **overrides)
-
-
-@register_model(
-    ModelInfo(
-        name="dsnet_head128",
-        description="DSNet-head128 ('DSNet'): the Cityscapes real-time model",
-        arch=_HEAD128,
-        paper_params_m=6.8,
-        paper_gflops=226.6,
-        paper_gflops_size=(1024, 2048),
-        results=(
-            PaperResult("cityscapes", 80.4, 81.9, "RTX 4090", (1024, 2048)),
-            PaperResult("cityscapes", 80.4, 37.6, "RTX 3090", (1024, 2048)),
-        ),
-        **_COMMON,
-    )
-)
-def dsnet_head128(num_classes: int = 19, **overrides: Any) -> DSNet:
-    return _build(_HEAD128, num_classes, **overrides)
-
-
-@register_model(
-    ModelInfo(
-        name="dsnet_head256",
-        description="DSNet-head256: the ADE20K real-time model",
-        arch=_HEAD256,
-        results=(PaperResult("ade20k", 40.0, 179.2, "RTX 3090", (512, 512)),),
-        **_COMMON,
-    )
-)
-def dsnet_head256(num_classes: int = 19, **overrides: Any) -> DSNet:
-    return _build(_HEAD256, num_classes, **overrides)
-
-
-@register_model(
-    ModelInfo(
-        name="dsnet_base",
-        description="DSNet-Base: the accurate model (P=64, deeper branches)",
-        arch=_BASE,
-        paper_params_m=37.5,
-        results=(
-            PaperResult("cityscapes", 82.0, None, None, (1024, 2048)),
-            PaperResult("ade20k", 43.4, 66.8, "RTX 3090", (512, 512)),
-            PaperResult("bdd100k", 64.6, None, None, (720, 1280)),
-        ),
-        aliases=("dsnet_m",),
-        **_COMMON,
-    )
-)
-def dsnet_base(num_classes: int = 19, **overrides: Any) -> DSNet:
-    return _build(_BASE, num_classes, **overrides)

@@ -1,20 +1,21 @@
 """Model registry: names -> constructors plus the metadata that travels with each variant.
 
-Variant constructors register themselves with :func:`register_model` (timm style), so code
-never picks a variant by substring tests on its name.
+Variants register themselves with :func:`register_model` (timm style), so code never picks a
+variant by substring tests on its name. The registry knows nothing of weights: building with
+weights is :func:`dsnet.models.factory.create_model`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from torch import nn
+from torch import nn
+
+from ..errors import ConfigError
+from .dsnet import DSNetArch
 
 __all__ = [
     "ModelInfo",
@@ -22,7 +23,7 @@ __all__ = [
     "register_model",
     "list_models",
     "get_model_info",
-    "create_model",
+    "get_model_constructor",
     "resolve_model_name",
 ]
 
@@ -40,11 +41,11 @@ class PaperResult:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Metadata of a registered variant: what the paper reports and how inputs are prepared."""
+    """Metadata of a registered variant: its architecture, what the paper reports and how inputs are prepared."""
 
     name: str
     description: str
-    arch: Any
+    arch: DSNetArch
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     input_multiple: int
@@ -55,12 +56,16 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
 
 
+class UnknownModelError(ConfigError):
+    """A model name that is not registered (the message suggests close names)."""
+
+
 _MODELS: dict[str, tuple[Callable[..., nn.Module], ModelInfo]] = {}
 _ALIASES: dict[str, str] = {}
 
 
 def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a variant constructor ``fn(num_classes=..., **overrides)``."""
+    """Decorator registering a variant constructor ``fn(num_classes=..., **overrides)`` under ``info.name``."""
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if info.name in _MODELS:
@@ -87,32 +92,12 @@ def resolve_model_name(name: str) -> str:
         return _ALIASES[name]
     close = difflib.get_close_matches(name, list(_MODELS) + list(_ALIASES), n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
+    raise UnknownModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
 
 
 def get_model_info(name: str) -> ModelInfo:
     return _MODELS[resolve_model_name(name)][1]
 
 
-def create_model(
-    name: str,
-    num_classes: int = 19,
-    weights: str | Path | Mapping[str, Any] | None = None,
-    **overrides: Any,
-) -> nn.Module:
-    """Build a registered model, optionally loading weights.
-
-    Args:
-        name: a name from :func:`list_models` (``'dsnet_head128'`` ...).
-        num_classes: output classes (19 Cityscapes/BDD100K, 150 ADE20K, 11 CamVid).
-        weights: a checkpoint path (``.pth``/``.pt``/``.pth.tar``/``.safetensors``) or an in-memory
-            state dict, in the authors' layout or ours; see :func:`dsnet.load_weights`.
-        **overrides: architecture fields of ``DSNetArch`` or ``aux_heads`` / ``in_channels``.
-    """
-    fn, _ = _MODELS[resolve_model_name(name)]
-    model = fn(num_classes=num_classes, **overrides)
-    if weights is not None:
-        from .checkpoint import load_weights
-
-        load_weights(model, weights)
-    return model
+def get_model_constructor(name: str) -> Callable[..., nn.Module]:
+    return _MODELS[resolve_model_name(name)][0]

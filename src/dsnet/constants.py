@@ -1,0 +1,17 @@
+"""Constants shared by the model, data and engine layers (a leaf module: imports nothing of dsnet)."""
+
+from __future__ import annotations
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IGNORE_INDEX", "round_up"]
+
+#: RGB mean/std (on 0-1 values) of every DSNet variant's ImageNet-pretrained encoder.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: Label value of pixels that count neither in the loss nor in the metrics.
+IGNORE_INDEX = 255
+
+
+def round_up(value: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is >= ``value``."""
+    return -(-int(value) // int(multiple)) * int(multiple)

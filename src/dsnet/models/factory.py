@@ -1,0 +1,40 @@
+"""``create_model``: a registered variant, built and optionally loaded with weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from . import variants as _variants  # noqa: F401  (registers the variants)
+from .checkpoint import load_weights
+from .registry import get_model_constructor
+
+__all__ = ["create_model"]
+
+
+def create_model(
+    name: str,
+    num_classes: int = 19,
+    weights: str | Path | Mapping[str, Any] | None = None,
+    *,
+    reset_classifier: bool = False,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered model, optionally loading weights.
+
+    Args:
+        name: a name from :func:`dsnet.list_models` (``'dsnet_head128'`` ...).
+        num_classes: output classes (19 Cityscapes/BDD100K, 150 ADE20K, 11 CamVid).
+        weights: a checkpoint path (``.pth``/``.pt``/``.pth.tar``/``.safetensors``) or an in-memory
+            state dict, in the authors' layout or ours; see :func:`dsnet.load_weights`.
+        reset_classifier: load ``weights`` trained for another number of classes, keeping the
+            classifier layers at their initialisation (fine-tuning); see :func:`dsnet.load_weights`.
+        **overrides: architecture fields of ``DSNetArch`` or ``aux_heads`` / ``in_channels``.
+    """
+    model = get_model_constructor(name)(num_classes=num_classes, **overrides)
+    if weights is not None:
+        load_weights(model, weights, reset_classifier=reset_classifier)
+    return model
