@@ -21,3 +21,11 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CamVid-layout dataset made by the test session (8 train, 3 val images of 72x96)."""
+    from .synthetic import write_camvid_like
+
+    return write_camvid_like(tmp_path_factory.mktemp("synthetic_camvid"))
