@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .synthetic import write_camvid_like
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DSNET_SHARED", REPO.parent / "shared"))
 
@@ -26,6 +28,4 @@ def _deterministic() -> None:
 @pytest.fixture(scope="session")
 def synthetic_camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CamVid-layout dataset made by the test session (8 train, 3 val images of 72x96)."""
-    from .synthetic import write_camvid_like
-
     return write_camvid_like(tmp_path_factory.mktemp("synthetic_camvid"))
