@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import dsnet
-from dsnet.engine.inference import predict_logits, slide_logits, whole_logits
+from dsnet.inference import InferenceOptions, predict_probs, slide_logits, whole_logits
 from dsnet.engine.sampler import ResumableBatchSampler
 from dsnet.engine.schedule import poly_lr
 from dsnet.engine.state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
@@ -76,22 +76,43 @@ def test_slide_with_one_window_equals_whole(tiny_model: torch.nn.Module) -> None
 
 def test_tta_returns_probabilities(tiny_model: torch.nn.Module) -> None:
     x = torch.randn(2, 3, 48, 64)
-    out = predict_logits(tiny_model, x, scales=(0.75, 1.0), flip=True)
+    out = predict_probs(tiny_model, x, InferenceOptions(scales=(0.75, 1.0), flip=True))
     assert out.shape == (2, 3, 48, 64)
     torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 48, 64))
-    single = predict_logits(tiny_model, x)
-    torch.testing.assert_close(single, whole_logits(tiny_model, x))
     # flip TTA of a mirror-symmetric input is itself symmetric
     sym = torch.cat([x[..., :32], x[..., :32].flip(-1)], dim=-1)
-    out = predict_logits(tiny_model, sym, flip=True)
+    out = predict_probs(tiny_model, sym, InferenceOptions(flip=True))
     torch.testing.assert_close(out, out.flip(-1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        InferenceOptions(),
+        InferenceOptions(flip=True),
+        InferenceOptions(scales=(0.5, 1.0)),
+        InferenceOptions("slide", (32, 32)),
+    ],
+    ids=["plain", "flip", "multi-scale", "slide"],
+)
+def test_the_result_type_does_not_change_with_the_options(
+    tiny_model: torch.nn.Module, options: InferenceOptions
+) -> None:
+    x = torch.randn(2, 3, 45, 61)  # not a multiple of 8: padded and cropped back in one place
+    out = predict_probs(tiny_model, x, options)
+    assert out.shape == (2, 3, 45, 61) and out.dtype == torch.float32
+    torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 45, 61))
+    if options == InferenceOptions():
+        torch.testing.assert_close(out, whole_logits(tiny_model, x).softmax(dim=1))
 
 
 def test_inference_argument_errors(tiny_model: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="'whole' or 'slide'"):
-        predict_logits(tiny_model, torch.randn(1, 3, 8, 8), mode="tile")
+        InferenceOptions(mode="tile")
     with pytest.raises(ValueError, match="crop size"):
-        predict_logits(tiny_model, torch.randn(1, 3, 8, 8), mode="slide")
+        InferenceOptions(mode="slide")
+    with pytest.raises(ValueError, match="scales"):
+        InferenceOptions(scales=())
 
 
 def test_rng_state_round_trip(tmp_path: Path) -> None:

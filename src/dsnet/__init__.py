@@ -1,6 +1,16 @@
 """dsnet: DSNet real-time semantic segmentation (models, training, evaluation, deployment)."""
 
 from .analysis import count_parameters, profile
+from .errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    ConfigError,
+    DataError,
+    DSNetError,
+    OutputError,
+    WorkDirError,
+)
+from .inference import InferenceOptions, predict_labels, predict_probs
 from .models import (
     DSNet,
     DSNetArch,
@@ -17,6 +27,16 @@ from .models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "ConfigError",
+    "DataError",
+    "DSNetError",
+    "InferenceOptions",
+    "OutputError",
+    "WorkDirError",
+    "predict_labels",
+    "predict_probs",
     "DSNet",
     "DSNetArch",
     "DSNetOutput",

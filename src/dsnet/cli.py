@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .analysis import profile
+from .engine.config import load_config
+from .engine.evaluate_run import evaluate_weights
+from .engine.metrics import format_table
+from .engine.observe import setup_logging
+from .engine.run_files import resolve_work_dir
+from .engine.trainer import TrainingInterrupted, train
+from .engine.workdir import load_run_config
+from .errors import ConfigError, DSNetError
 from .models import create_model, get_model_info, list_models
 
 
@@ -63,43 +75,77 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine.config import load_config
-    from .engine.trainer import TrainingInterrupted, resolve_work_dir, train
-
-    cfg = load_config(args.config, args.overrides)
+    resume = args.resume
+    if args.config is None:
+        if resume in (None, "auto"):
+            raise ConfigError("give a CONFIG file, or --resume WORK_DIR to continue a run from its saved config")
+        cfg = load_run_config(resume, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        if resume not in (None, "auto") and Path(resume).is_dir() and not args.work_dir:
+            cfg.train.work_dir = resume
     if args.work_dir:
         cfg.train.work_dir = args.work_dir
-    resume = args.resume
-    if resume == "auto":
-        last = resolve_work_dir(cfg) / "last.pth"
-        resume = str(last) if last.exists() else None
+    work_dir = resolve_work_dir(cfg)
+    _configure_logging(work_dir / "train.log")
     try:
-        summary = train(cfg, resume=resume, device=args.device)
+        summary = train(cfg, resume=True if resume == "auto" else resume, overwrite=args.overwrite, device=args.device)
     except TrainingInterrupted as e:
-        print(f"dsnet train: {e}. Continue with: dsnet train {args.config} --resume {e.checkpoint}", file=sys.stderr)
+        print(f"dsnet train: {e}. Continue with: dsnet train --resume {e.work_dir}", file=sys.stderr)
         return 128 + e.signum if e.signum else 1
-    if "final" in summary:
+    if summary.get("already_finished"):
+        print(f"dsnet train: {work_dir} already finished at iteration {summary['iterations']}; nothing to do")
+        print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
+    elif "final" in summary:
         print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine.evaluate_cli import run_evaluation
-
-    run_evaluation(
-        args.config,
-        args.weights,
-        overrides=args.overrides,
-        split=args.split,
-        out=args.out,
-        device=args.device,
+    cfg = load_config(args.config, args.overrides)
+    _configure_logging(None)
+    result = evaluate_weights(
+        cfg, args.weights, split=args.split, out=args.out, device=args.device, progress=cfg.train.progress
     )
+    if "outputs" in result:  # the main rank
+        metrics = result["metrics"]
+        print(format_table(metrics, result["class_names"]))
+        print(
+            f"images: {metrics.num_images}"
+            + (f", {metrics.num_skipped} bad ones dropped" if metrics.num_skipped else "")
+        )
+        print("written: " + ", ".join(result["outputs"]))
     return 0
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _configure_logging(log_file: Path | None) -> None:
+    main = _is_main_process()
+    setup_logging(log_file if main else None, main)
+
+
+def _report_error(command: str, error: BaseException, debug: bool) -> None:
+    """One line on stderr (a traceback with --debug), also written to the run's log file."""
+    message = str(error).strip() or type(error).__name__
+    if isinstance(error, OSError) and not isinstance(error, DSNetError) and error.filename:
+        message = f"{error.filename}: {error.strerror or message}"
+    line = f"dsnet {command}: error: {message}"
+    if debug:
+        traceback.print_exception(error)
+    print(line, file=sys.stderr)
+    logger = logging.getLogger("dsnet")
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.emit(logger.makeRecord("dsnet", logging.ERROR, __file__, 0, line, None, None))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsnet", description="DSNet semantic segmentation")
     parser.add_argument("--version", action="version", version=f"dsnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="table of the model variants")
@@ -118,14 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train with a YAML config (torchrun --nproc-per-node N -m dsnet train ... for DDP)",
     )
-    p_train.add_argument("config", help="YAML config, e.g. configs/dsnet-head128_4xb6-120k_cityscapes-1024x1024.yaml")
+    p_train.add_argument(
+        "config",
+        nargs="?",
+        help="YAML config, e.g. configs/dsnet-head128_4xb6-120k_cityscapes-1024x1024.yaml "
+        "(omit it with --resume WORK_DIR)",
+    )
     p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. optim.lr=0.005")
     p_train.add_argument(
         "--resume",
         nargs="?",
         const="auto",
         default=None,
-        help="continue from a training checkpoint (default: WORK_DIR/last.pth)",
+        metavar="WORK_DIR_OR_CHECKPOINT",
+        help="continue a run: from a work dir (its config.yaml and last.pth), a checkpoint, or, without a "
+        "value, the config's work dir",
+    )
+    p_train.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a work dir that holds another run's files"
     )
     p_train.add_argument("--work-dir", help="output folder (default: runs/<config name>)")
     p_train.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
@@ -153,9 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
-        print(f"dsnet {args.command}: error: {e}", file=sys.stderr)
+    except (DSNetError, OSError, ValueError, TypeError) as e:
+        _report_error(args.command, e, args.debug)
         return 2
+    except KeyboardInterrupt:
+        print(f"dsnet {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ __all__ = ["profile", "count_parameters"]
 
 def count_parameters(model: nn.Module, *, include_aux: bool = False) -> int:
     """Number of parameters; the auxiliary heads are left out unless ``include_aux``."""
-    return sum(p.numel() for name, p in model.named_parameters() if include_aux or not name.startswith(AUX_HEAD_PREFIXES))
+    return sum(
+        p.numel() for name, p in model.named_parameters() if include_aux or not name.startswith(AUX_HEAD_PREFIXES)
+    )
 
 
 def _thop_rule(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> int:

@@ -1,8 +1,8 @@
-"""Training / evaluation engine: config, losses, metrics, inference modes, trainer, evaluator."""
+"""Training / evaluation engine: config, build, losses, metrics, evaluator, trainer, work dirs."""
 
-from .config import Config, ConfigError, apply_overrides, load_config
-from .evaluator import evaluate
-from .inference import predict_logits, slide_logits, whole_logits
+from .config import Config, ConfigError, apply_overrides, load_config, validate_config
+from .evaluate_run import evaluate_weights
+from .evaluator import EvaluationInterrupted, evaluate, evaluate_with_config
 from .losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, DSNetLoss, LossOutput, OhemCrossEntropy, check_labels
 from .metrics import ConfusionMatrix, SegMetrics, format_table
 from .trainer import Trainer, TrainingInterrupted, train
@@ -14,6 +14,7 @@ __all__ = [
     "ConfusionMatrix",
     "CrossEntropy",
     "DSNetLoss",
+    "EvaluationInterrupted",
     "LossOutput",
     "OhemCrossEntropy",
     "SegMetrics",
@@ -22,10 +23,10 @@ __all__ = [
     "apply_overrides",
     "check_labels",
     "evaluate",
+    "evaluate_weights",
+    "evaluate_with_config",
     "format_table",
     "load_config",
-    "predict_logits",
-    "slide_logits",
     "train",
-    "whole_logits",
+    "validate_config",
 ]

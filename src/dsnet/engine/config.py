@@ -13,7 +13,10 @@ from typing import Any, Literal
 
 import yaml
 
+from ..data import list_datasets
 from ..errors import ConfigError
+from ..inference import InferenceOptions
+from ..models.registry import resolve_model_name
 from ..typed import from_dict
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "apply_overrides",
     "config_to_dict",
     "config_from_dict",
+    "validate_config",
+    "inference_options",
 ]
 
 
@@ -38,6 +43,8 @@ class ModelConfig:
     num_classes: int = 19
     # ImageNet encoder checkpoint or segmentation weights to start from (any accepted layout).
     pretrained: str | None = None
+    # fine-tune from weights with another class count: the classifier layers start fresh
+    reset_classifier: bool = False
     sync_bn: bool = True  # convert BatchNorm to SyncBatchNorm under DDP
     channels_last: bool = False
 
@@ -45,7 +52,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     dataset: str = "cityscapes"  # cityscapes | ade20k | bdd100k | camvid | folder
-    root: str = "data/cityscapes"
+    root: str | None = None  # required
     train_split: str = "train"
     val_split: str = "val"
     crop_size: list[int] = field(default_factory=lambda: [1024, 1024])  # H, W
@@ -95,6 +102,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     max_val_samples: int | None = None  # evaluate on the first N validation images only
+    # stop when this many consecutive training batches have no labelled pixel (broken labels)
+    max_empty_batches: int = 20
 
 
 @dataclass
@@ -173,3 +182,108 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         return apply_overrides(cfg, overrides or [])
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def _checks(cfg: Config) -> list[tuple[bool, str, str]]:
+    """(condition that must hold, dotted key, what is wrong) for every setting checkable up front."""
+    m, d, lo, o, t, e = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train, cfg.eval
+    crop_ok = len(d.crop_size) == 2 and all(v > 0 for v in d.crop_size)
+    return [
+        (m.num_classes >= 1, "model.num_classes", "must be >= 1"),
+        (d.root is not None and d.root.strip() != "", "data.root", "is not set: give the dataset folder"),
+        (d.dataset in list_datasets(), "data.dataset", f"must be one of {', '.join(list_datasets())}"),
+        (crop_ok, "data.crop_size", "must be [H, W] with positive values"),
+        (not crop_ok or all(v % 8 == 0 for v in d.crop_size), "data.crop_size", "must be multiples of 8"),
+        (d.base_size > 0, "data.base_size", "must be positive"),
+        (
+            len(d.scale_range) == 2 and 0 < d.scale_range[0] <= d.scale_range[-1],
+            "data.scale_range",
+            "must be [low, high] with 0 < low <= high",
+        ),
+        (d.scale_step is None or d.scale_step > 0, "data.scale_step", "must be positive or null"),
+        (d.short_side is None or d.short_side > 0, "data.short_side", "must be positive or null"),
+        (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
+        (d.num_workers >= 0, "data.num_workers", "must be >= 0"),
+        (len(lo.weights) == 3, "loss.weights", "needs three values (main, aux_p, aux_d)"),
+        (0 < lo.ohem_thresh <= 1, "loss.ohem_thresh", "must be in (0, 1]"),
+        (lo.ohem_min_kept >= 0, "loss.ohem_min_kept", "must be >= 0"),
+        (o.lr > 0, "optim.lr", "must be positive"),
+        (o.grad_accum >= 1, "optim.grad_accum", "must be >= 1"),
+        (o.warmup_iters >= 0, "optim.warmup_iters", "must be >= 0"),
+        (0 <= o.warmup_ratio <= 1, "optim.warmup_ratio", "must be in [0, 1]"),
+        (o.clip_grad_norm is None or o.clip_grad_norm > 0, "optim.clip_grad_norm", "must be positive or null"),
+        (t.iters > 0, "train.iters", "must be positive"),
+        (t.log_interval > 0, "train.log_interval", "must be positive"),
+        (t.val_interval > 0, "train.val_interval", "must be positive"),
+        (t.checkpoint_interval > 0, "train.checkpoint_interval", "must be positive"),
+        (t.max_val_samples is None or t.max_val_samples > 0, "train.max_val_samples", "must be positive or null"),
+        (t.max_empty_batches > 0, "train.max_empty_batches", "must be positive"),
+        (t.seed >= 0, "train.seed", "must be >= 0"),
+        (
+            len(e.scales) > 0 and all(s > 0 for s in e.scales),
+            "eval.scales",
+            "must be a non-empty list of positive numbers",
+        ),
+        (e.mode != "slide" or e.crop_size is not None or crop_ok, "eval.crop_size", "is needed for eval.mode=slide"),
+        (
+            e.crop_size is None or (len(e.crop_size) == 2 and min(e.crop_size) > 0),
+            "eval.crop_size",
+            "must be [H, W] with positive values",
+        ),
+        (
+            e.stride is None or (len(e.stride) == 2 and min(e.stride) > 0),
+            "eval.stride",
+            "must be [H, W] with positive values",
+        ),
+        (e.short_side is None or e.short_side > 0, "eval.short_side", "must be positive or null"),
+        (
+            e.random_crop is None or (len(e.random_crop) == 2 and min(e.random_crop) > 0),
+            "eval.random_crop",
+            "must be [H, W] with positive values",
+        ),
+        (
+            e.random_crop is None or e.batch_size == 1,
+            "eval.batch_size",
+            "must be 1 with eval.random_crop (the authors' ADE20K protocol)",
+        ),
+        (e.batch_size >= 1, "eval.batch_size", "must be >= 1"),
+        (e.num_workers >= 0, "eval.num_workers", "must be >= 0"),
+    ]
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every setting that can be checked before a job starts; the error names the key.
+
+    Device-dependent checks (fp16 needs CUDA, batch 1 needs SyncBatchNorm) are the trainer's.
+    """
+    try:
+        resolve_model_name(cfg.model.name)
+    except ConfigError as e:
+        raise ConfigError(f"model.name: {e}") from None
+    for ok, key, problem in _checks(cfg):
+        if not ok:
+            raise ConfigError(f"{key}={_value(cfg, key)!r} {problem}")
+    cw = cfg.data.class_weights
+    if isinstance(cw, str) and cw != "cityscapes":
+        raise ConfigError(f"data.class_weights={cw!r}: unknown preset (known: 'cityscapes')")
+    if isinstance(cw, list) and len(cw) != cfg.model.num_classes:
+        raise ConfigError(f"data.class_weights has {len(cw)} values for model.num_classes={cfg.model.num_classes}")
+    return cfg
+
+
+def _value(cfg: Config, dotted: str) -> Any:
+    section, key = dotted.split(".", 1)
+    return getattr(getattr(cfg, section), key)
+
+
+def inference_options(cfg: Config) -> InferenceOptions:
+    """The evaluation's inference settings (the sliding-window crop defaults to ``data.crop_size``)."""
+    e = cfg.eval
+    crop = e.crop_size or (cfg.data.crop_size if e.mode == "slide" else None)
+    return InferenceOptions(
+        mode=e.mode,
+        crop=tuple(crop) if crop is not None else None,  # type: ignore[arg-type]
+        stride=tuple(e.stride) if e.stride is not None else None,  # type: ignore[arg-type]
+        scales=tuple(e.scales),
+        flip=e.flip,
+    )

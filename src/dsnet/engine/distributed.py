@@ -9,7 +9,16 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "init_distributed", "is_main_process", "get_rank", "get_world_size", "barrier", "cleanup"]
+__all__ = [
+    "DistEnv",
+    "init_distributed",
+    "is_main_process",
+    "get_rank",
+    "get_world_size",
+    "barrier",
+    "cleanup",
+    "all_ranks_agree",
+]
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,7 @@ class DistEnv:
     local_rank: int
     world_size: int
     device: torch.device
+    owns_group: bool = False  # this call created the process group (and so may destroy it)
 
     @property
     def distributed(self) -> bool:
@@ -44,10 +54,12 @@ def init_distributed(device: str | None = None, timeout_s: int = 1800) -> DistEn
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device(device)
+    owns = False
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+        owns = True
+    return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, owns_group=owns)
 
 
 def get_rank() -> int:
@@ -67,6 +79,16 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+def cleanup(env: DistEnv) -> None:
+    """Destroy the process group if ``env`` created it (never one the caller set up)."""
+    if env.owns_group and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_ranks_agree(ok: bool, env: DistEnv) -> bool:
+    """True on every rank when ``ok`` holds on every rank (a no-op without a process group)."""
+    if not env.distributed:
+        return ok
+    t = torch.tensor([1 if ok else 0], device=env.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())

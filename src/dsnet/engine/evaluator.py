@@ -1,4 +1,8 @@
-"""Evaluation: confusion matrix over a dataset, sharded across ranks without duplicates."""
+"""Evaluation: the confusion matrix of a model over a dataset, sharded across ranks without duplicates.
+
+Bad samples (with ``data.on_bad_sample=skip``) are dropped and reported, never replaced by a
+neighbour, so every good image counts exactly once.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,31 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
-from .config import EvalConfig
+from ..constants import IGNORE_INDEX, round_up
+from ..data import worker_init_fn
+from ..errors import DataError
+from ..inference import InferenceOptions, predict_probs
+from .config import Config, inference_options
 from .distributed import get_rank, get_world_size
-from .inference import predict_logits
 from .metrics import ConfusionMatrix, SegMetrics
+from .observe import progress_bar
 
-__all__ = ["evaluate", "random_crop_pair"]
+__all__ = ["evaluate", "evaluate_with_config", "EvaluationInterrupted", "random_crop_pair"]
 
 logger = logging.getLogger("dsnet")
 
 
-def random_crop_pair(image: torch.Tensor, label: torch.Tensor, crop: tuple[int, int], seed: int, index: int):
+class EvaluationInterrupted(Exception):
+    """``should_stop`` returned True: the evaluation was abandoned (nothing is returned)."""
+
+
+def random_crop_pair(
+    image: Tensor, label: Tensor, crop: tuple[int, int], seed: int, index: int
+) -> tuple[Tensor, Tensor]:
     """The authors' ADE20K validation: one random crop per image, seeded here by ``(seed, index)``.
 
     The image is padded with 0 (mean colour) and the label with ignore to at least the crop.
@@ -31,7 +46,7 @@ def random_crop_pair(image: torch.Tensor, label: torch.Tensor, crop: tuple[int, 
     ph, pw = max(ch - h, 0), max(cw - w, 0)
     if ph or pw:
         image = torch.nn.functional.pad(image, (0, pw, 0, ph))
-        label = torch.nn.functional.pad(label, (0, pw, 0, ph), value=255)
+        label = torch.nn.functional.pad(label, (0, pw, 0, ph), value=IGNORE_INDEX)
         h, w = label.shape[-2:]
     rng = np.random.default_rng([seed, index])
     y0 = int(rng.integers(0, h - ch + 1))
@@ -39,63 +54,148 @@ def random_crop_pair(image: torch.Tensor, label: torch.Tensor, crop: tuple[int, 
     return image[..., y0 : y0 + ch, x0 : x0 + cw], label[..., y0 : y0 + ch, x0 : x0 + cw]
 
 
-def _collate_single(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = zip(*batch)
-    return torch.stack(images), torch.stack(labels)
+class _Shard(Dataset):
+    """This rank's samples; a bad sample becomes ``(index, message)`` instead of data when skipping."""
+
+    def __init__(self, dataset: Any, indices: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.skip_bad = getattr(dataset, "on_bad_sample", "error") == "skip"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        index = self.indices[i]
+        if not self.skip_bad:
+            return index, self.dataset[index]
+        try:
+            return index, self.dataset.load_sample(index)
+        except DataError as e:
+            return index, str(e)
+
+
+def _collate(batch: list[tuple[int, Any]]) -> tuple[list[int], Tensor | None, Tensor | None, list[str]]:
+    good = [(i, s) for i, s in batch if not isinstance(s, str)]
+    bad = [s for _, s in batch if isinstance(s, str)]
+    if not good:
+        return [], None, None, bad
+    samples = [sample for _, sample in good]
+    images = torch.stack([image for image, _ in samples])
+    labels = torch.stack([label for _, label in samples])
+    return [i for i, _ in good], images, labels, bad
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    dataset: Dataset,
-    num_classes: int,
-    cfg: EvalConfig,
+    dataset: Any,
     *,
-    device: torch.device,
-    ignore_index: int = 255,
+    options: InferenceOptions | None = None,
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1,
+    num_workers: int = 0,
     max_samples: int | None = None,
+    random_crop: tuple[int, int] | None = None,
     seed: int = 0,
-    progress: Callable[[Any], Any] | None = None,
-) -> tuple[SegMetrics, ConfusionMatrix]:
-    """Evaluate ``model`` on ``dataset``; under DDP every rank takes a disjoint shard and the
-    confusion matrices are summed (so no sample is counted twice)."""
+    progress: bool | str = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> SegMetrics:
+    """Evaluate ``model`` on ``dataset`` (pairs of normalised image, label); returns the metrics,
+    which carry the confusion matrix, the number of images and the skipped bad samples.
+
+    Under DDP every rank takes a disjoint shard and the counts are summed. ``should_stop`` is
+    called once per batch (the same number of times on every rank); when it returns True the
+    evaluation stops with :class:`EvaluationInterrupted`. ``progress`` shows a bar (a string
+    is its label).
+    """
+    device = torch.device(device)
+    num_classes = num_classes or dataset.num_classes
+    if ignore_index is None:
+        ignore_index = int(getattr(getattr(dataset, "info", None), "ignore_index", IGNORE_INDEX))
+    if random_crop is not None and batch_size != 1:
+        raise ValueError("eval.random_crop (the authors' ADE20K protocol) needs eval.batch_size=1")
     was_training = model.training
     model.eval()
-    n = len(dataset)  # type: ignore[arg-type]
-    if max_samples is not None:
-        n = min(n, max_samples)
-    if cfg.random_crop is not None and cfg.batch_size != 1:
-        raise ValueError("eval.random_crop (the authors' ADE20K protocol) needs eval.batch_size=1")
+    n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     rank, world = get_rank(), get_world_size()
     shard = list(range(rank, n, world))
     loader = DataLoader(
-        Subset(dataset, shard),
-        batch_size=cfg.batch_size,
+        _Shard(dataset, shard),
+        batch_size=batch_size,
         shuffle=False,
-        num_workers=cfg.num_workers,
-        collate_fn=_collate_single,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        worker_init_fn=worker_init_fn if num_workers > 0 else None,
     )
+    # every rank calls should_stop (a collective under DDP) equally often
+    steps = round_up(round_up(n, world) // world, batch_size) // batch_size
     cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
-    iterator = progress(loader) if progress is not None else loader
-    for b, (image, label) in enumerate(iterator):
-        image = image.to(device, non_blocking=True)
-        label = label.to(device, non_blocking=True)
-        if cfg.random_crop is not None:
-            image, label = random_crop_pair(image, label, tuple(cfg.random_crop), seed, shard[b])
-        scores = predict_logits(
-            model,
-            image,
-            mode=cfg.mode,
-            crop=cfg.crop_size,
-            stride=cfg.stride,
-            scales=cfg.scales,
-            flip=cfg.flip,
-        )
-        if scores.shape[-2:] != label.shape[-2:]:  # image resized for inference (e.g. ADE20K short side)
-            scores = torch.nn.functional.interpolate(
-                scores, size=label.shape[-2:], mode="bilinear", align_corners=False
-            )
-        cm.update(scores.argmax(dim=1), label)
+    images, skipped = 0, []
+    label = progress if isinstance(progress, str) else "eval"
+    done = 0
+    try:
+        for indices, image, target, bad in progress_bar(loader, label, enabled=bool(progress), leave=False):
+            if should_stop is not None and should_stop():
+                raise EvaluationInterrupted(f"evaluation stopped after {images} images")
+            done += 1
+            for message in bad:
+                logger.warning("dropping bad sample from the evaluation: %s", message)
+            skipped += bad
+            if image is None or target is None:
+                continue
+            image = image.to(device, non_blocking=True)
+            target = target.to(device, non_blocking=True)
+            if random_crop is not None:
+                image, target = random_crop_pair(image, target, tuple(random_crop), seed, indices[0])
+            probs = predict_probs(model, image, options)
+            if probs.shape[-2:] != target.shape[-2:]:  # input resized for inference (ADE20K short side)
+                probs = torch.nn.functional.interpolate(
+                    probs, size=target.shape[-2:], mode="bilinear", align_corners=False
+                )
+            cm.update(probs.argmax(dim=1), target)
+            images += len(indices)
+        if should_stop is not None:
+            for _ in range(done, steps):
+                if should_stop():
+                    raise EvaluationInterrupted(f"evaluation stopped after {images} images")
+    finally:
+        model.train(was_training)
     cm.all_reduce()
-    model.train(was_training)
-    return cm.compute(), cm
+    counts = torch.tensor([images, len(skipped)], dtype=torch.int64, device=cm.device)
+    if world > 1:
+        dist.all_reduce(counts)
+    metrics = cm.compute()
+    metrics.num_images = int(counts[0])
+    metrics.num_skipped = int(counts[1])
+    metrics.skipped = skipped
+    return metrics
+
+
+def evaluate_with_config(
+    model: nn.Module,
+    dataset: Any,
+    cfg: Config,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool | str = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> SegMetrics:
+    """:func:`evaluate` with the settings of a config's ``eval`` and ``train`` sections."""
+    e = cfg.eval
+    return evaluate(
+        model,
+        dataset,
+        options=inference_options(cfg),
+        num_classes=cfg.model.num_classes,
+        device=device,
+        batch_size=e.batch_size,
+        num_workers=e.num_workers,
+        max_samples=cfg.train.max_val_samples,
+        random_crop=tuple(e.random_crop) if e.random_crop else None,  # type: ignore[arg-type]
+        seed=cfg.train.seed,
+        progress=progress,
+        should_stop=should_stop,
+    )

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .label_checks import check_label_values
+
 __all__ = [
     "CITYSCAPES_CLASS_WEIGHTS",
     "CrossEntropy",
@@ -55,24 +57,8 @@ CITYSCAPES_CLASS_WEIGHTS: tuple[float, ...] = (
 
 
 def check_labels(target: Tensor, num_classes: int, ignore_index: int = 255) -> None:
-    """Raise ``ValueError`` if ``target`` holds a value outside ``[0, num_classes) ∪ {ignore_index}``.
-
-    Cheap in the normal case (one min/max reduction, one device sync); the offending values are
-    only gathered to build the error message.
-    """
-    if target.numel() == 0:
-        return
-    valid = target != ignore_index
-    masked = torch.where(valid, target, torch.zeros((), dtype=target.dtype, device=target.device))
-    lo, hi = torch.stack([masked.min(), masked.max()]).tolist()
-    if lo < 0 or hi >= num_classes:
-        values = target[valid]
-        bad = torch.unique(values[(values < 0) | (values >= num_classes)]).tolist()
-        shown = bad[:20]
-        more = f" (and {len(bad) - len(shown)} more)" if len(bad) > len(shown) else ""
-        raise ValueError(
-            f"label values {shown}{more} are outside [0, {num_classes}) and are not the ignore index {ignore_index}"
-        )
+    """Raise ``ValueError`` if ``target`` holds a value outside ``[0, num_classes) ∪ {ignore_index}``."""
+    check_label_values(target, num_classes, ignore_index, name="label")
 
 
 def _prepare(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

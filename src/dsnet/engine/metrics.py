@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .label_checks import check_label_values
+
 __all__ = ["ConfusionMatrix", "SegMetrics", "format_table"]
 
 
@@ -37,7 +39,10 @@ class SegMetrics:
     mean_accuracy: float
     per_class_accuracy: np.ndarray
     num_pixels: int
-    confusion: np.ndarray = field(repr=False)
+    confusion: np.ndarray = field(repr=False)  # rows = ground truth, columns = prediction
+    num_images: int = 0  # images evaluated (set by the evaluator)
+    num_skipped: int = 0  # bad samples dropped (data.on_bad_sample=skip)
+    skipped: list[str] = field(default_factory=list, repr=False)  # their messages (this rank)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (NaN -> ``None``; arrays -> lists)."""
@@ -54,6 +59,10 @@ class SegMetrics:
             "num_pixels": int(self.num_pixels),
             "iou": [clean(v) for v in self.iou],
             "per_class_accuracy": [clean(v) for v in self.per_class_accuracy],
+            "num_images": int(self.num_images),
+            "num_skipped": int(self.num_skipped),
+            "skipped": list(self.skipped),
+            "confusion_matrix": np.asarray(self.confusion).tolist(),
         }
 
 
@@ -61,18 +70,6 @@ def _nanmean(x: np.ndarray) -> float:
     """Mean of the non-NaN entries; NaN (without a RuntimeWarning) when there are none."""
     keep = ~np.isnan(x)
     return float(x[keep].mean()) if keep.any() else float("nan")
-
-
-def _check_values(name: str, t: Tensor, num_classes: int, ignore_index: int | None) -> None:
-    if t.numel() == 0:
-        return
-    if ignore_index is not None:
-        t = torch.where(t == ignore_index, torch.zeros((), dtype=t.dtype, device=t.device), t)
-    lo, hi = torch.stack([t.min(), t.max()]).tolist()
-    if lo < 0 or hi >= num_classes:
-        allowed = f"[0, {num_classes})" + ("" if ignore_index is None else f" or the ignore index {ignore_index}")
-        bad = torch.unique(t[(t < 0) | (t >= num_classes)]).tolist()[:20]
-        raise ValueError(f"{name} values {bad} are outside {allowed}")
 
 
 class ConfusionMatrix:
@@ -122,9 +119,9 @@ class ConfusionMatrix:
 
         target = target.long()
         pred = pred.to(device=target.device, dtype=torch.long)
-        _check_values("target", target, self.num_classes, self.ignore_index)
+        check_label_values(target, self.num_classes, self.ignore_index, name="target")
         valid = target != self.ignore_index
-        _check_values("prediction", pred[valid], self.num_classes, None)
+        check_label_values(pred[valid], self.num_classes, None, name="prediction")
 
         index = target[valid] * self.num_classes + pred[valid]
         counts = torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
-__all__ = ["setup_logging", "RunRecorder", "plot_training_curves", "plot_class_iou"]
+T = TypeVar("T")
+
+__all__ = ["setup_logging", "progress_bar", "RunRecorder", "plot_training_curves", "plot_class_iou"]
 
 
-def setup_logging(work_dir: Path | None, is_main: bool, name: str = "dsnet") -> logging.Logger:
-    """Console + ``train.log`` on the main rank; warnings only elsewhere."""
+def setup_logging(log_file: Path | None, is_main: bool, name: str = "dsnet") -> logging.Logger:
+    """Console + ``log_file`` on the main rank; warnings only elsewhere. For applications (the CLI):
+    the library itself never configures logging."""
     logger = logging.getLogger(name)
     logger.handlers.clear()
     logger.propagate = False
@@ -24,12 +28,19 @@ def setup_logging(work_dir: Path | None, is_main: bool, name: str = "dsnet") -> 
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(fmt)
     logger.addHandler(console)
-    if is_main and work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(work_dir / "train.log")
+    if is_main and log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file)
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger
+
+
+def progress_bar(iterable: Iterable[T], desc: str, *, enabled: bool = True, **kwargs: Any) -> Iterable[T]:
+    """``iterable`` wrapped in a tqdm bar when ``enabled`` (rank 0 of an interactive run), else as is."""
+    if not enabled:
+        return iterable
+    return tqdm(iterable, desc=desc, dynamic_ncols=True, **kwargs)
 
 
 class RunRecorder:

@@ -213,9 +213,7 @@ def load_weights(
     reinitialized: list[str] = []
     if reset_classifier:
         reinitialized = [
-            k
-            for k in own
-            if k.startswith(CLASSIFIER_PREFIXES) and k in sd and sd[k].shape[:1] != own[k].shape[:1]
+            k for k in own if k.startswith(CLASSIFIER_PREFIXES) and k in sd and sd[k].shape[:1] != own[k].shape[:1]
         ]
         sd = OrderedDict((k, v) for k, v in sd.items() if k not in reinitialized)
 

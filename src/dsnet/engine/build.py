@@ -1,0 +1,90 @@
+"""Build what a config describes: datasets with their transforms, the model, optimiser and loss."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import EvalTransform, SegmentationDataset, TrainTransform, build_dataset
+from ..errors import ConfigError
+from ..models import create_model, get_model_info, load_weights
+from .config import Config
+from .losses import CITYSCAPES_CLASS_WEIGHTS, DSNetLoss
+
+__all__ = ["build_split", "build_datasets", "build_model", "build_optimizer", "build_criterion", "class_weights"]
+
+logger = logging.getLogger("dsnet")
+
+
+def build_split(cfg: Config, split: str, train: bool) -> SegmentationDataset:
+    """One split of the config's dataset, with the training or the evaluation transform."""
+    info = get_model_info(cfg.model.name)
+    d = cfg.data
+    if train:
+        transform: Any = TrainTransform(
+            crop_size=tuple(d.crop_size),
+            base_size=d.base_size,
+            scale_range=tuple(d.scale_range),
+            scale_step=d.scale_step,
+            short_side=d.short_side,
+            flip=d.flip,
+            mean=info.mean,
+            std=info.std,
+        )
+    else:
+        transform = EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side)
+    assert d.root is not None, "validate_config checks data.root"
+    ds = build_dataset(
+        d.dataset, d.root, split, transform=transform, seed=cfg.train.seed, on_bad_sample=d.on_bad_sample, **d.options
+    )
+    if ds.num_classes != cfg.model.num_classes:
+        raise ConfigError(
+            f"model.num_classes={cfg.model.num_classes} but the {split!r} split of {d.dataset} at {d.root} "
+            f"has {ds.num_classes} classes"
+        )
+    return ds
+
+
+def build_datasets(cfg: Config) -> dict[str, SegmentationDataset]:
+    """The training and validation datasets of a config with their transforms."""
+    return {"train": build_split(cfg, cfg.data.train_split, True), "val": build_split(cfg, cfg.data.val_split, False)}
+
+
+def build_model(cfg: Config, *, aux_heads: bool = True) -> nn.Module:
+    """The config's model, with ``model.pretrained`` loaded (classifier reset when asked)."""
+    model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=aux_heads)
+    if cfg.model.pretrained:
+        report = load_weights(model, cfg.model.pretrained, reset_classifier=cfg.model.reset_classifier)
+        logger.info("%s", report)
+    return model
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    return torch.optim.SGD(
+        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+    )
+
+
+def class_weights(cfg: Config) -> list[float] | None:
+    cw = cfg.data.class_weights
+    if cw is None:
+        return None
+    if isinstance(cw, str):
+        return list(CITYSCAPES_CLASS_WEIGHTS)  # the one preset; validate_config rejects others
+    return list(cw)
+
+
+def build_criterion(cfg: Config, ignore_index: int) -> DSNetLoss:
+    return DSNetLoss(
+        cfg.model.num_classes,
+        class_weights=class_weights(cfg),
+        ohem=cfg.loss.ohem,
+        ohem_thresh=cfg.loss.ohem_thresh,
+        ohem_min_kept=cfg.loss.ohem_min_kept,
+        ignore_index=ignore_index,
+        loss_weights=tuple(cfg.loss.weights),
+    )

@@ -1,0 +1,152 @@
+"""A training run's work dir: one run at a time (lock file), no silent overwrite, resume resolution.
+
+* A lock (``fcntl.flock`` on ``.dsnet.lock``, released by the OS when the process dies) refuses a
+  second concurrent run in the same folder.
+* A new run refuses a folder that holds another run's checkpoints unless told to resume or to
+  overwrite.
+* Resuming truncates ``metrics.jsonl`` to the checkpoint's iteration (no repeated iterations) and
+  removes temporary files left by a write that was killed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+from ..errors import WorkDirError
+from ..fileio import atomic_write, remove_stale_temp_files
+from .config import Config, apply_overrides, config_from_dict, load_config
+from .state import load_training_state
+
+__all__ = ["RunDir", "LAST_CHECKPOINT", "RUN_FILES", "load_run_config"]
+
+LAST_CHECKPOINT = "last.pth"
+LOCK_FILE = ".dsnet.lock"
+#: Files and folders a training run writes (removed by ``--overwrite``).
+RUN_FILES = (
+    LAST_CHECKPOINT,
+    "nonfinite.pth",
+    "best.safetensors",
+    "final.safetensors",
+    "best_metrics.json",
+    "summary.json",
+    "metrics.jsonl",
+    "config.yaml",
+    "curves.png",
+    "class_iou.png",
+    "train.log",
+    "tensorboard",
+)
+_CHECKPOINTS = (LAST_CHECKPOINT, "best.safetensors", "final.safetensors")
+
+
+class RunDir:
+    """The work dir of one training run (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._lock: IO[str] | None = None
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / LAST_CHECKPOINT
+
+    def holds_run(self) -> bool:
+        """True when a previous run left checkpoints here."""
+        return any((self.path / name).exists() for name in _CHECKPOINTS)
+
+    def lock(self) -> None:
+        """Take the folder for this process; :class:`WorkDirError` when another run holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 (held open while the run lasts)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise WorkDirError(
+                f"{self.path}: another dsnet run is using this work dir ({holder}); wait for it to finish "
+                f"or choose another --work-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def refuse_foreign_run(self, overwrite: bool) -> None:
+        """Before a new (not resumed) run: clear the folder when ``overwrite``, else refuse it."""
+        if not self.holds_run():
+            return
+        if not overwrite:
+            raise WorkDirError(
+                f"{self.path}: holds another run's checkpoints ({', '.join(self._present())}); continue it with "
+                f"`dsnet train --resume {self.path}`, start afresh with --overwrite, or choose another --work-dir"
+            )
+        for name in RUN_FILES:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+    def _present(self) -> list[str]:
+        return [name for name in _CHECKPOINTS if (self.path / name).exists()]
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        return remove_stale_temp_files(self.path)
+
+    def truncate_metrics(self, iteration: int) -> int:
+        """Drop ``metrics.jsonl`` records after ``iteration`` (a resumed run writes them again)."""
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return 0
+        lines = path.read_text().splitlines()
+        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("iter", 0) <= iteration]
+        dropped = len([ln for ln in lines if ln.strip()]) - len(keep)
+        if dropped:
+            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in keep)))
+        return dropped
+
+    def resolve_resume(self, resume: str | os.PathLike | bool) -> Path:
+        """The checkpoint to resume from: ``True`` means this folder's ``last.pth``."""
+        path = self.last_checkpoint if resume is True else Path(resume)
+        if path.is_dir():
+            path = path / LAST_CHECKPOINT
+        if not path.is_file():
+            raise WorkDirError(
+                f"{path}: no checkpoint to resume from (a run saves {LAST_CHECKPOINT} every "
+                f"train.checkpoint_interval iterations and when it is stopped)"
+            )
+        return path
+
+
+def load_run_config(resume: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """The config a run was started with, for ``dsnet train --resume WORK_DIR`` (no config file).
+
+    ``resume`` is a work dir (its ``config.yaml``) or a training checkpoint (the config saved in
+    it); ``overrides`` apply on top; ``train.work_dir`` becomes the run's folder.
+    """
+    path = Path(resume)
+    if path.is_dir():
+        config_file = path / "config.yaml"
+        if not config_file.is_file():
+            raise WorkDirError(f"{path}: not a dsnet run folder (no config.yaml); give the config file too")
+        cfg = load_config(config_file, overrides)
+        cfg.train.work_dir = str(path)
+        return cfg
+    state = load_training_state(path)
+    cfg = apply_overrides(config_from_dict(state.get("config") or {}), overrides or [])
+    cfg.train.work_dir = str(path.parent)
+    return cfg
