@@ -206,3 +206,24 @@ def test_normalize_strips_prefixes_in_any_order() -> None:
     t = torch.zeros(1)
     sd = normalize_state_dict({"module.model.conv1.0.weight": t, "model.module.up8.0.weight": t, "sem_loss.x": t})
     assert list(sd) == ["conv1.0.weight", "up8.0.weight"]
+
+
+def test_fine_tuning_to_other_classes_resets_only_the_classifiers(tmp_path: Path) -> None:
+    cityscapes = dsnet.create_model(NAME, num_classes=19)
+    path = dsnet.save_weights(cityscapes, tmp_path / "cityscapes.safetensors")
+    with pytest.raises(CheckpointMismatchError, match="reset_classifier=True"):
+        dsnet.create_model(NAME, num_classes=11, weights=path)  # not asked for: the clear mismatch error
+    model = dsnet.create_model(NAME, num_classes=11)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_weights(model, path, reset_classifier=True)
+    expected = [f"{head}.conv2.{p}" for head in ("lastlayer", "seghead_p", "seghead_d") for p in ("weight", "bias")]
+    assert sorted(report.reinitialized) == sorted(expected)
+    assert "re-initialised for the new classes" in str(report)
+    source = cityscapes.state_dict()
+    for key, value in model.state_dict().items():
+        if key in expected:
+            assert torch.equal(value, fresh[key]) and value.shape[0] == 11
+        else:
+            assert torch.equal(value, source[key]), key
+    # the same class count needs no reset: nothing is re-initialised
+    assert load_weights(dsnet.create_model(NAME, num_classes=19), path, reset_classifier=True).reinitialized == []

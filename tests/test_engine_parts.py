@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import dsnet
-from dsnet.inference import InferenceOptions, predict_probs, slide_logits, whole_logits
 from dsnet.engine.sampler import ResumableBatchSampler
 from dsnet.engine.schedule import poly_lr
 from dsnet.engine.state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
+from dsnet.inference import InferenceOptions, predict_probs, slide_logits, whole_logits
 from dsnet.models import CheckpointError
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import dsnet
-from dsnet.engine.config import Config, apply_overrides
 from dsnet.engine.build import build_split
+from dsnet.engine.config import Config, apply_overrides
 from dsnet.engine.evaluator import evaluate_with_config
 
 from .conftest import shared_path

@@ -331,3 +331,12 @@ def test_cli_errors_are_dsnet_errors_and_written_to_the_run_log(tmp_path: Path, 
     assert len(err) == 1 and "loss.ohem_thresh" in err[0]
     assert "loss.ohem_thresh" in (work / "train.log").read_text()
     assert issubclass(ConfigError, DSNetError) and issubclass(DataError, DSNetError)
+
+
+def test_fine_tuning_from_a_checkpoint_with_other_classes_through_the_config(tmp_path: Path, data_root: Path) -> None:
+    weights = dsnet.save_weights(dsnet.create_model("dsnet_head64", num_classes=19), tmp_path / "cs.safetensors")
+    cfg = _cfg(tmp_path, data_root, f"model.pretrained={weights}", iters=1, val=100)
+    with pytest.raises(dsnet.CheckpointMismatchError, match="model.reset_classifier=true"):
+        Trainer(cfg)
+    summary = Trainer(apply_overrides(cfg, ["model.reset_classifier=true"])).run()
+    assert summary["iterations"] == 1
