@@ -25,6 +25,7 @@ from dsnet.engine.trainer import Trainer, TrainingInterrupted
 from dsnet.engine.workdir import RunDir
 from dsnet.errors import ConfigError, DataError, DSNetError, OutputError, WorkDirError
 
+from .helpers import StopAt
 from .synthetic import write_camvid_like
 
 TINY = """
@@ -153,22 +154,12 @@ def test_a_new_run_refuses_a_finished_run_unless_resumed_or_overwritten(tmp_path
 # 5.4 resume from the work dir alone
 
 
-class _StopAt(Trainer):
-    stop_at = 3
-
-    def _step(self, batches):  # type: ignore[no-untyped-def]
-        out = super()._step(batches)
-        if self.iteration == self.stop_at:
-            self._stop_signal = signal.SIGTERM
-        return out
-
-
 def test_resume_from_the_work_dir_with_its_saved_config(tmp_path: Path, data_root: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     config = _config_file(tmp_path, data_root, iters=6, val=2)
     work = tmp_path / "run"
     cfg = load_config(config, [f"train.work_dir={work}", "optim.lr=0.02"])
     with pytest.raises(TrainingInterrupted):
-        _StopAt(cfg).run()
+        StopAt(cfg).run()
     (work / ".last.pth.abc123.tmp").write_bytes(b"half a checkpoint")  # left by a killed write
     # the printed command: only the work dir, the overrides come from its config.yaml
     assert main(["train", "--resume", str(work)]) == 0

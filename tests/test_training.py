@@ -21,6 +21,7 @@ from dsnet.engine.config import load_config
 from dsnet.engine.state import load_training_state
 from dsnet.engine.trainer import Trainer, TrainingInterrupted
 
+from .helpers import StopAt
 from .synthetic import write_camvid_like
 
 TINY = """
@@ -121,18 +122,6 @@ def test_cli_training_run_writes_checkpoints_logs_and_metrics(tmp_path: Path) ->
     assert result["miou"] == pytest.approx(summary["final"]["miou"])
 
 
-class _StopAt(Trainer):
-    """Simulates Ctrl-C / SIGTERM arriving during a given iteration."""
-
-    stop_at = 3
-
-    def _step(self, batches):  # type: ignore[no-untyped-def]
-        out = super()._step(batches)
-        if self.iteration == self.stop_at:
-            self._stop_signal = signal.SIGTERM
-        return out
-
-
 def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     cfg_a = load_config(_config(tmp_path, "a", iters=6, workers=0), [f"train.work_dir={tmp_path / 'a'}"])
     Trainer(cfg_a).run()
@@ -140,7 +129,7 @@ def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     # interrupted at iteration 3, resumed with a different number of loader workers
     cfg_b = load_config(_config(tmp_path, "b", iters=6, workers=0), [f"train.work_dir={tmp_path / 'b'}"])
     with pytest.raises(TrainingInterrupted) as info:
-        _StopAt(cfg_b).run()
+        StopAt(cfg_b).run()
     assert info.value.iteration == 3
     assert load_training_state(tmp_path / "b" / "last.pth")["iteration"] == 3
     cfg_b2 = load_config(_config(tmp_path, "b", iters=6, workers=2), [f"train.work_dir={tmp_path / 'b'}"])
