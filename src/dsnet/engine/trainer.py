@@ -93,6 +93,8 @@ class Trainer:
             logger.warning("elastic restart: resuming from %s", self.run_dir.last_checkpoint)
             resume = True
         self._claim_work_dir(resume is not None and resume is not False, overwrite)
+        if restarted and resume is None and self.env.is_main:
+            self.run_dir.truncate_metrics(0)  # restarted before the first checkpoint: start the log afresh
 
         try:
             self._setup(resume)
