@@ -24,18 +24,20 @@ from dsnet.data import (
     CamVidDataset,
     CityscapesDataset,
     DataError,
-    EpochIndexSampler,
     EvalTransform,
+    FolderConfig,
     FolderDataset,
     TrainTransform,
     build_dataset,
     colorize,
     denormalize,
     list_datasets,
+    load_folder_config,
     normalize,
     read_image,
 )
-from dsnet.data.palettes import CAMVID32_COLORS, generate_palette
+from dsnet.data.camvid import CAMVID32_COLORS
+from dsnet.data.labels import generate_palette
 
 from .conftest import shared_path
 
@@ -275,27 +277,47 @@ def test_folder_dataset(tmp_path):
 @pytest.mark.parametrize(
     ("cfg", "key"),
     [
-        ({"classes": ["a"], "colours": []}, "unknown key 'colours'"),
-        ({"palette": [[0, 0, 0]]}, "'classes'"),
-        ({"classes": "ab"}, "'classes'"),
-        ({"classes": ["a", "a"]}, "'classes'"),
-        ({"classes": ["a", "b"], "palette": [[0, 0, 0]]}, "'palette'"),
-        ({"classes": ["a"], "palette": [[0, 0, 300]]}, "'palette'"),
-        ({"classes": ["a", "b"], "ignore_index": 1}, "'ignore_index'"),
-        ({"classes": ["a"], "ignore_index": "x"}, "'ignore_index'"),
-        ({"classes": ["a"], "mask_encoding": "rgb"}, "'mask_encoding'"),
-        ({"classes": ["a"], "mask_encoding": "color"}, "'mask_encoding'"),
-        ({"classes": ["a"], "splits": "train"}, "'splits'"),
-        ({"classes": ["a"], "image_dir": ""}, "'image_dir'"),
+        ({"classes": ["a"], "colours": []}, "unknown config key 'colours'"),
+        ({"palette": [[0, 0, 0]]}, "classes: required"),
+        ({"classes": "ab"}, "classes: expected a list"),
+        ({"classes": ["a", "a"]}, "classes: duplicate names"),
+        ({"classes": ["a", ""]}, "classes[1]: expected a non-empty name"),
+        ({"classes": ["a", "b"], "palette": [[0, 0, 0]]}, "palette: 1 colours but there are 2 classes"),
+        ({"classes": ["a"], "palette": [[0, 0, 300]]}, "palette[0]: expected [r, g, b]"),
+        ({"classes": ["a"], "palette": [[0, 0]]}, "palette[0]: expected [r, g, b]"),
+        ({"classes": ["a"], "palette": [["x", 0, 0]]}, "palette: expected"),
+        ({"classes": ["a", "b"], "ignore_index": 1}, "ignore_index: 1 collides with class id 1"),
+        ({"classes": ["a"], "ignore_index": "x"}, "ignore_index: expected an integer"),
+        ({"classes": ["a"], "ignore_index": 300}, "ignore_index: expected an integer 0..255"),
+        ({"classes": ["a"], "mask_encoding": "rgb"}, "mask_encoding: expected one of"),
+        ({"classes": ["a"], "mask_encoding": "color"}, "mask_encoding: 'color' needs a 'palette'"),
+        ({"classes": ["a"], "palette": [[1, 1, 1]], "ignore_colors": [[1, 1, 1]]}, "ignore_colors: contains a class"),
+        ({"classes": ["a"], "splits": "train"}, "splits: expected"),
+        ({"classes": ["a"], "splits": ["t", "t"]}, "splits: duplicate names"),
+        ({"classes": ["a"], "image_dir": ""}, "image_dir: expected a non-empty folder name"),
+        ({"classes": ["a"], "name": 3}, "name: expected"),
+        (["a", "b"], "expected a mapping"),
     ],
 )
 def test_folder_yaml_errors(tmp_path, cfg, key):
+    """Typed parsing (dsnet.typed) and the semantic checks fail alike: DataError "<yaml>: <key>: <problem>"."""
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(DataError, match="dataset.yaml") as info:
+    with pytest.raises(DataError) as info:
         FolderDataset(tmp_path)
-    assert key in str(info.value)
+    assert str(info.value).startswith(f"{tmp_path / 'dataset.yaml'}: {key}"), str(info.value)
+
+
+def test_folder_config_is_typed(tmp_path):
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump({"classes": ["a", "b"], "palette": [[1, 2, 3], [4, 5, 6]]}))
+    cfg = load_folder_config(tmp_path / "dataset.yaml")
+    assert cfg == FolderConfig(
+        classes=("a", "b"), name=tmp_path.name, palette=((1, 2, 3), (4, 5, 6)), splits=None, ignore_colors=()
+    )
+    assert (
+        cfg.mask_encoding == "auto" and cfg.ignore_index == 255 and (cfg.image_dir, cfg.mask_dir) == ("images", "masks")
+    )
 
 
 def test_folder_yaml_missing_and_invalid(tmp_path):
@@ -378,7 +400,7 @@ def test_skip_mode_warns_and_returns_next_valid(tmp_path, caplog):
     root = _make_folder(tmp_path, n=4)
     (root / "images/s1.png").write_bytes(b"garbage")
     ds = FolderDataset(root, on_bad_sample="skip", transform=TrainTransform((16, 16), 32))
-    with caplog.at_level(logging.WARNING, logger="dsnet.data.datasets"):
+    with caplog.at_level(logging.WARNING, logger="dsnet.data.base"):
         image, label = ds[1]
     assert "s1.png" in caplog.text and "corrupt" in caplog.text
     # served sample 2 (next valid), with sample 1's augmentation stream: deterministic
@@ -472,23 +494,22 @@ def test_train_transform_flip_consistency():
 
 
 def test_eval_transform(camvid_pair):
+    """No padding (inference pads to the model's multiple): same size in, same size out, normalised."""
     image, label = camvid_pair[0][:355, :470], camvid_pair[1][:355, :470]
-    tf = EvalTransform(size_divisor=8)
+    tf = EvalTransform()
     x, y = tf(image, label)
-    assert x.shape == (3, 360, 472) and y.shape == (360, 472)
-    assert (y[355:] == 255).all() and (y[:, 470:] == 255).all()
-    np.testing.assert_array_equal(y[:355, :470].numpy(), label)
-    np.testing.assert_array_equal(denormalize(x)[:355, :470], image)
-    assert tf.restore(torch.zeros(1, 11, 360, 472), (360, 472)).shape == (1, 11, 360, 472)
+    assert x.shape == (3, 355, 470) and y.shape == (355, 470)
+    assert x.dtype == torch.float32 and y.dtype == torch.int64
+    np.testing.assert_array_equal(y.numpy(), label)
+    np.testing.assert_array_equal(denormalize(x), image)
 
     ade = EvalTransform(short_side=128)
     x, y = ade(image, label)
-    assert x.shape == (3, 128, 176) and y.shape == label.shape  # 470*128/355 = 169.5 -> 169, padded to 176
+    assert x.shape == (3, 128, 169) and y.shape == label.shape  # 470*128/355 = 169.5 -> 169; label kept as is
     assert ade.input_size(355, 470) == (128, 169)
-    logits = torch.zeros(1, 11, 128, 176)
-    logits[..., 169:] = 1e3  # padding must not leak into the restored logits
-    restored = ade.restore(logits, label.shape)
-    assert restored.shape == (1, 11, 355, 470) and restored.abs().max() == 0
+    np.testing.assert_array_equal(y.numpy(), label)
+    expected = cv2.resize(image, (169, 128), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(denormalize(x), expected)
 
 
 def test_normalize_roundtrip():
@@ -544,13 +565,3 @@ def test_determinism_independent_of_workers():
     single, multi = batches(0), batches(2)
     for (x0, y0), (x1, y1) in zip(single, multi, strict=True):
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
-
-
-def test_epoch_index_sampler():
-    ds = _camvid_train()
-    sampler = EpochIndexSampler(range(4))
-    sampler.set_epoch(3)
-    keys = list(sampler)
-    assert keys == [(0, 3), (1, 3), (2, 3), (3, 3)] and len(sampler) == 4
-    ds.set_epoch(3)
-    assert torch.equal(ds[keys[2]][0], ds[2][0])
