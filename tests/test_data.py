@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,7 @@ from dsnet.data import (
     load_folder_config,
     normalize,
     read_image,
+    worker_init_fn,
 )
 from dsnet.data.camvid import CAMVID32_COLORS
 from dsnet.data.labels import generate_palette
@@ -565,3 +567,162 @@ def test_determinism_independent_of_workers():
     single, multi = batches(0), batches(2)
     for (x0, y0), (x1, y1) in zip(single, multi, strict=True):
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
+
+
+# --------------------------------------------------------------------------------------------------
+# regression: index labels saved as RGB grey; colour labels with no class colour
+
+
+def _grey_rgb_copy(src: Path, dst: Path) -> Path:
+    """Copy a CamVid-layout dataset, re-saving every label as an RGB PNG with R = G = B = the id."""
+    shutil.copytree(src, dst)
+    for label in (dst / "labels").rglob("*.png"):
+        ids = np.array(Image.open(label))
+        assert ids.ndim == 2
+        _save_png(label, np.repeat(ids[..., None], 3, axis=2))
+    return dst
+
+
+@pytest.mark.parametrize("class_order", ["segnet", "dsnet"])
+def test_camvid_rgb_grey_index_labels_decode_as_ids(synthetic_camvid, tmp_path, class_order):
+    grey = _grey_rgb_copy(synthetic_camvid, tmp_path / "grey")
+    assert Image.open(next((grey / "labels" / "val").glob("*.png"))).mode == "RGB"
+    for encoding in ("auto", "index"):
+        ref = CamVidDataset(synthetic_camvid, "val", class_order=class_order)
+        ds = CamVidDataset(grey, "val", encoding=encoding, class_order=class_order)
+        for i in range(len(ds)):
+            label = ds.load_pair(i)[1]
+            np.testing.assert_array_equal(label, ref.load_pair(i)[1])
+            assert (label != 255).any()
+    # encoding="color" is taken at its word: grey pixels are no CamVid class colours -> a clear error
+    with pytest.raises(DataError, match=r"val_000\.png: no pixel has a class colour.*index label saved as RGB"):
+        CamVidDataset(grey, "val", encoding="color").load_pair(0)
+
+
+def test_camvid_grey_class_colours_stay_colours(tmp_path):
+    """Sky (128, 128, 128) and Void (0, 0, 0) are grey CamVid colours: such a label is colour-coded."""
+    (tmp_path / "images").mkdir()
+    _save_png(tmp_path / "images/a.png", np.zeros((8, 8, 3), np.uint8))
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:4] = CAMVID_PALETTE[0]
+    _save_png(tmp_path / "labels/a_L.png", rgb)
+    (tmp_path / "val.txt").write_text("images/a.png labels/a_L.png\n")
+    label = CamVidDataset(tmp_path, "val").load_pair(0)[1]
+    assert (label[:4] == 0).all() and (label[4:] == 255).all()
+
+
+def test_folder_rgb_grey_masks_decode_as_ids(tmp_path):
+    palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0]]
+    for name, cfg in (("plain", {}), ("palette", {"palette": palette}), ("ignore9", {"ignore_index": 9})):
+        root = _make_folder(tmp_path / name, **cfg)
+        masks = sorted((root / "masks").glob("*.png"))
+        for mask in masks if name == "ignore9" else ():
+            ids = np.array(Image.open(mask))
+            _save_png(mask, np.where(ids == 255, 9, ids).astype(np.uint8))
+        ref = [FolderDataset(root).load_pair(i)[1] for i in range(3)]
+        assert all((r == 255).any() for r in ref)
+        for mask in masks:
+            _save_png(mask, np.repeat(np.array(Image.open(mask))[..., None], 3, axis=2))
+        ds = FolderDataset(root)
+        for i in range(3):
+            np.testing.assert_array_equal(ds.load_pair(i)[1], ref[i])
+    # a grey mask whose values are not mask values is not an index mask: with no palette, a clear error
+    _save_png(root / "masks/s0.png", np.full((24, 32, 3), 77, np.uint8))
+    with pytest.raises(DataError, match=r"s0\.png: colour mask but .*dataset\.yaml has no 'palette'"):
+        FolderDataset(root).load_pair(0)
+
+
+def test_bdd100k_rgb_grey_mask_decodes_as_train_ids(tmp_path):
+    root = shared_path("data", "bdd100k", "bdd100k")
+    masks = BDD100KDataset(root, "val")
+    img_src, lbl_src = masks.samples[0]
+    (tmp_path / "images/10k/val").mkdir(parents=True)
+    shutil.copy(img_src, tmp_path / "images/10k/val" / img_src.name)
+    ids = np.array(Image.open(lbl_src))
+    _save_png(tmp_path / "labels/sem_seg/colormaps/val" / lbl_src.name, np.repeat(ids[..., None], 3, axis=2))
+    grey = BDD100KDataset(tmp_path, "val", label_source="colormaps")
+    np.testing.assert_array_equal(grey.load_pair(0)[1], masks.load_pair(0)[1])
+
+
+def test_color_label_without_any_class_colour_is_an_error(synthetic_camvid, tmp_path):
+    root = shutil.copytree(synthetic_camvid, tmp_path / "camvid")
+    bad = root / "labels/val/val_001.png"
+    rgb = np.zeros((72, 96, 3), np.uint8)
+    rgb[..., 0] = np.arange(96)[None, :] % 7 + 1  # 7 unknown colours, none of them a CamVid colour
+    rgb[..., 2] = 200
+    _save_png(bad, rgb)
+    ds = CamVidDataset(root, "val")
+    found = r"\[\(1, 0, 200\), \(2, 0, 200\), \(3, 0, 200\), \(4, 0, 200\), \(5, 0, 200\), \.\.\.\]"
+    msg = rf"val_001\.png: no pixel has a class colour; colours found: {found}"
+    with pytest.raises(DataError, match=msg):
+        ds.load_pair(1)
+    assert [i for i, _ in ds.verify()] == [1]
+    # folder dataset: unknown colours are already an error; only ignore colours -> no class at all
+    root = _make_folder(tmp_path / "f", palette=[[0, 0, 0], [255, 0, 0], [0, 255, 0]], ignore_colors=[[9, 9, 9]])
+    _save_png(root / "masks/s2.png", np.full((24, 32, 3), 9, np.uint8))
+    with pytest.raises(DataError, match=r"s2\.png: no pixel has a class colour; colours found: \[\(9, 9, 9\)\]"):
+        FolderDataset(root).load_pair(2)
+
+
+# --------------------------------------------------------------------------------------------------
+# load_sample, pairing, workers
+
+
+def test_load_sample_never_substitutes(tmp_path):
+    root = _make_folder(tmp_path, n=4)
+    (root / "images/s1.png").write_bytes(b"garbage")
+    ds = FolderDataset(root, on_bad_sample="skip", transform=EvalTransform())
+    with pytest.raises(DataError, match=r"s1\.png: unreadable or corrupt image"):
+        ds.load_sample(1)
+    x, y = ds.load_sample(-1)  # negative indices as in ds[-1]
+    assert torch.equal(x, ds[3][0]) and torch.equal(y, ds[3][1])
+    assert torch.equal(ds[1][0], ds.load_sample(2)[0])  # __getitem__ keeps substituting (training)
+    with pytest.raises(DataError, match=r"s1\.png"):
+        ds.load_sample(1)  # ... load_sample still refuses, even once the sample is known to be bad
+    with pytest.raises(IndexError):
+        ds.load_sample(4)
+    raw = FolderDataset(root)
+    image, label = raw.load_sample(0)
+    assert isinstance(image, np.ndarray) and image.shape == (24, 32, 3) and label.shape == (24, 32)
+
+
+def test_cityscapes_unpaired_file_names_expected_label(tmp_path):
+    src = shared_path("data", "cityscapes", "cityscapes")
+    shutil.copytree(src / "leftImg8bit", tmp_path / "leftImg8bit")
+    (tmp_path / "gtFine" / "val" / "frankfurt").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"_leftImg8bit\.png: image without label \(expected .*gtFine.val.frankfurt."):
+        CityscapesDataset(tmp_path, "val")
+    with pytest.raises(DataError, match="empty dataset"):
+        CityscapesDataset(tmp_path, "val", on_bad_sample="skip")
+
+
+def test_pair_folders_rejects_ambiguous_names(tmp_path):
+    root = _make_folder(tmp_path)
+    _save_png(root / "images/s0.jpg", np.zeros((24, 32, 3), np.uint8))
+    with pytest.raises(DataError, match=r"s0\.(png|jpg): two files in .*images map to the same sample name 's0'"):
+        FolderDataset(root)
+
+
+def _worker_state(_: int) -> tuple[bool, bool, int, int, bool]:
+    return (
+        signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+        signal.getsignal(signal.SIGTERM) == signal.SIG_IGN,
+        torch.get_num_threads(),
+        cv2.getNumThreads(),
+        cv2.ocl.useOpenCL(),
+    )
+
+
+def test_worker_init_fn_in_a_loader_worker():
+    loader = torch.utils.data.DataLoader(_ListDataset(), num_workers=1, worker_init_fn=worker_init_fn, batch_size=None)
+    sigint, sigterm, torch_threads, cv_threads, opencl = next(iter(loader))
+    assert sigint and sigterm and torch_threads == 1 and cv_threads in (0, 1) and not opencl
+    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the main process is untouched
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        return _worker_state(i)

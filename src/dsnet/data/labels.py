@@ -207,7 +207,9 @@ def decode_color_label(
         raise DataError(f"{path}: label colours {preview(unmatched, 5)} are not in {known_colors}")
     if not (label != codec.ignore_index).any():
         found = [_unpack(c) for c in np.unique(_pack_rgb(rgb)).tolist()]
-        hint = " (R = G = B everywhere: an index label saved as RGB?)" if _grey_values(rgb) is not None else ""
+        grey = _grey_values(rgb)
+        looks_index = grey is not None and bool((lut[_present_values(grey)] >= 0).all())
+        hint = " (R = G = B everywhere, with valid label values: an index label saved as RGB?)" if looks_index else ""
         raise DataError(
             f"{path}: no pixel has a class colour; colours found: {preview(found, 5)}{hint}"
             + ("" if known_colors is None else f"; class colours are in {known_colors}")
