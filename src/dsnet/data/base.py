@@ -40,7 +40,6 @@ __all__ = [
     "Transform",
     "check_split",
     "pair_folders",
-    "require_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ class DatasetInfo:
 # listing and pairing files
 
 
-def require_dir(path: Path, what: str) -> Path:
+def _require_dir(path: Path, what: str) -> Path:
     """``path`` if it is a folder, else a DataError saying which folder (``what``) is missing."""
     if not path.is_dir():
         raise DataError(f"{path}: {what} folder not found")
@@ -111,7 +110,7 @@ class FolderSpec:
 
     def index(self) -> dict[str, Path]:
         """Key -> file; two files with the same key are a DataError (the pairing would be ambiguous)."""
-        require_dir(self.folder, self.what)
+        _require_dir(self.folder, self.what)
         out: dict[str, Path] = {}
         for path in sorted(self.folder.glob("/".join(["*"] * (self.depth + 1)))):
             key = self.key(path)

@@ -25,13 +25,12 @@ __all__ = [
     "decode_index_label",
     "generate_palette",
     "make_lut",
-    "preview",
 ]
 
 Color = tuple[int, int, int]
 
 
-def preview(items: Sequence[Any], n: int = 10) -> str:
+def _preview(items: Sequence[Any], n: int = 10) -> str:
     """``[a, b, c, ...]``: the first ``n`` items, so an error message stays one readable line."""
     items = list(items)
     text = ", ".join(str(v) for v in items[:n])
@@ -74,7 +73,7 @@ def _present_values(raw: np.ndarray) -> np.ndarray:
 def _bad_values_error(path: PathLike, bad: Sequence[int], lut: np.ndarray) -> DataError:
     valid = np.flatnonzero(lut >= 0)
     return DataError(
-        f"{path}: label values {preview(list(bad))} are outside the valid values {_describe_values(valid.tolist())}"
+        f"{path}: label values {_preview(list(bad))} are outside the valid values {_describe_values(valid.tolist())}"
     )
 
 
@@ -204,14 +203,14 @@ def decode_color_label(
         raise DataError(f"{path}: {no_codec}")
     label, unmatched = codec.decode(rgb, return_unmatched=True)
     if unmatched and known_colors is not None:
-        raise DataError(f"{path}: label colours {preview(unmatched, 5)} are not in {known_colors}")
+        raise DataError(f"{path}: label colours {_preview(unmatched, 5)} are not in {known_colors}")
     if not (label != codec.ignore_index).any():
         found = [_unpack(c) for c in np.unique(_pack_rgb(rgb)).tolist()]
         grey = _grey_values(rgb)
         looks_index = grey is not None and bool((lut[_present_values(grey)] >= 0).all())
         hint = " (R = G = B everywhere, with valid label values: an index label saved as RGB?)" if looks_index else ""
         raise DataError(
-            f"{path}: no pixel has a class colour; colours found: {preview(found, 5)}{hint}"
+            f"{path}: no pixel has a class colour; colours found: {_preview(found, 5)}{hint}"
             + ("" if known_colors is None else f"; class colours are in {known_colors}")
         )
     return label
