@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -24,18 +25,21 @@ from dsnet.data import (
     CamVidDataset,
     CityscapesDataset,
     DataError,
-    EpochIndexSampler,
     EvalTransform,
+    FolderConfig,
     FolderDataset,
     TrainTransform,
     build_dataset,
     colorize,
     denormalize,
     list_datasets,
+    load_folder_config,
     normalize,
     read_image,
+    worker_init_fn,
 )
-from dsnet.data.palettes import CAMVID32_COLORS, generate_palette
+from dsnet.data.camvid import CAMVID32_COLORS
+from dsnet.data.labels import generate_palette
 
 from .conftest import shared_path
 
@@ -275,27 +279,47 @@ def test_folder_dataset(tmp_path):
 @pytest.mark.parametrize(
     ("cfg", "key"),
     [
-        ({"classes": ["a"], "colours": []}, "unknown key 'colours'"),
-        ({"palette": [[0, 0, 0]]}, "'classes'"),
-        ({"classes": "ab"}, "'classes'"),
-        ({"classes": ["a", "a"]}, "'classes'"),
-        ({"classes": ["a", "b"], "palette": [[0, 0, 0]]}, "'palette'"),
-        ({"classes": ["a"], "palette": [[0, 0, 300]]}, "'palette'"),
-        ({"classes": ["a", "b"], "ignore_index": 1}, "'ignore_index'"),
-        ({"classes": ["a"], "ignore_index": "x"}, "'ignore_index'"),
-        ({"classes": ["a"], "mask_encoding": "rgb"}, "'mask_encoding'"),
-        ({"classes": ["a"], "mask_encoding": "color"}, "'mask_encoding'"),
-        ({"classes": ["a"], "splits": "train"}, "'splits'"),
-        ({"classes": ["a"], "image_dir": ""}, "'image_dir'"),
+        ({"classes": ["a"], "colours": []}, "unknown config key 'colours'"),
+        ({"palette": [[0, 0, 0]]}, "classes: required"),
+        ({"classes": "ab"}, "classes: expected a list"),
+        ({"classes": ["a", "a"]}, "classes: duplicate names"),
+        ({"classes": ["a", ""]}, "classes[1]: expected a non-empty name"),
+        ({"classes": ["a", "b"], "palette": [[0, 0, 0]]}, "palette: 1 colours but there are 2 classes"),
+        ({"classes": ["a"], "palette": [[0, 0, 300]]}, "palette[0]: expected [r, g, b]"),
+        ({"classes": ["a"], "palette": [[0, 0]]}, "palette[0]: expected [r, g, b]"),
+        ({"classes": ["a"], "palette": [["x", 0, 0]]}, "palette: expected"),
+        ({"classes": ["a", "b"], "ignore_index": 1}, "ignore_index: 1 collides with class id 1"),
+        ({"classes": ["a"], "ignore_index": "x"}, "ignore_index: expected an integer"),
+        ({"classes": ["a"], "ignore_index": 300}, "ignore_index: expected an integer 0..255"),
+        ({"classes": ["a"], "mask_encoding": "rgb"}, "mask_encoding: expected one of"),
+        ({"classes": ["a"], "mask_encoding": "color"}, "mask_encoding: 'color' needs a 'palette'"),
+        ({"classes": ["a"], "palette": [[1, 1, 1]], "ignore_colors": [[1, 1, 1]]}, "ignore_colors: contains a class"),
+        ({"classes": ["a"], "splits": "train"}, "splits: expected"),
+        ({"classes": ["a"], "splits": ["t", "t"]}, "splits: duplicate names"),
+        ({"classes": ["a"], "image_dir": ""}, "image_dir: expected a non-empty folder name"),
+        ({"classes": ["a"], "name": 3}, "name: expected"),
+        (["a", "b"], "expected a mapping"),
     ],
 )
 def test_folder_yaml_errors(tmp_path, cfg, key):
+    """Typed parsing (dsnet.typed) and the semantic checks fail alike: DataError "<yaml>: <key>: <problem>"."""
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(DataError, match="dataset.yaml") as info:
+    with pytest.raises(DataError) as info:
         FolderDataset(tmp_path)
-    assert key in str(info.value)
+    assert str(info.value).startswith(f"{tmp_path / 'dataset.yaml'}: {key}"), str(info.value)
+
+
+def test_folder_config_is_typed(tmp_path):
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump({"classes": ["a", "b"], "palette": [[1, 2, 3], [4, 5, 6]]}))
+    cfg = load_folder_config(tmp_path / "dataset.yaml")
+    assert cfg == FolderConfig(
+        classes=("a", "b"), name=tmp_path.name, palette=((1, 2, 3), (4, 5, 6)), splits=None, ignore_colors=()
+    )
+    assert (
+        cfg.mask_encoding == "auto" and cfg.ignore_index == 255 and (cfg.image_dir, cfg.mask_dir) == ("images", "masks")
+    )
 
 
 def test_folder_yaml_missing_and_invalid(tmp_path):
@@ -378,7 +402,7 @@ def test_skip_mode_warns_and_returns_next_valid(tmp_path, caplog):
     root = _make_folder(tmp_path, n=4)
     (root / "images/s1.png").write_bytes(b"garbage")
     ds = FolderDataset(root, on_bad_sample="skip", transform=TrainTransform((16, 16), 32))
-    with caplog.at_level(logging.WARNING, logger="dsnet.data.datasets"):
+    with caplog.at_level(logging.WARNING, logger="dsnet.data.base"):
         image, label = ds[1]
     assert "s1.png" in caplog.text and "corrupt" in caplog.text
     # served sample 2 (next valid), with sample 1's augmentation stream: deterministic
@@ -472,23 +496,22 @@ def test_train_transform_flip_consistency():
 
 
 def test_eval_transform(camvid_pair):
+    """No padding (inference pads to the model's multiple): same size in, same size out, normalised."""
     image, label = camvid_pair[0][:355, :470], camvid_pair[1][:355, :470]
-    tf = EvalTransform(size_divisor=8)
+    tf = EvalTransform()
     x, y = tf(image, label)
-    assert x.shape == (3, 360, 472) and y.shape == (360, 472)
-    assert (y[355:] == 255).all() and (y[:, 470:] == 255).all()
-    np.testing.assert_array_equal(y[:355, :470].numpy(), label)
-    np.testing.assert_array_equal(denormalize(x)[:355, :470], image)
-    assert tf.restore(torch.zeros(1, 11, 360, 472), (360, 472)).shape == (1, 11, 360, 472)
+    assert x.shape == (3, 355, 470) and y.shape == (355, 470)
+    assert x.dtype == torch.float32 and y.dtype == torch.int64
+    np.testing.assert_array_equal(y.numpy(), label)
+    np.testing.assert_array_equal(denormalize(x), image)
 
     ade = EvalTransform(short_side=128)
     x, y = ade(image, label)
-    assert x.shape == (3, 128, 176) and y.shape == label.shape  # 470*128/355 = 169.5 -> 169, padded to 176
+    assert x.shape == (3, 128, 169) and y.shape == label.shape  # 470*128/355 = 169.5 -> 169; label kept as is
     assert ade.input_size(355, 470) == (128, 169)
-    logits = torch.zeros(1, 11, 128, 176)
-    logits[..., 169:] = 1e3  # padding must not leak into the restored logits
-    restored = ade.restore(logits, label.shape)
-    assert restored.shape == (1, 11, 355, 470) and restored.abs().max() == 0
+    np.testing.assert_array_equal(y.numpy(), label)
+    expected = cv2.resize(image, (169, 128), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(denormalize(x), expected)
 
 
 def test_normalize_roundtrip():
@@ -546,11 +569,160 @@ def test_determinism_independent_of_workers():
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
 
 
-def test_epoch_index_sampler():
-    ds = _camvid_train()
-    sampler = EpochIndexSampler(range(4))
-    sampler.set_epoch(3)
-    keys = list(sampler)
-    assert keys == [(0, 3), (1, 3), (2, 3), (3, 3)] and len(sampler) == 4
-    ds.set_epoch(3)
-    assert torch.equal(ds[keys[2]][0], ds[2][0])
+# --------------------------------------------------------------------------------------------------
+# regression: index labels saved as RGB grey; colour labels with no class colour
+
+
+def _grey_rgb_copy(src: Path, dst: Path) -> Path:
+    """Copy a CamVid-layout dataset, re-saving every label as an RGB PNG with R = G = B = the id."""
+    shutil.copytree(src, dst)
+    for label in (dst / "labels").rglob("*.png"):
+        ids = np.array(Image.open(label))
+        assert ids.ndim == 2
+        _save_png(label, np.repeat(ids[..., None], 3, axis=2))
+    return dst
+
+
+@pytest.mark.parametrize("class_order", ["segnet", "dsnet"])
+def test_camvid_rgb_grey_index_labels_decode_as_ids(synthetic_camvid, tmp_path, class_order):
+    grey = _grey_rgb_copy(synthetic_camvid, tmp_path / "grey")
+    assert Image.open(next((grey / "labels" / "val").glob("*.png"))).mode == "RGB"
+    for encoding in ("auto", "index"):
+        ref = CamVidDataset(synthetic_camvid, "val", class_order=class_order)
+        ds = CamVidDataset(grey, "val", encoding=encoding, class_order=class_order)
+        for i in range(len(ds)):
+            label = ds.load_pair(i)[1]
+            np.testing.assert_array_equal(label, ref.load_pair(i)[1])
+            assert (label != 255).any()
+    # encoding="color" is taken at its word: grey pixels are no CamVid class colours -> a clear error
+    with pytest.raises(DataError, match=r"val_000\.png: no pixel has a class colour.*index label saved as RGB"):
+        CamVidDataset(grey, "val", encoding="color").load_pair(0)
+
+
+def test_camvid_grey_class_colours_stay_colours(tmp_path):
+    """Sky (128, 128, 128) and Void (0, 0, 0) are grey CamVid colours: such a label is colour-coded."""
+    (tmp_path / "images").mkdir()
+    _save_png(tmp_path / "images/a.png", np.zeros((8, 8, 3), np.uint8))
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:4] = CAMVID_PALETTE[0]
+    _save_png(tmp_path / "labels/a_L.png", rgb)
+    (tmp_path / "val.txt").write_text("images/a.png labels/a_L.png\n")
+    label = CamVidDataset(tmp_path, "val").load_pair(0)[1]
+    assert (label[:4] == 0).all() and (label[4:] == 255).all()
+
+
+def test_folder_rgb_grey_masks_decode_as_ids(tmp_path):
+    palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0]]
+    for name, cfg in (("plain", {}), ("palette", {"palette": palette}), ("ignore9", {"ignore_index": 9})):
+        root = _make_folder(tmp_path / name, **cfg)
+        masks = sorted((root / "masks").glob("*.png"))
+        for mask in masks if name == "ignore9" else ():
+            ids = np.array(Image.open(mask))
+            _save_png(mask, np.where(ids == 255, 9, ids).astype(np.uint8))
+        ref = [FolderDataset(root).load_pair(i)[1] for i in range(3)]
+        assert all((r == 255).any() for r in ref)
+        for mask in masks:
+            _save_png(mask, np.repeat(np.array(Image.open(mask))[..., None], 3, axis=2))
+        ds = FolderDataset(root)
+        for i in range(3):
+            np.testing.assert_array_equal(ds.load_pair(i)[1], ref[i])
+    # a grey mask whose values are not mask values is not an index mask: with no palette, a clear error
+    _save_png(root / "masks/s0.png", np.full((24, 32, 3), 77, np.uint8))
+    with pytest.raises(DataError, match=r"s0\.png: colour mask but .*dataset\.yaml has no 'palette'"):
+        FolderDataset(root).load_pair(0)
+
+
+def test_bdd100k_rgb_grey_mask_decodes_as_train_ids(tmp_path):
+    root = shared_path("data", "bdd100k", "bdd100k")
+    masks = BDD100KDataset(root, "val")
+    img_src, lbl_src = masks.samples[0]
+    (tmp_path / "images/10k/val").mkdir(parents=True)
+    shutil.copy(img_src, tmp_path / "images/10k/val" / img_src.name)
+    ids = np.array(Image.open(lbl_src))
+    _save_png(tmp_path / "labels/sem_seg/colormaps/val" / lbl_src.name, np.repeat(ids[..., None], 3, axis=2))
+    grey = BDD100KDataset(tmp_path, "val", label_source="colormaps")
+    np.testing.assert_array_equal(grey.load_pair(0)[1], masks.load_pair(0)[1])
+
+
+def test_color_label_without_any_class_colour_is_an_error(synthetic_camvid, tmp_path):
+    root = shutil.copytree(synthetic_camvid, tmp_path / "camvid")
+    bad = root / "labels/val/val_001.png"
+    rgb = np.zeros((72, 96, 3), np.uint8)
+    rgb[..., 0] = np.arange(96)[None, :] % 7 + 1  # 7 unknown colours, none of them a CamVid colour
+    rgb[..., 2] = 200
+    _save_png(bad, rgb)
+    ds = CamVidDataset(root, "val")
+    found = r"\[\(1, 0, 200\), \(2, 0, 200\), \(3, 0, 200\), \(4, 0, 200\), \(5, 0, 200\), \.\.\.\]"
+    msg = rf"val_001\.png: no pixel has a class colour; colours found: {found}"
+    with pytest.raises(DataError, match=msg):
+        ds.load_pair(1)
+    assert [i for i, _ in ds.verify()] == [1]
+    # folder dataset: unknown colours are already an error; only ignore colours -> no class at all
+    root = _make_folder(tmp_path / "f", palette=[[0, 0, 0], [255, 0, 0], [0, 255, 0]], ignore_colors=[[9, 9, 9]])
+    _save_png(root / "masks/s2.png", np.full((24, 32, 3), 9, np.uint8))
+    with pytest.raises(DataError, match=r"s2\.png: no pixel has a class colour; colours found: \[\(9, 9, 9\)\]"):
+        FolderDataset(root).load_pair(2)
+
+
+# --------------------------------------------------------------------------------------------------
+# load_sample, pairing, workers
+
+
+def test_load_sample_never_substitutes(tmp_path):
+    root = _make_folder(tmp_path, n=4)
+    (root / "images/s1.png").write_bytes(b"garbage")
+    ds = FolderDataset(root, on_bad_sample="skip", transform=EvalTransform())
+    with pytest.raises(DataError, match=r"s1\.png: unreadable or corrupt image"):
+        ds.load_sample(1)
+    x, y = ds.load_sample(-1)  # negative indices as in ds[-1]
+    assert torch.equal(x, ds[3][0]) and torch.equal(y, ds[3][1])
+    assert torch.equal(ds[1][0], ds.load_sample(2)[0])  # __getitem__ keeps substituting (training)
+    with pytest.raises(DataError, match=r"s1\.png"):
+        ds.load_sample(1)  # ... load_sample still refuses, even once the sample is known to be bad
+    with pytest.raises(IndexError):
+        ds.load_sample(4)
+    raw = FolderDataset(root)
+    image, label = raw.load_sample(0)
+    assert isinstance(image, np.ndarray) and image.shape == (24, 32, 3) and label.shape == (24, 32)
+
+
+def test_cityscapes_unpaired_file_names_expected_label(tmp_path):
+    src = shared_path("data", "cityscapes", "cityscapes")
+    shutil.copytree(src / "leftImg8bit", tmp_path / "leftImg8bit")
+    (tmp_path / "gtFine" / "val" / "frankfurt").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"_leftImg8bit\.png: image without label \(expected .*gtFine.val.frankfurt."):
+        CityscapesDataset(tmp_path, "val")
+    with pytest.raises(DataError, match="empty dataset"):
+        CityscapesDataset(tmp_path, "val", on_bad_sample="skip")
+
+
+def test_pair_folders_rejects_ambiguous_names(tmp_path):
+    root = _make_folder(tmp_path)
+    _save_png(root / "images/s0.jpg", np.zeros((24, 32, 3), np.uint8))
+    with pytest.raises(DataError, match=r"s0\.(png|jpg): two files in .*images map to the same sample name 's0'"):
+        FolderDataset(root)
+
+
+def _worker_state(_: int) -> tuple[bool, bool, int, int, bool]:
+    return (
+        signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+        signal.getsignal(signal.SIGTERM) == signal.SIG_IGN,
+        torch.get_num_threads(),
+        cv2.getNumThreads(),
+        cv2.ocl.useOpenCL(),
+    )
+
+
+def test_worker_init_fn_in_a_loader_worker():
+    loader = torch.utils.data.DataLoader(_ListDataset(), num_workers=1, worker_init_fn=worker_init_fn, batch_size=None)
+    sigint, sigterm, torch_threads, cv_threads, opencl = next(iter(loader))
+    assert sigint and sigterm and torch_threads == 1 and cv_threads in (0, 1) and not opencl
+    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the main process is untouched
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        return _worker_state(i)

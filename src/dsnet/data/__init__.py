@@ -1,47 +1,22 @@
-"""Data layer: datasets (Cityscapes, ADE20K, BDD100K, CamVid, user folders), transforms, palettes."""
+"""Data layer: datasets (Cityscapes, ADE20K, BDD100K, CamVid, user folders), label decoding, transforms.
 
-from .datasets import (
-    DATASETS,
-    ADE20KDataset,
-    BDD100KDataset,
-    CamVidDataset,
-    CityscapesDataset,
-    DataError,
-    DatasetInfo,
-    EpochIndexSampler,
-    FolderConfig,
-    FolderDataset,
-    SegmentationDataset,
-    ade20k_classes,
-    build_dataset,
-    decode_index_label,
-    list_datasets,
-    load_folder_config,
-    make_lut,
-    read_image,
-    read_label,
-)
-from .palettes import (
-    ADE20K_CLASSES,
-    ADE20K_PALETTE,
-    CAMVID_CLASSES,
-    CAMVID_PALETTE,
-    CITYSCAPES_CLASSES,
-    CITYSCAPES_LABEL_TO_TRAIN,
-    CITYSCAPES_PALETTE,
-    ColorCodec,
-    colorize,
-    generate_palette,
-)
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EvalTransform,
-    TrainTransform,
-    denormalize,
-    normalize,
-    worker_init_fn,
-)
+Modules: ``io`` (file reading), ``labels`` (decoding, palettes), ``base`` (dataset base class and
+image/label pairing), one module per dataset, ``builder`` (registry), ``transforms``, ``workers``.
+"""
+
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import DataError
+from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataset, ade20k_classes
+from .base import DatasetInfo, SegmentationDataset
+from .bdd100k import BDD100KDataset
+from .builder import DATASETS, build_dataset, list_datasets
+from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
+from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, CityscapesDataset
+from .folder import FolderConfig, FolderDataset, load_folder_config
+from .io import read_image, read_label
+from .labels import ColorCodec, colorize, decode_color_label, decode_index_label, generate_palette, make_lut
+from .transforms import EvalTransform, TrainTransform, denormalize, normalize
+from .workers import worker_init_fn
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -61,7 +36,6 @@ __all__ = [
     "ColorCodec",
     "DataError",
     "DatasetInfo",
-    "EpochIndexSampler",
     "EvalTransform",
     "FolderConfig",
     "FolderDataset",
@@ -70,6 +44,7 @@ __all__ = [
     "ade20k_classes",
     "build_dataset",
     "colorize",
+    "decode_color_label",
     "decode_index_label",
     "denormalize",
     "generate_palette",

@@ -11,7 +11,6 @@ Outputs: image float32 tensor (3, H, W), normalised ``(x / 255 - mean) / std``; 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import cv2
@@ -102,15 +101,15 @@ def _resize_pair(image: np.ndarray, label: np.ndarray, hw: tuple[int, int]) -> t
 
 
 def _pad_bottom_right(
-    image: np.ndarray, label: np.ndarray | None, hw: tuple[int, int], ignore_index: int, pad_value: float = 0
-) -> tuple[np.ndarray, np.ndarray | None]:
+    image: np.ndarray, label: np.ndarray, hw: tuple[int, int], ignore_index: int, pad_value: float = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad up to ``hw`` (image with ``pad_value``, label with ``ignore_index`` so padding never counts)."""
     h, w = image.shape[:2]
     ph, pw = max(hw[0] - h, 0), max(hw[1] - w, 0)
     if ph == 0 and pw == 0:
         return image, label
     image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
-    if label is not None:
-        label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=ignore_index)
+    label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=ignore_index)
     return image, label
 
 
@@ -121,7 +120,7 @@ def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
         raise ValueError(f"label must be (H, W) = {image.shape[:2]}, got {label.shape}")
 
 
-def _as_uint8_label(label: np.ndarray, ignore_index: int) -> np.ndarray:
+def _as_uint8_label(label: np.ndarray) -> np.ndarray:
     if label.dtype == np.uint8:
         return label
     if label.size and (label.min() < 0 or label.max() > 255):
@@ -211,7 +210,7 @@ class TrainTransform:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
         _check_pair(image, label)
-        label = _as_uint8_label(label, self.ignore_index)
+        label = _as_uint8_label(label)
         ch, cw = self.crop_size
 
         if self.multi_scale:
@@ -233,15 +232,14 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Evaluation transform: (optional short-side resize), pad to a multiple of ``size_divisor``, normalise.
+    """Evaluation transform: optional short-side resize of the image, then normalisation. No padding.
 
-    * ``short_side=None`` (Cityscapes, BDD, CamVid): the image keeps its size; image and label are both
-      padded bottom/right to a multiple of ``size_divisor`` (image with 0 before normalisation, label with
-      ``ignore_index``), so padded pixels never count in the metrics. Prediction and label have the same size.
-    * ``short_side=N`` (ADE20K: 512): the image is resized (bilinear) so its short side is N, then padded;
-      the label stays at its ORIGINAL resolution and is not padded (standard ADE20K evaluation on whole
-      images). Use :meth:`restore` to crop the padding off the logits and resize them to the label size.
+    * ``short_side=None`` (Cityscapes, BDD, CamVid): the image keeps its size.
+    * ``short_side=N`` (ADE20K: 512): the image is resized (bilinear) so its short side is N; the label
+      stays at its ORIGINAL resolution (standard ADE20K evaluation on whole images).
 
+    Padding to the model's size multiple, and cropping the logits back, is the inference code's job
+    (it knows the multiple); it resizes the logits to the label size when ``short_side`` is set.
     ``rng`` is accepted for interface compatibility and ignored (evaluation is deterministic).
     """
 
@@ -250,70 +248,25 @@ class EvalTransform:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         short_side: int | None = None,
-        size_divisor: int = 8,
-        ignore_index: int = 255,
     ) -> None:
-        if size_divisor < 1:
-            raise ValueError(f"size_divisor must be >= 1, got {size_divisor}")
         if short_side is not None and short_side <= 0:
             raise ValueError(f"short_side must be positive or None, got {short_side}")
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.short_side = short_side
-        self.size_divisor = size_divisor
-        self.ignore_index = ignore_index
         self._scale, self._offset = _norm_consts(mean, std)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(short_side={self.short_side}, size_divisor={self.size_divisor})"
-
-    def _padded(self, h: int, w: int) -> tuple[int, int]:
-        d = self.size_divisor
-        return -(-h // d) * d, -(-w // d) * d
+        return f"{type(self).__name__}(short_side={self.short_side})"
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
-        """(H, W) of the network input for an original image of size (h, w), before padding."""
+        """(H, W) of the network input for an original image of size (h, w)."""
         return (h, w) if self.short_side is None else short_side_size(h, w, self.short_side)
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None):
         _check_pair(image, label)
-        label = _as_uint8_label(label, self.ignore_index)
-        if self.short_side is None:
-            image, label = _pad_bottom_right(image, label, self._padded(*label.shape), self.ignore_index)
-        else:
-            hw = self.input_size(*label.shape)
-            if hw != image.shape[:2]:
-                image = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
-            image, _ = _pad_bottom_right(image, None, self._padded(*hw), self.ignore_index)
+        label = _as_uint8_label(label)
+        hw = self.input_size(*label.shape)
+        if hw != image.shape[:2]:
+            image = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
         return _to_tensors(image, label, self._scale, self._offset)
-
-    def restore(self, logits: torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
-        """Logits (N, C, H', W') for the padded input -> logits (N, C, *label_size) aligned with the label."""
-        h, w = int(label_size[0]), int(label_size[1])
-        if self.short_side is None:
-            return logits[..., :h, :w]
-        ih, iw = self.input_size(h, w)
-        logits = logits[..., :ih, :iw]
-        if (ih, iw) == (h, w):
-            return logits
-        return torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-
-
-# --------------------------------------------------------------------------------------------------
-# DataLoader workers
-
-
-def configure_worker_threads() -> None:
-    """Disable OpenCV's own thread pool (and OpenCL) in a DataLoader worker to avoid oversubscription."""
-    cv2.setNumThreads(0)
-    cv2.ocl.setUseOpenCL(False)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """``DataLoader(worker_init_fn=...)``: single-threaded OpenCV and torch in each worker.
-
-    Randomness needs no seeding here: datasets derive each sample's generator from (seed, epoch, index).
-    """
-    configure_worker_threads()
-    torch.set_num_threads(1)

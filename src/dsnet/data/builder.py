@@ -1,0 +1,50 @@
+"""The dataset registry: datasets by name, so configs and the CLI can name one without importing it."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .ade20k import ADE20KDataset
+from .base import SegmentationDataset, Transform
+from .bdd100k import BDD100KDataset
+from .camvid import CamVidDataset
+from .cityscapes import CityscapesDataset
+from .folder import FolderDataset
+from .io import PathLike
+
+__all__ = ["DATASETS", "build_dataset", "list_datasets"]
+
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "cityscapes": CityscapesDataset,
+    "ade20k": ADE20KDataset,
+    "bdd100k": BDD100KDataset,
+    "camvid": CamVidDataset,
+    "folder": FolderDataset,
+}
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def build_dataset(
+    name: str, root: PathLike, split: str | None = None, transform: Transform | None = None, **kwargs: Any
+) -> SegmentationDataset:
+    """Create a dataset by name ("cityscapes", "ade20k", "bdd100k", "camvid", "folder").
+
+    ``split=None`` uses the dataset's default split. Other keyword arguments go to the dataset class
+    (``seed``, ``on_bad_sample``, and its own options); an unknown one raises ``TypeError`` naming it.
+    """
+    key = name.lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
+    cls = DATASETS[key]
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "root", "split", "transform")]
+    for k in kwargs:
+        if k not in allowed:
+            raise TypeError(f"{key}: unexpected keyword argument {k!r}; valid: {', '.join(allowed)}")
+    if split is not None:
+        kwargs["split"] = split
+    return cls(root, transform=transform, **kwargs)
