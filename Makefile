@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.dsnet-installed
 
-.PHONY: install test demo lint clean
+.PHONY: install test test-fast demo lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Everything except the tests marked `slow` (subprocess training runs, torchrun).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 SHARED ?= ../shared
 DEMO_CONFIG := benchmarks/configs/dsnet-head64_1xb8-1.8k_camvid-192x256.yaml

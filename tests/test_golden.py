@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +13,12 @@ import torch
 
 import dsnet
 
-from .conftest import shared_path
+# A verbatim copy of ../shared/reference/golden (see tests/golden/README.md), so this test never skips.
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def _checker() -> Any:
-    path = shared_path("reference", "golden", "check_golden.py")
+    path = GOLDEN / "check_golden.py"
     spec = importlib.util.spec_from_file_location("check_golden", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -49,9 +51,7 @@ def _build_inference(state_dict: Mapping[str, torch.Tensor], meta: dict[str, Any
 @pytest.mark.parametrize("builder", [_build, _build_inference], ids=["with-aux", "inference-model"])
 def test_golden_head128_fp32_and_fp64(builder: Any) -> None:
     checker = _checker()
-    report = checker.check_variant(
-        "dsnet_head128", builder, str(shared_path("reference", "golden")), modes=("fp32", "fp64"), verbose=False
-    )
+    report = checker.check_variant("dsnet_head128", builder, str(GOLDEN), modes=("fp32", "fp64"), verbose=False)
     assert report["fill_ok"]
     checked = {(r["mode"], r["input"], name) for r in report["results"] for name in r["outputs"]}
     assert ("fp64", "primary", "main") in checked and ("fp64", "odd", "main") in checked
@@ -72,7 +72,7 @@ def test_golden_detects_a_single_changed_weight() -> None:
     report = checker.check_variant(
         "dsnet_head128",
         _build,
-        str(shared_path("reference", "golden")),
+        str(GOLDEN),
         modes=("fp64",),
         verbose=False,
         state_dict_hook=hook,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,17 +11,12 @@ import torch
 import dsnet
 from dsnet.models import MFACB, MSAF, SPASPP, DSNetOutput
 
-from .conftest import shared_path
+from .expected import PAPER_TABLE_HEAD128_GFLOPS, PAPER_TABLE_HEAD128_PARAMS_M, PARAMS
+
+# Copies of ../shared/reference/keys (the authors' state-dict keys and shapes), so the test never skips.
+REFERENCE_KEYS = Path(__file__).resolve().parent / "reference_keys"
 
 ALL = dsnet.list_models()
-
-# Authors' model, 19 classes (reference section 5.1): inference (augment=False) / training (augment=True).
-EXPECTED_PARAMS = {
-    "dsnet_head64": (6_551_315, 6_739_545),
-    "dsnet_head128": (6_755_539, 6_943_769),
-    "dsnet_head256": (9_990_611, 10_178_841),
-    "dsnet_base": (37_461_395, 38_206_457),
-}
 
 # (variant, num_classes, key file)
 KEY_FILES = [
@@ -65,7 +61,7 @@ def test_train_forward_backward_with_aux_outputs(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_exact_parameter_counts(name: str) -> None:
-    inference, training = EXPECTED_PARAMS[name]
+    inference, training = PARAMS[name]
     model = dsnet.create_model(name)
     assert sum(p.numel() for p in model.parameters()) == training
     assert dsnet.count_parameters(model) == inference
@@ -75,7 +71,7 @@ def test_exact_parameter_counts(name: str) -> None:
 
 @pytest.mark.parametrize(("name", "num_classes", "key_file"), KEY_FILES)
 def test_state_dict_equals_authors_keys_shapes_and_order(name: str, num_classes: int, key_file: str) -> None:
-    ref = json.loads(shared_path("reference", "keys", f"{key_file}.json").read_text())
+    ref = json.loads((REFERENCE_KEYS / f"{key_file}.json").read_text())
     with torch.device("meta"):
         sd = dsnet.create_model(name, num_classes=num_classes).state_dict()
     ours = [(k, list(v.shape)) for k, v in sd.items()]
@@ -141,7 +137,7 @@ def test_alias_and_overrides() -> None:
 def test_registry_metadata_carries_preprocessing_and_paper_figures() -> None:
     info = dsnet.get_model_info("dsnet_head128")
     assert info.mean == (0.485, 0.456, 0.406) and info.std == (0.229, 0.224, 0.225)
-    assert info.paper_gflops == 226.6 and info.paper_params_m == 6.8
+    assert info.paper_gflops == PAPER_TABLE_HEAD128_GFLOPS and info.paper_params_m == PAPER_TABLE_HEAD128_PARAMS_M
     assert {r.dataset for r in info.results} == {"cityscapes"}
 
 

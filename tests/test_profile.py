@@ -7,40 +7,46 @@ import torch
 
 import dsnet
 
-# Reference section 5 (19 classes, 1024x2048): params of the inference model and thop MACs / 2**30.
-PAPER_TABLE = {
-    "dsnet_head64": (6_551_315, 208.43),
-    "dsnet_head128": (6_755_539, 226.62),
-    "dsnet_head256": (9_990_611, 379.41),
-    "dsnet_base": (37_461_395, 1222.94),
-}
+from .expected import (
+    ADE20K_HEAD256_PAPER_GFLOPS,
+    ADE20K_HEAD256_PARAMS,
+    ADE20K_NUM_CLASSES,
+    ADE20K_SIZE,
+    BDD_HEAD64_PAPER_GFLOPS,
+    BDD_SIZE,
+    CITYSCAPES_SIZE,
+    HEAD128_CONV_GMACS,
+    HEAD128_LAYER4_MAC_SHARE,
+    PAPER_GFLOPS_CITYSCAPES,
+    PARAMS,
+)
 
 
-@pytest.mark.parametrize("name", list(PAPER_TABLE))
+@pytest.mark.parametrize("name", list(PAPER_GFLOPS_CITYSCAPES))
 def test_params_and_paper_gflops_at_cityscapes_size(name: str) -> None:
-    params, paper_gflops = PAPER_TABLE[name]
-    p = dsnet.profile(dsnet.create_model(name), (1024, 2048))
-    assert p["params"] == params
-    assert round(p["paper_gflops"], 2) == paper_gflops
+    p = dsnet.profile(dsnet.create_model(name), CITYSCAPES_SIZE)
+    assert p["params"] == PARAMS[name][0]  # the inference model
+    assert round(p["paper_gflops"], 2) == PAPER_GFLOPS_CITYSCAPES[name]
     assert p["gflops"] == pytest.approx(2 * p["macs"] / 1e9)
 
 
 def test_head128_conv_macs_by_flop_counter() -> None:
-    p = dsnet.profile(dsnet.create_model("dsnet_head128"), (1024, 2048), by_module=True)
-    assert round(p["macs"] / 1e9, 2) == 241.97
+    p = dsnet.profile(dsnet.create_model("dsnet_head128"), CITYSCAPES_SIZE, by_module=True)
+    assert round(p["macs"] / 1e9, 2) == HEAD128_CONV_GMACS
     assert sum(p["macs_by_module"].values()) == p["macs"]
     share = p["macs_by_module"]["layer4"] / p["macs"]
-    assert 0.34 < share < 0.36  # reference: the context layer4 takes 35 %
+    low, high = HEAD128_LAYER4_MAC_SHARE
+    assert low < share < high  # reference: the context layer4 takes 35 %
 
 
 def test_other_sizes_and_class_counts() -> None:
     # reference section 5.2: head256, ADE20K 512x512, 150 classes -> 47.9 paper GFLOPs, 10.024 M params
-    p = dsnet.profile(dsnet.create_model("dsnet_head256", num_classes=150), (512, 512))
-    assert p["params"] == 10_024_278
-    assert round(p["paper_gflops"], 1) == 47.9
+    p = dsnet.profile(dsnet.create_model("dsnet_head256", num_classes=ADE20K_NUM_CLASSES), ADE20K_SIZE)
+    assert p["params"] == ADE20K_HEAD256_PARAMS
+    assert round(p["paper_gflops"], 1) == ADE20K_HEAD256_PAPER_GFLOPS
     # BDD 720x1280: head64 91.6
-    p = dsnet.profile(dsnet.create_model("dsnet_head64"), (720, 1280))
-    assert round(p["paper_gflops"], 1) == 91.6
+    p = dsnet.profile(dsnet.create_model("dsnet_head64"), BDD_SIZE)
+    assert round(p["paper_gflops"], 1) == BDD_HEAD64_PAPER_GFLOPS
 
 
 def test_profile_leaves_the_model_untouched() -> None:
