@@ -12,6 +12,8 @@ import torch
 import dsnet
 from dsnet.models import CheckpointError, CheckpointMismatchError, load_weights, normalize_state_dict
 
+from .expected import IMAGENET_ENCODER_MATCHING_KEYS
+
 NAME = "dsnet_head64"
 
 
@@ -95,7 +97,7 @@ def test_imagenet_encoder_checkpoint_reports_keys_left_at_init() -> None:
     with pytest.warns(UserWarning, match=r"encoder checkpoint.*spp\.\*.*layer1_a\.\*.*up8\.\*.*lastlayer\.\*"):
         report = load_weights(model, ckpt)
     assert report.kind == "encoder"
-    assert len(report.loaded) == 536  # the reference's count of matching ImageNet keys for small models
+    assert len(report.loaded) == IMAGENET_ENCODER_MATCHING_KEYS  # the reference's count for small models
     assert report.ignored == ["classifier.fc.weight", "classifier.fc.bias"]
     assert {k.split(".")[0] for k in report.left_at_init} == {
         "spp",

@@ -221,7 +221,7 @@ def test_ctrl_c_during_validation_stops_at_once_and_resume_validates_first(tmp_p
 
 def test_a_second_signal_exits_at_once(tmp_path: Path, data_root: Path) -> None:
     trainer = Trainer(_cfg(tmp_path, data_root))
-    trainer._install_signal_handlers()
+    trainer.signals.install()
     try:
         os.kill(os.getpid(), signal.SIGINT)
         assert trainer._stop_signal == signal.SIGINT  # the first one asks for a clean stop
@@ -230,7 +230,7 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, data_root: Path) -> None:
             for _ in range(100):
                 pass
     finally:
-        trainer._restore_signal_handlers()
+        trainer.signals.restore()
         trainer.close()
 
 

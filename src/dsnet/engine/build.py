@@ -7,14 +7,24 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..data import EvalTransform, SegmentationDataset, TrainTransform, build_dataset
 from ..errors import ConfigError
 from ..models import create_model, get_model_info, load_weights
 from .config import Config
+from .distributed import DistEnv
 from .losses import CITYSCAPES_CLASS_WEIGHTS, DSNetLoss
 
-__all__ = ["build_split", "build_datasets", "build_model", "build_optimizer", "build_criterion", "class_weights"]
+__all__ = [
+    "build_split",
+    "build_datasets",
+    "build_model",
+    "build_training_model",
+    "build_optimizer",
+    "build_criterion",
+    "class_weights",
+]
 
 logger = logging.getLogger("dsnet")
 
@@ -60,6 +70,22 @@ def build_model(cfg: Config, *, aux_heads: bool = True) -> nn.Module:
         report = load_weights(model, cfg.model.pretrained, reset_classifier=cfg.model.reset_classifier)
         logger.info("%s", report)
     return model
+
+
+def build_training_model(cfg: Config, env: DistEnv) -> tuple[nn.Module, nn.Module]:
+    """The model on its device (channels_last, SyncBatchNorm under multi-GPU DDP) and the module
+    to call in training: the DDP wrapper when distributed, else the model itself."""
+    model = build_model(cfg).to(env.device)
+    if cfg.model.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if env.distributed and cfg.model.sync_bn:
+        if env.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            logger.warning("SyncBatchNorm needs GPUs; on %s each process keeps its own BN statistics", env.device.type)
+    if not env.distributed:
+        return model, model
+    return model, DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:

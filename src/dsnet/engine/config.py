@@ -33,6 +33,7 @@ __all__ = [
     "config_to_dict",
     "config_from_dict",
     "validate_config",
+    "validate_device_settings",
     "inference_options",
 ]
 
@@ -287,3 +288,15 @@ def inference_options(cfg: Config) -> InferenceOptions:
         scales=tuple(e.scales),
         flip=e.flip,
     )
+
+
+def validate_device_settings(cfg: Config, device_type: str, distributed: bool) -> None:
+    """The settings that depend on the device: batch 1 needs SyncBatchNorm (GPUs), fp16 needs CUDA."""
+    sync_bn = distributed and cfg.model.sync_bn and device_type == "cuda"
+    if cfg.data.batch_size == 1 and not sync_bn:
+        raise ConfigError(
+            "data.batch_size=1 cannot train DSNet (BatchNorm on its 1x1 pooled maps needs >= 2 "
+            "samples); use >= 2 per device or SyncBatchNorm across devices"
+        )
+    if cfg.optim.amp == "fp16" and device_type != "cuda":
+        raise ConfigError("optim.amp=fp16 needs a CUDA device; use bf16 or none on CPU")

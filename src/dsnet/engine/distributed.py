@@ -18,6 +18,7 @@ __all__ = [
     "barrier",
     "cleanup",
     "all_ranks_agree",
+    "param_divergence",
 ]
 
 
@@ -92,3 +93,17 @@ def all_ranks_agree(ok: bool, env: DistEnv) -> bool:
     t = torch.tensor([1 if ok else 0], device=env.device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def param_divergence(model: torch.nn.Module) -> float:
+    """Largest absolute difference between this rank's parameters and rank 0's (should be 0).
+
+    Parameters only: without SyncBatchNorm (CPU) each rank's BN running statistics legitimately differ.
+    """
+    worst = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
+    for p in model.parameters():
+        ref = p.detach().clone()
+        dist.broadcast(ref, src=0)
+        worst = torch.maximum(worst, (p.detach() - ref).abs().max().double())
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    return float(worst)

@@ -14,7 +14,15 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 
-__all__ = ["setup_logging", "progress_bar", "RunRecorder", "plot_training_curves", "plot_class_iou"]
+__all__ = [
+    "setup_logging",
+    "progress_bar",
+    "format_train_log",
+    "RunRecorder",
+    "plot_training_curves",
+    "plot_class_iou",
+    "plot_run",
+]
 
 
 def setup_logging(log_file: Path | None, is_main: bool, name: str = "dsnet") -> logging.Logger:
@@ -41,6 +49,16 @@ def progress_bar(iterable: Iterable[T], desc: str, *, enabled: bool = True, **kw
     if not enabled:
         return iterable
     return tqdm(iterable, desc=desc, dynamic_ncols=True, **kwargs)
+
+
+def format_train_log(iteration: int, total: int, avg: dict[str, float], seconds_per_iter: float) -> str:
+    """The training log line: losses, LR, speed and the time left."""
+    eta = int(max((total - iteration) * seconds_per_iter, 0))
+    return (
+        f"iter {iteration}/{total} loss {avg['loss']:.4f} (main {avg.get('loss_main', float('nan')):.4f} "
+        f"aux_p {avg.get('loss_aux_p', float('nan')):.4f} aux_d {avg.get('loss_aux_d', float('nan')):.4f}) "
+        f"lr {avg['lr']:.3e} {avg['images_per_s']:.1f} img/s eta {eta // 3600:d}:{eta % 3600 // 60:02d}:{eta % 60:02d}"
+    )
 
 
 class RunRecorder:
@@ -138,3 +156,10 @@ def plot_class_iou(iou: Sequence[float | None], class_names: Sequence[str], out_
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def plot_run(work_dir: Path, final_iou: Sequence[float | None] | None, class_names: Sequence[str], title: str) -> None:
+    """The end-of-run figures: ``curves.png`` from ``metrics.jsonl`` and, after a validation, ``class_iou.png``."""
+    if final_iou is not None:
+        plot_class_iou(list(final_iou), class_names, work_dir / "class_iou.png", title=title)
+    plot_training_curves(work_dir / "metrics.jsonl", work_dir / "curves.png")

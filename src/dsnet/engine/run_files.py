@@ -1,4 +1,4 @@
-"""Small helpers for a run's files: the work dir of a config, JSON output, durations."""
+"""Small helpers for a run's files: the work dir of a config, JSON output."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..fileio import atomic_write
-from .config import Config
+from .config import Config, config_to_dict
 
-__all__ = ["resolve_work_dir", "write_json", "fmt_seconds"]
+__all__ = ["resolve_work_dir", "write_config", "write_json"]
 
 
 def resolve_work_dir(cfg: Config) -> Path:
     """``train.work_dir``, or ``runs/<config name>``."""
     return Path(cfg.train.work_dir or Path("runs") / cfg.name)
+
+
+def write_config(path: Path, cfg: Config) -> Path:
+    """The resolved config as YAML (what ``dsnet train --resume WORK_DIR`` reads back)."""
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -30,8 +37,3 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.tolist()
     raise TypeError(type(x).__name__)
-
-
-def fmt_seconds(s: float) -> str:
-    s = int(max(s, 0))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -26,25 +26,23 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from ..data import worker_init_fn
-from ..errors import ConfigError, DataError
-from ..fileio import atomic_write, check_writable
 from ..models import load_weights, save_weights
-from .build import build_criterion, build_datasets, build_model, build_optimizer
-from .config import Config, config_to_dict, validate_config
-from .distributed import DistEnv, all_ranks_agree, cleanup, init_distributed
+from .build import build_criterion, build_datasets, build_optimizer, build_training_model
+from .config import Config, config_to_dict, validate_config, validate_device_settings
+from .distributed import DistEnv, cleanup, init_distributed, param_divergence
 from .evaluator import EvaluationInterrupted, evaluate_with_config
 from .metrics import SegMetrics
-from .observe import RunRecorder, plot_class_iou, plot_training_curves
-from .run_files import fmt_seconds, resolve_work_dir, write_json
+from .observe import RunRecorder, format_train_log, plot_run
+from .run_files import resolve_work_dir, write_config, write_json
 from .sampler import ResumableBatchSampler
 from .schedule import poly_lr
 from .state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
+from .stopping import EmptyLabelGuard, SignalStop
 from .workdir import RunDir
 
 __all__ = ["Trainer", "train", "TrainingInterrupted"]
@@ -84,15 +82,14 @@ class Trainer:
         self.work_dir = resolve_work_dir(cfg)
         self.run_dir = RunDir(self.work_dir)
         self._stop_signal: int | None = None
-        self._previous_handlers: dict[int, Any] = {}
+        self.signals = SignalStop(self._request_stop)
         self.pending_validation = False
-        self.use_sync_bn = self.env.distributed and cfg.model.sync_bn and self.env.device.type != "cpu"
-        self._check_device_settings()
+        validate_device_settings(cfg, self.env.device.type, self.env.distributed)
         restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
         if resume is None and restarted and self.run_dir.last_checkpoint.is_file():
             logger.warning("elastic restart: resuming from %s", self.run_dir.last_checkpoint)
             resume = True
-        self._claim_work_dir(resume is not None and resume is not False, overwrite)
+        self.run_dir.claim(self.env, resuming=resume is not None and resume is not False, overwrite=overwrite)
         if restarted and resume is None and self.env.is_main:
             self.run_dir.truncate_metrics(0)  # restarted before the first checkpoint: start the log afresh
 
@@ -117,23 +114,8 @@ class Trainer:
         self.class_names = list(self.train_set.info.classes)
         self.ignore_index = int(self.train_set.info.ignore_index)
 
-        model = build_model(cfg)
-        model.to(self.env.device)
-        if cfg.model.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if self.use_sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif self.env.distributed and cfg.model.sync_bn:
-            logger.warning(
-                "SyncBatchNorm needs GPUs; on %s each process keeps its own BN statistics", self.env.device.type
-            )
-        self.model = model
-        self.ddp: nn.Module = (
-            DDP(model, device_ids=[self.env.local_rank] if self.env.device.type == "cuda" else None)
-            if self.env.distributed
-            else model
-        )
-        self.optimizer = build_optimizer(cfg, model)
+        self.model, self.ddp = build_training_model(cfg, self.env)
+        self.optimizer = build_optimizer(cfg, self.model)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.optim.amp]
         self.scaler = torch.amp.GradScaler(
             self.env.device.type, enabled=(cfg.optim.amp == "fp16" and self.env.device.type == "cuda")
@@ -143,39 +125,11 @@ class Trainer:
         self.iteration = 0
         self.best_miou = -1.0
         self.best_iteration = -1
-        self.empty_streak = 0
+        self.empty_labels = EmptyLabelGuard(cfg.train.max_empty_batches, self.ignore_index, cfg.data.root)
         if resume is not None and resume is not False:
             self._resume(self.run_dir.resolve_resume(resume))
 
     # -------------------------------------------------------------------------------------------
-    def _check_device_settings(self) -> None:
-        c = self.cfg
-        if c.data.batch_size == 1 and not self.use_sync_bn:
-            raise ConfigError(
-                "data.batch_size=1 cannot train DSNet (BatchNorm on its 1x1 pooled maps needs >= 2 "
-                "samples); use >= 2 per device or SyncBatchNorm across devices"
-            )
-        if c.optim.amp == "fp16" and self.env.device.type != "cuda":
-            raise ConfigError("optim.amp=fp16 needs a CUDA device; use bf16 or none on CPU")
-
-    def _claim_work_dir(self, resuming: bool, overwrite: bool) -> None:
-        """Rank 0 checks, locks and tidies the work dir; every rank learns whether that worked."""
-        error: Exception | None = None
-        if self.env.is_main:
-            try:
-                check_writable(self.work_dir)
-                self.run_dir.lock()
-                if not resuming:
-                    self.run_dir.refuse_foreign_run(overwrite)
-                self.run_dir.remove_stale_temp_files()
-            except Exception as e:  # reported below, after the other ranks heard of it
-                error = e
-        if not all_ranks_agree(error is None, self.env):
-            self.run_dir.unlock()
-            if error is not None:
-                raise error
-            raise ConfigError(f"{self.work_dir}: rank 0 could not take the work dir (see its error)")
-
     def _resume(self, path: Path) -> None:
         state = load_training_state(path)
         load_weights(self.model, state["model"], part="full", source=str(path))
@@ -239,24 +193,6 @@ class Trainer:
         )
         return iter(loader)
 
-    def _install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: Any) -> None:
-            if self._stop_signal is None:
-                logger.warning("signal %d received: stopping soon and saving a checkpoint (again to exit now)", signum)
-            self._stop_signal = signum
-            # a second signal gets the default behaviour: exit at once
-            for sig, previous in self._previous_handlers.items():
-                signal.signal(sig, previous)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not in the main thread
-                self._previous_handlers[sig] = signal.signal(sig, handler)
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, previous in self._previous_handlers.items():
-            signal.signal(sig, previous)
-        self._previous_handlers = {}
-
     def _sync_flags(self, empty_batch: bool = False) -> tuple[bool, bool]:
         """(stop requested on any rank, this step's batch had no labelled pixel on every rank)."""
         flags = [1 if self._stop_signal is not None else 0, 0 if empty_batch else 1]
@@ -267,6 +203,9 @@ class Trainer:
             if flags[0] and self._stop_signal is None:
                 self._stop_signal = signal.SIGTERM
         return bool(flags[0]), not flags[1]
+
+    def _request_stop(self, signum: int) -> None:
+        self._stop_signal = signum
 
     def _should_stop(self) -> bool:
         return self._sync_flags()[0]
@@ -308,25 +247,6 @@ class Trainer:
         totals["lr"] = lr
         return totals, labelled == 0
 
-    def _check_empty(self, empty: bool) -> None:
-        if not empty:
-            self.empty_streak = 0
-            return
-        self.empty_streak += 1
-        limit = self.cfg.train.max_empty_batches
-        if self.empty_streak == 1:
-            logger.warning(
-                "iteration %d: the training batch has NO labelled pixel (all %d); the loss is 0 and nothing is "
-                "learnt. Check that the labels decode (e.g. index values saved as RGB) and data.dataset/options",
-                self.iteration,
-                self.ignore_index,
-            )
-        if self.empty_streak >= limit:
-            raise DataError(
-                f"{self.cfg.data.root}: {limit} consecutive training batches had no labelled pixel (every label "
-                f"value is the ignore index {self.ignore_index}); stopping. Check the label files and their encoding"
-            )
-
     def validate(self) -> SegMetrics:
         """Evaluate on the validation set; a stop signal abandons it within one batch."""
         return evaluate_with_config(
@@ -359,7 +279,7 @@ class Trainer:
             }
         recorder = RunRecorder(self.work_dir, cfg.train.tensorboard) if main else None
         if main:
-            atomic_write(self.work_dir / "config.yaml", lambda tmp: Path(tmp).write_text(_yaml(config_to_dict(cfg))))
+            write_config(self.work_dir / "config.yaml", cfg)
             logger.info(
                 "training %s on %s (%d process%s, %d images/iteration) for %d iterations -> %s",
                 cfg.model.name,
@@ -370,7 +290,7 @@ class Trainer:
                 cfg.train.iters,
                 self.work_dir,
             )
-        self._install_signal_handlers()
+        self.signals.install()
         bar = None
         if main and cfg.train.progress:
             from tqdm import tqdm
@@ -387,7 +307,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            self._restore_signal_handlers()
+            self.signals.restore()
             if recorder is not None:
                 recorder.close()
             self.run_dir.unlock()  # the work dir is free once the run ends, however it ends
@@ -402,7 +322,7 @@ class Trainer:
         empty = False
         while self.iteration < cfg.train.iters:
             stop, all_empty = self._sync_flags(empty)
-            self._check_empty(all_empty)
+            self.empty_labels.update(all_empty, self.iteration)
             if stop:
                 raise self._interrupt(pending_validation=False)
             values, empty = self._step(batches)
@@ -425,18 +345,7 @@ class Trainer:
                 avg["epoch"] = (it * cfg.optim.grad_accum) / self.batches_per_epoch
                 if recorder is not None:
                     recorder.log("train", it, avg)
-                    logger.info(
-                        "iter %d/%d loss %.4f (main %.4f aux_p %.4f aux_d %.4f) lr %.3e %.1f img/s eta %s",
-                        it,
-                        cfg.train.iters,
-                        avg["loss"],
-                        avg.get("loss_main", float("nan")),
-                        avg.get("loss_aux_p", float("nan")),
-                        avg.get("loss_aux_d", float("nan")),
-                        avg["lr"],
-                        avg["images_per_s"],
-                        fmt_seconds((cfg.train.iters - it) * elapsed / max(count, 1)),
-                    )
+                    logger.info("%s", format_train_log(it, cfg.train.iters, avg, elapsed / max(count, 1)))
                 totals, count = {}, 0
                 t_log = time.perf_counter()
             if it % cfg.train.checkpoint_interval == 0 and it != cfg.train.iters:
@@ -444,7 +353,7 @@ class Trainer:
             if it % cfg.train.val_interval == 0 or it == cfg.train.iters:
                 last_val = self._validate_and_record(recorder)
                 t_log = time.perf_counter()
-        self._check_empty(self._sync_flags(empty)[1])
+        self.empty_labels.update(self._sync_flags(empty)[1], self.iteration)
         return last_val
 
     def _validate_and_record(self, recorder: RunRecorder | None) -> SegMetrics:
@@ -483,15 +392,9 @@ class Trainer:
         return m
 
     def _weights_metadata(self, m: SegMetrics | None = None) -> dict[str, str]:
-        meta = {
-            "model": self.cfg.model.name,
-            "num_classes": str(self.cfg.model.num_classes),
-            "dataset": self.cfg.data.dataset,
-            "iteration": str(self.iteration),
-        }
-        if m is not None:
-            meta["miou"] = f"{m.miou:.6f}"
-        return meta
+        c = self.cfg
+        meta = {"model": c.model.name, "num_classes": str(c.model.num_classes), "dataset": c.data.dataset}
+        return {**meta, "iteration": str(self.iteration), **({"miou": f"{m.miou:.6f}"} if m else {})}
 
     def _finish(self, last_val: SegMetrics | None) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -501,18 +404,13 @@ class Trainer:
             "world_size": self.env.world_size,
         }
         if self.env.distributed:
-            summary["param_max_abs_diff_across_ranks"] = _param_divergence(self.model)
+            summary["param_max_abs_diff_across_ranks"] = param_divergence(self.model)
         if self.env.is_main:
             save_weights(self.model, self.work_dir / "final.safetensors", metadata=self._weights_metadata())
             if last_val is not None:
                 summary["final"] = last_val.to_dict()
-                plot_class_iou(
-                    list(summary["final"]["iou"]),
-                    self.class_names,
-                    self.work_dir / "class_iou.png",
-                    title=f"{self.cfg.name}: per-class IoU at iteration {self.iteration}",
-                )
-            plot_training_curves(self.work_dir / "metrics.jsonl", self.work_dir / "curves.png")
+            title = f"{self.cfg.name}: per-class IoU at iteration {self.iteration}"
+            plot_run(self.work_dir, summary.get("final", {}).get("iou"), self.class_names, title)
             write_json(self.work_dir / "summary.json", summary)
             logger.info("done: best mIoU %.2f%% at iteration %d", 100 * self.best_miou, self.best_iteration)
         return summary
@@ -521,24 +419,6 @@ class Trainer:
         """Release the work dir and destroy the process group if this trainer created it."""
         self.run_dir.unlock()
         cleanup(self.env)
-
-
-def _param_divergence(model: nn.Module) -> float:
-    """Largest absolute difference between this rank's parameters and rank 0's (should be 0).
-
-    Parameters only: without SyncBatchNorm (CPU) each rank's BN running statistics legitimately differ.
-    """
-    worst = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
-    for p in model.parameters():
-        ref = p.detach().clone()
-        dist.broadcast(ref, src=0)
-        worst = torch.maximum(worst, (p.detach() - ref).abs().max().double())
-    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-    return float(worst)
-
-
-def _yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def train(

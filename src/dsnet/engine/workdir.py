@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import WorkDirError
-from ..fileio import atomic_write, remove_stale_temp_files
+from ..fileio import atomic_write, check_writable, remove_stale_temp_files
 from .config import Config, apply_overrides, config_from_dict, load_config
+from .distributed import DistEnv, all_ranks_agree
 from .state import load_training_state
 
 __all__ = ["RunDir", "LAST_CHECKPOINT", "RUN_FILES", "load_run_config"]
@@ -84,6 +85,24 @@ class RunDir:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+    def claim(self, env: DistEnv, *, resuming: bool, overwrite: bool) -> None:
+        """Rank 0 checks, locks and tidies the folder; every rank learns whether that worked."""
+        error: Exception | None = None
+        if env.is_main:
+            try:
+                check_writable(self.path)
+                self.lock()
+                if not resuming:
+                    self.refuse_foreign_run(overwrite)
+                self.remove_stale_temp_files()
+            except Exception as e:  # raised below, after the other ranks heard of it
+                error = e
+        if not all_ranks_agree(error is None, env):
+            self.unlock()
+            if error is not None:
+                raise error
+            raise WorkDirError(f"{self.path}: rank 0 could not take the work dir (see its error)")
 
     def refuse_foreign_run(self, overwrite: bool) -> None:
         """Before a new (not resumed) run: clear the folder when ``overwrite``, else refuse it."""
