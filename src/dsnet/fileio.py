@@ -25,6 +25,8 @@ __all__ = [
 
 #: Suffix of the temporary files :func:`atomic_write` writes next to their destination.
 TEMP_SUFFIX = ".tmp"
+# below this many free bytes after a failed write, the disk is reported as full
+_FULL_DISK_BYTES = 1 << 20
 
 
 def describe_os_error(error: BaseException) -> str:
@@ -55,10 +57,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
         write(tmp)
         os.replace(tmp, path)
     except BaseException as e:
+        free = _free_bytes(path.parent)  # before the partial file goes: a full disk shows as ~0 free
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and not isinstance(e, OutputError)):
-            raise OutputError(f"{path}: cannot write ({describe_os_error(e)})") from e
+            cause = describe_os_error(e)
+            if not isinstance(e, OSError) and free is not None and free < _FULL_DISK_BYTES:
+                cause = f"{os.strerror(errno.ENOSPC)}: {free // 1024} KiB free"
+            raise OutputError(f"{path}: cannot write ({cause})") from e
         raise
     return path
 

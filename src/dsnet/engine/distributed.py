@@ -12,10 +12,8 @@ import torch.distributed as dist
 __all__ = [
     "DistEnv",
     "init_distributed",
-    "is_main_process",
     "get_rank",
     "get_world_size",
-    "barrier",
     "cleanup",
     "all_ranks_agree",
     "param_divergence",
@@ -69,15 +67,6 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    if get_world_size() > 1:
-        dist.barrier()
 
 
 def cleanup(env: DistEnv) -> None:
