@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
+
+import yaml
 
 from dsnet.engine.trainer import Trainer
 
@@ -17,3 +20,41 @@ class StopAt(Trainer):
         if self.iteration == self.stop_at:
             self._stop_signal = signal.SIGTERM
         return out
+
+
+def write_tiny_config(
+    path: Path,
+    root: Path,
+    *,
+    iters: int,
+    val_interval: int,
+    workers: int = 0,
+    tensorboard: bool = False,
+    max_val_samples: int | None = None,
+) -> Path:
+    """A training config small enough for a test: dsnet_head64 on 64x64 crops of a CamVid-layout ``root``."""
+    cfg = {
+        "model": {"name": "dsnet_head64", "num_classes": 11},
+        "data": {
+            "dataset": "camvid",
+            "root": str(root),
+            "crop_size": [64, 64],
+            "base_size": 96,
+            "batch_size": 2,
+            "num_workers": workers,
+        },
+        "loss": {"ohem_min_kept": 2000},
+        "optim": {"lr": 0.01, "warmup_iters": 2},
+        "train": {
+            "iters": iters,
+            "log_interval": 1,
+            "val_interval": val_interval,
+            "checkpoint_interval": 2,
+            "max_val_samples": max_val_samples,
+            "progress": False,
+            "tensorboard": tensorboard,
+        },
+        "eval": {"num_workers": 0},
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

@@ -24,28 +24,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .synthetic import NUM_CLASSES, write_camvid_like
+from .helpers import write_tiny_config
+from .synthetic import write_camvid_like
 
 pytestmark = pytest.mark.slow
 
 ITERS = 8
 TIMEOUT_S = 240.0
-
-CONFIG = """
-model: {{name: dsnet_head64, num_classes: {num_classes}}}
-data:
-  dataset: camvid
-  root: {root}
-  crop_size: [64, 64]
-  base_size: 96
-  batch_size: 2
-  num_workers: 0
-loss: {{ohem_min_kept: 2000}}
-optim: {{lr: 0.01, warmup_iters: 2}}
-train: {{iters: {iters}, log_interval: 1, val_interval: 1000, checkpoint_interval: 2, max_val_samples: 2,
-        progress: false, tensorboard: false}}
-eval: {{num_workers: 0}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +38,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny training config over a synthetic CamVid-layout dataset (no ../shared needed)."""
     base = tmp_path_factory.mktemp("distributed")
     root = write_camvid_like(base / "camvid")
-    path = base / "tiny.yaml"
-    path.write_text(CONFIG.format(num_classes=NUM_CLASSES, root=root, iters=ITERS))
-    return path
+    return write_tiny_config(base / "tiny.yaml", root, iters=ITERS, val_interval=1000, max_val_samples=2)
 
 
 def _free_port() -> int:

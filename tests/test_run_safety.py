@@ -26,18 +26,8 @@ from dsnet.engine.trainer import Trainer, TrainingInterrupted
 from dsnet.engine.workdir import RunDir
 from dsnet.errors import ConfigError, DataError, DSNetError, OutputError, WorkDirError
 
-from .helpers import StopAt
+from .helpers import StopAt, write_tiny_config
 from .synthetic import write_camvid_like
-
-TINY = """
-model: {{name: dsnet_head64, num_classes: 11}}
-data: {{dataset: camvid, root: {root}, crop_size: [64, 64], base_size: 96, batch_size: 2, num_workers: 0}}
-loss: {{ohem_min_kept: 2000}}
-optim: {{lr: 0.01, warmup_iters: 2}}
-train: {{iters: {iters}, log_interval: 1, val_interval: {val}, checkpoint_interval: 2, progress: false,
-        tensorboard: false}}
-eval: {{num_workers: 0}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +36,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config_file(tmp_path: Path, root: Path, iters: int = 4, val: int = 2) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY.format(root=root, iters=iters, val=val))
-    return path
+    return write_tiny_config(tmp_path / "tiny.yaml", root, iters=iters, val_interval=val)
 
 
 def _cfg(tmp_path: Path, root: Path, *overrides: str, iters: int = 4, val: int = 2) -> Config:

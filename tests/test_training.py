@@ -21,25 +21,8 @@ from dsnet.engine.config import load_config
 from dsnet.engine.state import load_training_state
 from dsnet.engine.trainer import Trainer, TrainingInterrupted
 
-from .helpers import StopAt
+from .helpers import StopAt, write_tiny_config
 from .synthetic import write_camvid_like
-
-TINY = """
-model: {{name: dsnet_head64, num_classes: 11}}
-data:
-  dataset: camvid
-  root: {root}
-  crop_size: [64, 64]
-  base_size: 96
-  batch_size: 2
-  num_workers: {workers}
-loss: {{ohem_min_kept: 2000}}
-optim: {{lr: 0.01, warmup_iters: 2}}
-train: {{iters: {iters}, log_interval: 1, val_interval: 3, checkpoint_interval: 2, max_val_samples: 3,
-        progress: false, tensorboard: {tb}}}
-eval: {{num_workers: 0}}
-"""
-
 
 TRAIN_IMAGES = 8
 
@@ -48,9 +31,9 @@ def _config(tmp_path: Path, name: str = "tiny", iters: int = 6, workers: int = 0
     root = tmp_path / "data"
     if not root.exists():
         write_camvid_like(root, {"train": TRAIN_IMAGES, "val": 5})
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(TINY.format(root=root, iters=iters, workers=workers, tb=str(tb).lower()))
-    return path
+    return write_tiny_config(
+        tmp_path / f"{name}.yaml", root, iters=iters, val_interval=3, workers=workers, tensorboard=tb, max_val_samples=3
+    )
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
