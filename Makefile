@@ -33,7 +33,7 @@ DEMO_CONFIG := benchmarks/configs/dsnet-head64_1xb8-1.8k_camvid-192x256.yaml
 demo: $(STAMP)
 	$(BIN)/dsnet list
 	$(BIN)/dsnet info dsnet_head128 --size 1024 2048
-	$(BIN)/dsnet train $(DEMO_CONFIG) --work-dir runs/demo data.root=$(SHARED)/data/camvid \
+	$(BIN)/dsnet train $(DEMO_CONFIG) --work-dir runs/demo --overwrite data.root=$(SHARED)/data/camvid \
 		train.iters=60 optim.warmup_iters=10 train.log_interval=10 train.val_interval=60 train.progress=true
 
 lint: $(STAMP)

@@ -59,7 +59,7 @@ def main() -> None:
             "train.work_dir=/tmp/dsnet-bench-train-step",
         ],
     )
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)
     batches = trainer._loader()
 
     # plain loop: same model, loss and optimiser; batches drawn once from the same pipeline
