@@ -114,16 +114,24 @@ def _within(name: str, prefixes: Iterable[str]) -> bool:
 LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
     (
         "dsnet.models",
-        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis"),
+        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis", "dsnet.predict"),
         "models are the bottom layer: usable without data, training or tools",
     ),
     (
         "dsnet.data",
-        ("dsnet.models", "dsnet.engine", "dsnet.cli", "dsnet.inference"),
+        ("dsnet.models", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.predict"),
         "data pipelines do not depend on a model or on the trainer",
     ),
-    ("dsnet.engine", ("dsnet.cli",), "the engine is a library; the CLI sits on top of it"),
+    ("dsnet.inference", ("dsnet.predict",), "inference works on tensors; file and array handling sits above it"),
+    ("dsnet.engine", ("dsnet.cli", "dsnet.predict"), "the engine is a library; the CLI sits on top of it"),
+    (
+        "dsnet.predict",
+        ("dsnet.engine", "dsnet.cli", "dsnet.analysis"),
+        "prediction needs models, data and inference only, so it ships without the trainer",
+    ),
 ]
+# Besides its own modules, only these may import dsnet.predict (the package facade and the command line).
+PREDICT_IMPORTERS = ("dsnet", "dsnet.cli")
 LEAVES = ("dsnet.errors", "dsnet.constants", "dsnet.fileio", "dsnet.typed")
 
 
@@ -139,6 +147,12 @@ def layer_violations(graph: Graph) -> list[str]:
         for target in sorted(graph[module]):
             if _within(target, ("dsnet.cli",)) and module != "dsnet.__main__":
                 bad.append(f"{module} imports {target} (only dsnet.__main__ may import the CLI)")
+            if (
+                _within(target, ("dsnet.predict",))
+                and module not in PREDICT_IMPORTERS
+                and not _within(module, ("dsnet.predict",))
+            ):
+                bad.append(f"{module} imports {target} (only dsnet and dsnet.cli may import dsnet.predict)")
     for leaf in LEAVES:
         for target in sorted(graph.get(leaf, ())):
             if target != "dsnet.errors":
@@ -241,12 +255,17 @@ def test_layer_rules_flag_what_they_should() -> None:
         "dsnet.engine.y": {"dsnet.cli"},
         "dsnet.__main__": {"dsnet.cli"},
         "dsnet.typed": {"dsnet.errors", "dsnet.constants"},
+        "dsnet.predict.run": {"dsnet.engine.trainer", "dsnet.predict.writers"},
+        "dsnet.analysis.x": {"dsnet.predict"},
     }
     assert layer_violations(graph) == [
         "dsnet.models.x imports dsnet.engine.trainer (models are the bottom layer: usable without data, "
         "training or tools)",
         "dsnet.data imports dsnet.models (data pipelines do not depend on a model or on the trainer)",
         "dsnet.engine.y imports dsnet.cli (the engine is a library; the CLI sits on top of it)",
+        "dsnet.predict.run imports dsnet.engine.trainer (prediction needs models, data and inference only, so it "
+        "ships without the trainer)",
+        "dsnet.analysis.x imports dsnet.predict (only dsnet and dsnet.cli may import dsnet.predict)",
         "dsnet.engine.y imports dsnet.cli (only dsnet.__main__ may import the CLI)",
         "dsnet.typed imports dsnet.constants (leaf modules import nothing from dsnet but dsnet.errors)",
     ]

@@ -23,6 +23,7 @@ from .models import (
     save_weights,
     to_authors_state_dict,
 )
+from .predict import Prediction, Predictor
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,8 @@ __all__ = [
     "WorkDirError",
     "predict_labels",
     "predict_probs",
+    "Prediction",
+    "Predictor",
     "DSNet",
     "DSNetArch",
     "DSNetOutput",

@@ -21,7 +21,9 @@ from .engine.run_files import resolve_work_dir
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError
+from .inference import InferenceOptions
 from .models import create_model, get_model_info, list_models
+from .predict import OutputWriter, Predictor, check_output_dir, describe, discover_inputs, predict_files
 
 
 def _fmt_results(name: str) -> str:
@@ -118,6 +120,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    inputs = discover_inputs(args.inputs, exclude=args.out)
+    out_dir = check_output_dir(args.out, args.overwrite)
+    crop = tuple(args.slide_crop)
+    predictor = Predictor(
+        args.model,
+        weights=args.weights,
+        device=args.device,
+        num_classes=args.num_classes,
+        dataset=args.dataset,
+        options=InferenceOptions(mode="slide", crop=crop) if args.slide else None,
+        batch_size=args.batch_size,
+        slide_crop=crop,
+    )
+    writer = OutputWriter(
+        out_dir,
+        predictor.labels,
+        color=args.color,
+        overlay=args.overlay,
+        alpha=args.alpha,
+        label_ids=args.label_ids,
+        video_labels=args.video_labels,
+    )
+    summary = predict_files(predictor, inputs, writer)
+    print(describe(summary, out_dir))
+    for message in summary.skipped:
+        print(f"dsnet predict: skipped {message}", file=sys.stderr)
+    return 1 if summary.skipped else 0
+
+
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -195,6 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--out", default=None, help="JSON results file (default: WORK_DIR/eval_<split>.json)")
     p_eval.add_argument("--device", default=None)
     p_eval.set_defaults(func=cmd_eval)
+
+    p_pred = sub.add_parser(
+        "predict",
+        help="segment images, folders (recursively), globs or videos into label/colour/overlay files",
+        description="Outputs go to OUT/labels, OUT/color and OUT/overlay, named by the inputs' paths relative "
+        "to the folder that holds them all. Unreadable inputs are skipped, listed at the end, and make the exit "
+        "status 1; a missing path or an empty glob stops before any work.",
+    )
+    p_pred.add_argument("model", help=f"one of {', '.join(list_models())}")
+    p_pred.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
+    p_pred.add_argument("--weights", required=True, help="checkpoint (its metadata names the classes)")
+    p_pred.add_argument("-o", "--out", required=True, help="output folder")
+    p_pred.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
+    p_pred.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
+    p_pred.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in overlays (default 0.5)")
+    p_pred.add_argument(
+        "--label-ids",
+        choices=("train", "dataset"),
+        default="train",
+        help="ids in label PNGs: training ids, or the dataset's own (e.g. Cityscapes labelIds for its server)",
+    )
+    p_pred.add_argument("--video-labels", action="store_true", help="also write a label PNG per video frame")
+    p_pred.add_argument("--dataset", default=None, help="class names/colours/ids of this dataset (default: metadata)")
+    p_pred.add_argument("--num-classes", type=int, default=None, help="for weights without metadata")
+    p_pred.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p_pred.add_argument("--batch-size", type=int, default=4, help="images of one size per forward pass")
+    p_pred.add_argument("--slide", action="store_true", help="sliding-window inference for every image")
+    p_pred.add_argument("--slide-crop", nargs=2, type=int, default=(1024, 1024), metavar=("H", "W"), help="window size")
+    p_pred.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
+    p_pred.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -1,0 +1,186 @@
+"""``Predictor``: images of any size in, label maps (and optionally probabilities) out.
+
+Size policy: an image is never resized. :func:`dsnet.inference.predict_probs` pads it bottom/right
+to the model's multiple (8) with the mean colour and crops the output back, so every output has
+its input's size. Images above ``large_image_pixels`` (default 4 MPix) go through sliding-window
+inference (``slide_crop`` windows) instead of one pass, unless ``options`` already asks for a mode.
+Inputs of one size are stacked into batches of up to ``batch_size`` (one forward pass each).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..data.labels import Color, colorize
+from ..errors import ConfigError
+from ..inference import InferenceOptions, predict_probs
+from ..models import create_model, get_model_info, load_weights
+from ..models.registry import resolve_model_name
+from .backends import LogitsFn, LogitsFnModule, check_backend
+from .labelspace import LabelSpace, label_space, read_weights_source
+from .sources import ImageLike, to_rgb
+
+__all__ = ["Prediction", "Predictor"]
+
+#: Above this many pixels an image is predicted window by window (unless options say otherwise).
+LARGE_IMAGE_PIXELS = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: ``label`` (H, W) training ids (uint8; int64 above 256 classes) and, when
+    asked for, ``probs`` (C, H, W) float32 class probabilities."""
+
+    label: np.ndarray
+    probs: np.ndarray | None = None
+
+
+class Predictor:
+    """Segment RGB images with a DSNet model.
+
+    Args:
+        model_or_name: a registered name (``"dsnet_head128"``) or a built ``nn.Module``.
+        weights: checkpoint file; its metadata (``model``, ``num_classes``, ``dataset``) fills in
+            what is not given explicitly.
+        device: "cuda", "cpu", ... (default: CUDA when available).
+        num_classes: output classes (default: metadata, else the dataset's, else 19).
+        dataset: names the classes/colours/dataset ids (overrides the metadata's).
+        options: whole/slide/multi-scale/flip settings (default: whole image).
+        batch_size: most inputs of one size per forward pass.
+        backend: "torch", or a :class:`~dsnet.predict.backends.LogitsFn` for another runtime (then
+            ``model_or_name`` must be a name, for the normalisation and the input multiple).
+        large_image_pixels: images above this size use sliding windows of ``slide_crop`` (None: never).
+    """
+
+    def __init__(
+        self,
+        model_or_name: str | nn.Module,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        num_classes: int | None = None,
+        dataset: str | None = None,
+        options: InferenceOptions | None = None,
+        batch_size: int = 4,
+        backend: str | LogitsFn = "torch",
+        large_image_pixels: int | None = LARGE_IMAGE_PIXELS,
+        slide_crop: tuple[int, int] = (1024, 1024),
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        backend = check_backend(backend)
+        source = read_weights_source(weights) if weights is not None else None
+        meta = source.metadata if source is not None else {}
+        name = self._model_name(model_or_name, meta)
+        num_classes = num_classes or _meta_int(meta, "num_classes", weights)
+        dataset = dataset or meta.get("dataset") or None
+        if num_classes is None and dataset is None and isinstance(model_or_name, nn.Module):
+            num_classes = getattr(model_or_name, "num_classes", None)
+        self.labels: LabelSpace = label_space(dataset, num_classes) if dataset else label_space(None, num_classes or 19)
+        num_classes = self.labels.num_classes
+
+        info = get_model_info(name) if name is not None else None
+        self.mean: tuple[float, float, float] = info.mean if info else IMAGENET_MEAN
+        self.std: tuple[float, float, float] = info.std if info else IMAGENET_STD
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if not isinstance(backend, str):
+            if info is None:
+                raise ConfigError("a LogitsFn backend needs the model's registered name (for normalisation)")
+            self.model: nn.Module = LogitsFnModule(backend, info.input_multiple)
+        elif isinstance(model_or_name, nn.Module):
+            self.model = model_or_name
+            if source is not None:
+                load_weights(self.model, source.weights)
+        else:
+            assert name is not None
+            self.model = create_model(name, num_classes=num_classes, weights=source.weights if source else None)
+        self.model.eval().to(self.device)
+        self.name = name
+        self.options = options or InferenceOptions()
+        self.batch_size = int(batch_size)
+        self.large_image_pixels = large_image_pixels
+        self.slide_crop = (int(slide_crop[0]), int(slide_crop[1]))
+        self._scale = (1.0 / (255.0 * torch.tensor(self.std, dtype=torch.float64))).float().view(1, 3, 1, 1)
+        self._offset = -torch.tensor(self.mean, dtype=torch.float64) / torch.tensor(self.std, dtype=torch.float64)
+        self._offset = self._offset.float().view(1, 3, 1, 1)
+
+    @staticmethod
+    def _model_name(model_or_name: str | nn.Module, meta: dict[str, str]) -> str | None:
+        """The registered name: given, or from the metadata; a clash between the two is an error."""
+        stored = meta.get("model")
+        if isinstance(model_or_name, str):
+            name = resolve_model_name(model_or_name)
+            if stored and resolve_model_name(stored) != name:
+                raise ConfigError(f"weights were trained for model {stored!r}, not {model_or_name!r}")
+            return name
+        return resolve_model_name(stored) if stored else None
+
+    # ---------------------------------------------------------------------------------- labels
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.labels.classes
+
+    @property
+    def palette(self) -> tuple[Color, ...]:
+        return self.labels.palette
+
+    def colorize(self, label: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) picture of a label map in this model's palette."""
+        return colorize(label, self.palette)
+
+    # ---------------------------------------------------------------------------------- prediction
+
+    def __call__(self, image: ImageLike) -> np.ndarray:
+        """The label map (H, W) of one image (array, PIL image or path)."""
+        return self.predict(image).label
+
+    def predict(self, image: ImageLike, return_probs: bool = False) -> Prediction:
+        return next(iter(self.predict_many([image], return_probs)))
+
+    def predict_many(self, images: Iterable[ImageLike], return_probs: bool = False) -> Iterator[Prediction]:
+        """Predictions in input order; consecutive inputs of one size share a batch. Lazy, so a
+        video's frames can stream through it."""
+        pending: list[np.ndarray] = []
+        for image in images:
+            rgb = to_rgb(image)
+            if pending and (rgb.shape != pending[0].shape or len(pending) == self.batch_size):
+                yield from self.predict_batch(pending, return_probs)
+                pending = []
+            pending.append(rgb)
+        if pending:
+            yield from self.predict_batch(pending, return_probs)
+
+    def options_for(self, height: int, width: int) -> InferenceOptions:
+        """The inference options used for an image of this size (sliding window when very large)."""
+        large = self.large_image_pixels is not None and height * width > self.large_image_pixels
+        if large and self.options.mode == "whole":
+            return replace(self.options, mode="slide", crop=self.slide_crop, stride=None)
+        return self.options
+
+    @torch.no_grad()
+    def predict_batch(self, images: Sequence[np.ndarray], return_probs: bool = False) -> list[Prediction]:
+        """One forward pass (per view) over RGB uint8 images of one size."""
+        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
+        batch.mul_(self._scale.to(self.device)).add_(self._offset.to(self.device))
+        probs = predict_probs(self.model, batch, self.options_for(*batch.shape[-2:]))
+        dtype = torch.uint8 if probs.shape[1] <= 256 else torch.int64
+        labels = probs.argmax(dim=1).to(dtype).cpu().numpy()
+        probs_np = probs.cpu().numpy() if return_probs else None
+        return [Prediction(labels[i], probs_np[i] if probs_np is not None else None) for i in range(len(images))]
+
+
+def _meta_int(meta: dict[str, str], key: str, source: object) -> int | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{source}: metadata {key}={value!r} is not an integer") from None

@@ -1,0 +1,127 @@
+"""Predicting a list of files into an output folder (what ``dsnet predict`` does).
+
+Bad-input policy: a file that cannot be read (corrupt image, video with no decodable frame) is
+skipped and reported in :attr:`RunSummary.skipped`, and the run goes on; the caller decides the exit
+status. Problems with the outputs (full disk, read-only folder) stop the run. Images are read in
+input order and consecutive ones of one size are batched; videos stream frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.io import read_image
+from ..errors import ConfigError, DataError
+from .predictor import Predictor
+from .sources import InputFile, read_video, video_frame_count
+from .writers import OutputWriter
+
+__all__ = ["RunSummary", "describe", "predict_files"]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: images and videos written, frames predicted, and the inputs skipped (one
+    message each, naming the file)."""
+
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _frame_total(videos: Sequence[InputFile]) -> int:
+    return sum(video_frame_count(item.path) for item in videos)  # unreadable ones count 0: reported later
+
+
+def _predict_images(
+    predictor: Predictor, items: Sequence[InputFile], writer: OutputWriter, summary: RunSummary, bar: tqdm
+) -> None:
+    queue: deque[tuple[InputFile, np.ndarray]] = deque()
+
+    def images() -> Iterator[np.ndarray]:
+        for item in items:
+            try:
+                rgb = read_image(item.path)
+            except DataError as e:
+                summary.skipped.append(str(e))
+                bar.update(1)
+                continue
+            queue.append((item, rgb))
+            yield rgb
+
+    for pred in predictor.predict_many(images()):
+        item, rgb = queue.popleft()
+        writer.write_image(item.rel, rgb, pred.label)
+        summary.images += 1
+        bar.update(1)
+
+
+def _predict_video(predictor: Predictor, item: InputFile, writer: OutputWriter, summary: RunSummary, bar: tqdm) -> None:
+    try:
+        fps, frames = read_video(item.path)
+        first = next(frames)
+    except (DataError, StopIteration) as e:
+        summary.skipped.append(str(e) if isinstance(e, DataError) else f"{item.path}: video has no frames")
+        return
+    h, w = first.shape[:2]
+    out = writer.open_video(item.rel, item.path.suffix, fps, (w, h))
+    queue: deque[np.ndarray] = deque()
+
+    def stream() -> Iterator[np.ndarray]:
+        for frame in _chain(first, frames):
+            queue.append(frame)
+            yield frame
+
+    try:
+        for pred in predictor.predict_many(stream()):
+            out.write(queue.popleft(), pred.label)
+            bar.update(1)
+    except DataError as e:
+        out.close(remove=True)
+        summary.skipped.append(str(e))
+        return
+    except BaseException:
+        out.close(remove=True)
+        raise
+    out.close()
+    summary.videos += 1
+    summary.frames += out.frames
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def predict_files(
+    predictor: Predictor, inputs: Sequence[InputFile], writer: OutputWriter, progress: bool | None = None
+) -> RunSummary:
+    """Predict every input into ``writer``'s folder; ``progress=None`` shows a bar on a terminal only."""
+    videos = [i for i in inputs if i.is_video]
+    if videos and not writer.writes_video:
+        raise ConfigError(f"{videos[0].path}: a video needs --color, --overlay or --video-labels to write anything")
+    images = [i for i in inputs if not i.is_video]
+    summary = RunSummary()
+    total = len(images) + _frame_total(videos)
+    with tqdm(total=total, unit="img", desc="predict", disable=None if progress is None else not progress) as bar:
+        if images:
+            _predict_images(predictor, images, writer, summary, bar)
+        for item in videos:
+            _predict_video(predictor, item, writer, summary, bar)
+    return summary
+
+
+def describe(summary: RunSummary, out_dir: Path) -> str:
+    """One line for the command line: what was written where."""
+    parts = [f"{summary.images} image(s)"]
+    if summary.videos:
+        parts.append(f"{summary.videos} video(s) ({summary.frames} frames)")
+    skipped = f"; {len(summary.skipped)} input(s) skipped" if summary.skipped else ""
+    return f"predicted {', '.join(parts)} into {out_dir}{skipped}"

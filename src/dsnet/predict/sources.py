@@ -1,0 +1,171 @@
+"""Inputs of a prediction: one image as RGB uint8, and the files a command line names.
+
+Command-line inputs are image files, folders (searched recursively, hidden entries skipped), glob
+patterns (``**`` allowed) or video files. Each file gets a relative name for its outputs: its path
+relative to the deepest folder that holds every input (a folder argument counts as that folder, a
+file as its parent), so a tree is mirrored and two files with one name in different folders never
+share an output. A missing path or a glob that matches nothing is an error before any work starts.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..data.io import PathLike, read_image
+from ..errors import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "InputFile",
+    "ImageLike",
+    "discover_inputs",
+    "read_video",
+    "to_rgb",
+    "video_frame_count",
+]
+
+ImageLike = np.ndarray | PathLike | Image.Image
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
+
+
+def to_rgb(image: ImageLike) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` from an array of that form, a PIL image or an image file."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"image array: expected RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise DataError(f"image array: empty image of shape {image.shape}")
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    raise DataError(f"image: expected an array, a PIL image or a path, got {type(image).__name__}")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file and the relative path (without suffix) its outputs are named after."""
+
+    path: Path
+    rel: Path
+    is_video: bool
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _folder_files(folder: Path, exclude: Path | None) -> list[Path]:
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or _is_hidden(p, folder) or p.suffix.lower() not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+            continue
+        if exclude is not None and p.resolve().is_relative_to(exclude):
+            continue  # outputs of this or an earlier run inside an input folder
+        out.append(p)
+    return out
+
+
+def _expand(arg: str, exclude: Path | None) -> tuple[list[Path], Path]:
+    """The files an argument names and the folder its names are relative to."""
+    path = Path(arg)
+    if path.is_dir():
+        return _folder_files(path, exclude), path
+    if path.is_file():
+        return [path], path.parent
+    if glob.has_magic(arg):
+        files: list[Path] = []
+        for match in sorted(glob.glob(arg, recursive=True)):
+            m = Path(match)
+            files += _folder_files(m, exclude) if m.is_dir() else [m]
+        if not files:
+            raise DataError(f"{arg}: the pattern matches no file")
+        return files, Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    raise DataError(f"{arg}: no such file or folder")
+
+
+def _unique_names(files: list[Path], base: Path) -> list[Path]:
+    """Relative output names without suffix; files that differ only by suffix keep it (``a_jpg``)."""
+    rels = [f.relative_to(base) for f in files]
+    stems = [r.with_suffix("") for r in rels]
+    clashes = {s for s in stems if stems.count(s) > 1}
+    return [r.with_name(r.name.replace(".", "_")) if s in clashes else s for r, s in zip(rels, stems)]
+
+
+def discover_inputs(args: Sequence[str], exclude: PathLike | None = None) -> list[InputFile]:
+    """The input files named by ``args`` (files, folders, globs), each once, with unique output names.
+
+    Files under ``exclude`` (the output folder) are left out of folder and glob searches.
+    """
+    if not args:
+        raise DataError("no inputs given")
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    found: dict[Path, None] = {}
+    bases = []
+    for arg in args:
+        files, base = _expand(arg, excluded)
+        bases.append(base.resolve())
+        for f in files:
+            found.setdefault(f.resolve(), None)
+    if not found:
+        raise DataError(f"{', '.join(args)}: no image or video files found")
+    files = list(found)
+    base = Path(os.path.commonpath([str(b) for b in bases] + [str(f.parent) for f in files]))
+    rels = _unique_names(files, base)
+    return [InputFile(f, r, f.suffix.lower() in VIDEO_EXTENSIONS) for f, r in zip(files, rels)]
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise DataError(f"{path}: unreadable video (OpenCV could not open it)")
+    return cap
+
+
+def video_frame_count(path: PathLike) -> int:
+    """The frame count the container reports (0 if unknown or unreadable), for progress bars."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    finally:
+        cap.release()
+
+
+def read_video(path: PathLike) -> tuple[float, Iterator[np.ndarray]]:
+    """The frame rate (25 if unknown) and an iterator of RGB uint8 frames of a video file.
+
+    A video from which not a single frame decodes is a DataError naming it.
+    """
+    path = Path(path)
+    cap = _open_video(path)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = float(fps) if fps and fps > 0 else 25.0
+
+    def frames() -> Iterator[np.ndarray]:
+        n = 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                n += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+        if n == 0:
+            raise DataError(f"{path}: no frame could be decoded from the video")
+
+    return fps, frames()

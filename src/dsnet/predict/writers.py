@@ -1,0 +1,145 @@
+"""Writing predictions: label PNGs, colour PNGs, overlays and videos, under one output folder.
+
+Layout: ``OUT/labels/<rel>.png`` (8-bit label ids), ``OUT/color/<rel>.png`` (palette colours) and
+``OUT/overlay/<rel>.png`` (the image blended with the colours), where ``<rel>`` is the input's
+relative name (see :mod:`dsnet.predict.sources`). A video gives ``OUT/color/<rel>.<ext>`` and/or
+``OUT/overlay/<rel>.<ext>`` videos, and per-frame label PNGs ``OUT/labels/<rel>/<frame>.png`` only
+when asked. Images are written atomically; a folder that already holds files is refused unless
+``overwrite`` (which replaces files of the same name and leaves the others alone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..data.labels import colorize
+from ..errors import ConfigError, OutputError
+from ..fileio import atomic_write, check_writable
+from .labelspace import LabelSpace
+
+__all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir"]
+
+LABEL_IDS = ("train", "dataset")
+_VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+
+
+def blend(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
+    """``(1 - alpha) * image + alpha * color`` as uint8: a label's colours laid over its image."""
+    return cv2.addWeighted(image, 1.0 - alpha, color, alpha, 0.0)
+
+
+def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """Create ``out_dir``, refusing one that holds files of an earlier run unless ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if out.is_dir() and not overwrite:
+        count = sum(1 for p in out.rglob("*") if p.is_file())
+        if count:
+            raise OutputError(
+                f"{out}: already holds {count} file(s), e.g. from an earlier run; "
+                "pass --overwrite to write over them, or choose another output folder"
+            )
+    return check_writable(out)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    bgr = array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise OutputError(f"{path}: PNG encoding failed")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.tobytes()))
+
+
+class VideoOutput:
+    """The colour and/or overlay videos (and optional frame labels) of one input video."""
+
+    def __init__(self, writer: OutputWriter, rel: Path, suffix: str, fps: float, size: tuple[int, int]) -> None:
+        self.writer, self.rel, self.frames = writer, rel, 0
+        ext = suffix.lower() if suffix.lower() in _VIDEO_CODECS else ".mp4"
+        self.paths: dict[str, Path] = {}
+        self._videos: dict[str, cv2.VideoWriter] = {}
+        kinds = [k for k, on in (("color", writer.color), ("overlay", writer.overlay)) if on]
+        for kind in kinds:
+            path = writer.out_dir / kind / rel.with_name(rel.name + ext)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*_VIDEO_CODECS[ext]), fps, size)
+            if not video.isOpened():
+                self.close(remove=True)
+                raise OutputError(f"{path}: cannot write a video here (OpenCV could not open a writer)")
+            self.paths[kind], self._videos[kind] = path, video
+
+    def write(self, frame: np.ndarray, label: np.ndarray) -> None:
+        color = colorize(label, self.writer.labels.palette)
+        if "color" in self._videos:
+            self._videos["color"].write(cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+        if "overlay" in self._videos:
+            self._videos["overlay"].write(cv2.cvtColor(blend(frame, color, self.writer.alpha), cv2.COLOR_RGB2BGR))
+        if self.writer.video_labels:
+            _write_png(self.writer.out_dir / "labels" / self.rel / f"{self.frames:06d}.png", self.writer.ids(label))
+        self.frames += 1
+
+    def close(self, remove: bool = False) -> list[Path]:
+        """Finish the files (``remove``: delete them, for a video that failed part-way)."""
+        for video in self._videos.values():
+            video.release()
+        if remove:
+            for path in self.paths.values():
+                path.unlink(missing_ok=True)
+        return list(self.paths.values())
+
+
+class OutputWriter:
+    """Writes each prediction's outputs; ``label_ids="dataset"`` writes the dataset's own ids
+    (e.g. Cityscapes labelIds for its benchmark server) instead of training ids."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        labels: LabelSpace,
+        *,
+        color: bool = False,
+        overlay: bool = False,
+        alpha: float = 0.5,
+        label_ids: str = "train",
+        video_labels: bool = False,
+    ) -> None:
+        if label_ids not in LABEL_IDS:
+            raise ConfigError(f"label ids must be one of {', '.join(LABEL_IDS)}, got {label_ids!r}")
+        if label_ids == "dataset" and labels.dataset_ids is None:
+            raise ConfigError(f"dataset {labels.name!r}: no dataset label ids known; use label ids 'train'")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"overlay alpha must be in 0..1, got {alpha}")
+        self.out_dir, self.labels = Path(out_dir), labels
+        self.color, self.overlay, self.alpha = color, overlay, float(alpha)
+        self.label_ids, self.video_labels = label_ids, video_labels
+
+    def ids(self, label: np.ndarray) -> np.ndarray:
+        """The label map as written: uint8 training ids or dataset ids."""
+        label = np.asarray(label).astype(np.uint8, copy=False)
+        return self.labels.to_dataset_ids(label) if self.label_ids == "dataset" else label
+
+    def write_image(self, rel: Path, image: np.ndarray, label: np.ndarray) -> list[Path]:
+        """The label PNG, and the colour and overlay PNGs when asked; returns the paths written."""
+        paths = [self.out_dir / "labels" / rel.with_name(rel.name + ".png")]
+        _write_png(paths[0], self.ids(label))
+        if self.color or self.overlay:
+            color = colorize(label, self.labels.palette)
+            if self.color:
+                paths.append(self.out_dir / "color" / rel.with_name(rel.name + ".png"))
+                _write_png(paths[-1], color)
+            if self.overlay:
+                paths.append(self.out_dir / "overlay" / rel.with_name(rel.name + ".png"))
+                _write_png(paths[-1], blend(image, color, self.alpha))
+        return paths
+
+    def open_video(self, rel: Path, suffix: str, fps: float, size: tuple[int, int]) -> VideoOutput:
+        """Writers for one video (``size`` is (W, H)); ``suffix`` picks the container (.avi or .mp4)."""
+        return VideoOutput(self, rel, suffix, fps, size)
+
+    @property
+    def writes_video(self) -> bool:
+        return self.color or self.overlay or self.video_labels
