@@ -167,7 +167,7 @@ class Predictor:
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], return_probs: bool = False) -> list[Prediction]:
         """One forward pass (per view) over RGB uint8 images of one size."""
-        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
+        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float().contiguous()
         batch.mul_(self._scale.to(self.device)).add_(self._offset.to(self.device))
         probs = predict_probs(self.model, batch, self.options_for(*batch.shape[-2:]))
         dtype = torch.uint8 if probs.shape[1] <= 256 else torch.int64

@@ -1,0 +1,295 @@
+"""Predictor and ``dsnet predict``: any input form and size, batching, sliding windows, label spaces
+from weights metadata, and the command's outputs, naming, video, overwrite and bad-input rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import dsnet
+from dsnet.cli import main
+from dsnet.data import ADE20K_CLASSES, CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_LABEL_TO_TRAIN, colorize, normalize
+from dsnet.errors import ConfigError
+from dsnet.predict import Predictor, blend, discover_inputs, known_label_spaces, label_space
+from dsnet.predict.backends import LogitsFn
+
+MODEL = "dsnet_head64"
+
+
+def _calibrated_model(num_classes: int) -> torch.nn.Module:
+    """A random model whose BatchNorm statistics were measured on a few inputs: logits of a few units
+    (fresh ones reach hundreds, where float noise of 1e-6 moves probabilities visibly)."""
+    torch.manual_seed(0)
+    model = dsnet.create_model(MODEL, num_classes=num_classes)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # plain average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(2, 3, 64, 64))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cityscapes-style checkpoint with the metadata training writes."""
+    model = _calibrated_model(19)
+    path = tmp_path_factory.mktemp("weights") / "best.safetensors"
+    meta = {"model": MODEL, "num_classes": "19", "dataset": "cityscapes", "iteration": "10"}
+    return dsnet.save_weights(model, path, metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def predictor(weights: Path) -> Predictor:
+    return Predictor(MODEL, weights=weights, device="cpu", batch_size=4)
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth blobs plus noise: a model output with some structure, not one class everywhere."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(h // 8, 2), max(w // 8, 2), 3), dtype=np.uint8)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(big.astype(np.int16) + rng.integers(-20, 21, big.shape), 0, 255).astype(np.uint8)
+
+
+def _count_forwards(model: torch.nn.Module) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    model.register_forward_hook(lambda _m, args, _out: shapes.append(tuple(args[0].shape)))
+    return shapes
+
+
+# ---------------------------------------------------------------------------------------- Predictor
+
+
+def test_arrays_paths_and_pil_images_give_identical_labels(predictor: Predictor, tmp_path: Path) -> None:
+    image = _image(45, 61)
+    path = tmp_path / "a.png"
+    Image.fromarray(image).save(path)
+    from_array = predictor(image)
+    assert from_array.shape == (45, 61) and from_array.dtype == np.uint8
+    assert np.array_equal(predictor(path), from_array)
+    assert np.array_equal(predictor(str(path)), from_array)
+    assert np.array_equal(predictor(Image.open(path)), from_array)
+    assert len(np.unique(from_array)) > 1  # a real prediction, not a constant
+
+
+@pytest.mark.parametrize("size", [(45, 61), (100, 150)])
+def test_odd_sizes_equal_the_padded_run_cropped_back(predictor: Predictor, size: tuple[int, int]) -> None:
+    h, w = size
+    image = _image(h, w, seed=h)
+    result = predictor.predict(image, return_probs=True)
+    x = torch.from_numpy(normalize(image)).permute(2, 0, 1)[None]
+    padded = F.pad(x, (0, -w % 8, 0, -h % 8))  # bottom/right to a multiple of 8, value 0 = the mean colour
+    with torch.no_grad():
+        expected = predictor.model(padded)[..., :h, :w].softmax(dim=1)[0].numpy()
+    assert result.label.shape == (h, w) and result.probs is not None and result.probs.shape == (19, h, w)
+    np.testing.assert_allclose(result.probs, expected, atol=1e-5)
+    assert np.array_equal(result.label, expected.argmax(0))
+
+
+def test_probabilities_sum_to_one(predictor: Predictor) -> None:
+    probs = predictor.predict(_image(33, 40), return_probs=True).probs
+    assert probs is not None and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    assert probs.min() >= 0
+
+
+def test_batching_gives_the_one_by_one_result(weights: Path) -> None:
+    sizes = [(40, 48)] * 5 + [(24, 32)] + [(40, 48)] * 2
+    images = [_image(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
+    single = Predictor(MODEL, weights=weights, device="cpu", batch_size=1)
+    batched = Predictor(MODEL, weights=weights, device="cpu", batch_size=3)
+    calls = _count_forwards(batched.model)
+    one = [p.probs for p in single.predict_many(images, return_probs=True)]
+    many = [p.probs for p in batched.predict_many(images, return_probs=True)]
+    assert [c[0] for c in calls] == [3, 2, 1, 2]  # same-size runs in order, at most 3 per pass
+    for a, b, (h, w) in zip(one, many, sizes):
+        assert a is not None and b is not None and b.shape == (19, h, w)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert (a.argmax(0) == b.argmax(0)).mean() > 0.999
+
+
+def test_large_images_use_sliding_windows(weights: Path) -> None:
+    p = Predictor(MODEL, weights=weights, device="cpu", large_image_pixels=40 * 40, slide_crop=(32, 32))
+    calls = _count_forwards(p.model)
+    assert p.options_for(40, 40).mode == "whole" and p.options_for(45, 61).mode == "slide"
+    label = p(_image(45, 61))
+    assert label.shape == (45, 61)
+    assert len(calls) > 1 and all(s[2] <= 32 and s[3] <= 32 for s in calls)
+
+
+def test_a_callable_backend_plugs_in_and_unknown_names_are_refused(predictor: Predictor) -> None:
+    torch_model = predictor.model
+
+    def numpy_backend(batch: np.ndarray) -> np.ndarray:
+        assert batch.dtype == np.float32 and batch.shape[2] % 8 == 0 and batch.shape[3] % 8 == 0
+        with torch.no_grad():
+            return torch_model(torch.from_numpy(batch)).numpy()
+
+    assert isinstance(numpy_backend, LogitsFn)
+    other = Predictor(MODEL, device="cpu", num_classes=19, backend=numpy_backend)
+    image = _image(45, 61)
+    assert np.array_equal(other(image), predictor(image))
+    with pytest.raises(ConfigError, match="backend 'onnxruntime' is not available"):
+        Predictor(MODEL, device="cpu", backend="onnxruntime")
+
+
+def test_class_names_and_palette_come_from_the_weights_metadata(tmp_path: Path, predictor: Predictor) -> None:
+    assert predictor.class_names[:2] == ("road", "sidewalk") and predictor.palette[0] == (128, 64, 128)
+    path = tmp_path / "camvid.safetensors"
+    dsnet.save_weights(
+        dsnet.create_model(MODEL, num_classes=11), path, metadata={"dataset": "camvid", "num_classes": "11"}
+    )
+    p = Predictor(MODEL, weights=path, device="cpu")  # num_classes from the metadata, too
+    assert p.class_names == CAMVID_CLASSES and p.palette == CAMVID_PALETTE
+    assert np.array_equal(p.colorize(np.array([[3]])), np.array([[CAMVID_PALETTE[3]]], np.uint8))
+    with pytest.raises(ConfigError, match="trained for model 'dsnet_head64'"):
+        Predictor("dsnet_head128", weights=predictor_weights(tmp_path), device="cpu")
+
+
+def predictor_weights(tmp_path: Path) -> Path:
+    return dsnet.save_weights(dsnet.create_model(MODEL, num_classes=19), tmp_path / "m.safetensors", {"model": MODEL})
+
+
+def test_class_names_from_a_dataset_name_or_generated() -> None:
+    p = Predictor(MODEL, device="cpu", dataset="ade20k")
+    assert p.class_names == ADE20K_CLASSES and p.model.num_classes == 150
+    space = label_space(None, 5)
+    assert len(space.palette) == 5 and len(set(space.palette)) == 5
+    with pytest.raises(ConfigError, match="has 19 classes, but the model has 11"):
+        label_space("cityscapes", 11)
+    with pytest.raises(ConfigError, match="unknown dataset 'mars'"):
+        label_space("mars", None)
+
+
+def test_dataset_ids_invert_the_training_maps() -> None:
+    spaces = known_label_spaces()
+    city = spaces["cityscapes"].to_dataset_ids(np.array([[0, 18, 255]], np.uint8))
+    assert city.tolist() == [[7, 33, 255]]
+    for raw, train in CITYSCAPES_LABEL_TO_TRAIN.items():
+        assert spaces["cityscapes"].dataset_ids is not None and spaces["cityscapes"].dataset_ids[train] == raw
+    assert spaces["ade20k"].to_dataset_ids(np.array([0, 149], np.uint8)).tolist() == [1, 150]
+
+
+# ---------------------------------------------------------------------------------------- command line
+
+
+def _tree(root: Path) -> dict[str, np.ndarray]:
+    """Nested folders with a repeated file name and mixed sizes; returns relative name -> image."""
+    files = {"a/x.png": (40, 56), "b/x.png": (45, 61), "b/c/y.jpg": (24, 32), "x.png": (40, 56)}
+    images = {}
+    for i, (rel, (h, w)) in enumerate(files.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = _image(h, w, seed=i)
+        Image.fromarray(image).save(path, quality=95)
+        images[rel] = np.asarray(Image.open(path).convert("RGB"))
+    return images
+
+
+def test_cli_mirrors_folders_without_collisions(weights: Path, tmp_path: Path, predictor: Predictor) -> None:
+    images = _tree(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["predict", MODEL, str(tmp_path / "in"), "--weights", str(weights), "-o", str(out)]
+    assert main([*args, "--color", "--overlay", "--alpha", "0.4"]) == 0
+    for rel, image in images.items():
+        stem = rel.rsplit(".", 1)[0]
+        label = cv2.imread(str(out / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert label.dtype == np.uint8 and label.shape == image.shape[:2]
+        assert np.array_equal(label, predictor(image))
+        color = cv2.cvtColor(cv2.imread(str(out / "color" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(color, colorize(label, predictor.palette))
+        overlay = cv2.cvtColor(cv2.imread(str(out / "overlay" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(overlay, blend(image, color, 0.4))
+    assert len(list((out / "labels").rglob("*.png"))) == len(images)
+
+
+def test_cli_writes_cityscapes_label_ids(weights: Path, tmp_path: Path) -> None:
+    _tree(tmp_path / "in")
+    train_out, ids_out = tmp_path / "train", tmp_path / "ids"
+    base = ["predict", MODEL, str(tmp_path / "in" / "b"), "--weights", str(weights)]
+    assert main([*base, "-o", str(train_out)]) == 0
+    assert main([*base, "-o", str(ids_out), "--label-ids", "dataset"]) == 0
+    train = cv2.imread(str(train_out / "labels" / "x.png"), cv2.IMREAD_UNCHANGED)
+    ids = cv2.imread(str(ids_out / "labels" / "x.png"), cv2.IMREAD_UNCHANGED)
+    inverse = {t: raw for raw, t in CITYSCAPES_LABEL_TO_TRAIN.items()}
+    for t in np.unique(train):
+        assert set(np.unique(ids[train == t])) == {inverse[int(t)]}
+
+
+def test_cli_names_files_that_differ_only_by_suffix_apart(tmp_path: Path) -> None:
+    for name in ("p.png", "p.jpg", "q.png"):
+        Image.fromarray(_image(16, 16)).save(tmp_path / name)
+    rels = sorted(str(i.rel) for i in discover_inputs([str(tmp_path / "*.*")]))
+    assert rels == ["p_jpg", "p_png", "q"]
+
+
+def _write_video(path: Path, frames: int, size: tuple[int, int] = (48, 64)) -> None:
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(_image(h, w, seed=i))
+    writer.release()
+
+
+def _frames(path: Path) -> int:
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_cli_video_in_video_out(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "clips" / "drive.avi"
+    video.parent.mkdir()
+    _write_video(video, 5)
+    out = tmp_path / "out"
+    base = ["predict", MODEL, str(video), "--weights", str(weights), "-o", str(out)]
+    assert main(base) == 2  # nothing to write for a video
+    assert "needs --color, --overlay or --video-labels" in capsys.readouterr().err
+    assert main([*base, "--overlay", "--overwrite"]) == 0
+    assert _frames(out / "overlay" / "drive.avi") == 5
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["overlay/drive.avi"]
+
+
+def test_cli_refuses_to_overwrite_an_earlier_run(weights: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    Image.fromarray(_image(16, 24)).save(tmp_path / "a.png")
+    args = ["predict", MODEL, str(tmp_path / "a.png"), "--weights", str(weights), "-o", str(tmp_path / "out")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds 1 file(s)" in err and "--overwrite" in err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_cli_skips_and_reports_bad_files(weights: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_image(16, 24)).save(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["predict", MODEL, str(tmp_path / "in"), "--weights", str(weights), "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "broken.png: unreadable or corrupt image" in captured.err
+    assert "1 input(s) skipped" in captured.out
+    assert [p.name for p in (out / "labels").iterdir()] == ["good.png"]
+
+
+@pytest.mark.parametrize("arg, message", [("missing.png", "no such file or folder"), ("*.tif", "matches no file")])
+def test_cli_bad_arguments_stop_before_any_work(weights: Path, tmp_path: Path, capsys, arg: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    Image.fromarray(_image(16, 24)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["predict", MODEL, str(tmp_path / "a.png"), str(tmp_path / arg), "--weights", str(weights), "-o", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and arg in err and message in err
+    assert not out.exists()
