@@ -227,6 +227,7 @@ def test_cli_writes_cityscapes_label_ids(weights: Path, tmp_path: Path) -> None:
 def test_cli_names_files_that_differ_only_by_suffix_apart(tmp_path: Path) -> None:
     for name in ("p.png", "p.jpg", "q.png"):
         Image.fromarray(_image(16, 16)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image: globs and folders pass it over")
     rels = sorted(str(i.rel) for i in discover_inputs([str(tmp_path / "*.*")]))
     assert rels == ["p_jpg", "p_png", "q"]
 

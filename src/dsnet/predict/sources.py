@@ -1,10 +1,11 @@
 """Inputs of a prediction: one image as RGB uint8, and the files a command line names.
 
 Command-line inputs are image files, folders (searched recursively, hidden entries skipped), glob
-patterns (``**`` allowed) or video files. Each file gets a relative name for its outputs: its path
-relative to the deepest folder that holds every input (a folder argument counts as that folder, a
-file as its parent), so a tree is mirrored and two files with one name in different folders never
-share an output. A missing path or a glob that matches nothing is an error before any work starts.
+patterns (``**`` allowed; like folders they yield only image and video suffixes) or video files.
+Each file gets a relative name for its outputs: its path relative to the deepest folder that holds
+every input (a folder argument counts as that folder, a file as its parent), so a tree is mirrored
+and two files with one name in different folders never share an output. A missing path or a glob
+that matches nothing is an error before any work starts.
 """
 
 from __future__ import annotations
@@ -67,15 +68,15 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _wanted(path: Path, exclude: Path | None) -> bool:
+    """An image or video file by its suffix, and not an output of this or an earlier run."""
+    if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+        return False
+    return exclude is None or not path.resolve().is_relative_to(exclude)
+
+
 def _folder_files(folder: Path, exclude: Path | None) -> list[Path]:
-    out = []
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or _is_hidden(p, folder) or p.suffix.lower() not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
-            continue
-        if exclude is not None and p.resolve().is_relative_to(exclude):
-            continue  # outputs of this or an earlier run inside an input folder
-        out.append(p)
-    return out
+    return [p for p in sorted(folder.rglob("*")) if not _is_hidden(p, folder) and _wanted(p, exclude)]
 
 
 def _expand(arg: str, exclude: Path | None) -> tuple[list[Path], Path]:
@@ -89,7 +90,10 @@ def _expand(arg: str, exclude: Path | None) -> tuple[list[Path], Path]:
         files: list[Path] = []
         for match in sorted(glob.glob(arg, recursive=True)):
             m = Path(match)
-            files += _folder_files(m, exclude) if m.is_dir() else [m]
+            if m.is_dir():
+                files += _folder_files(m, exclude)
+            elif _wanted(m, exclude):
+                files.append(m)
         if not files:
             raise DataError(f"{arg}: the pattern matches no file")
         return files, Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
