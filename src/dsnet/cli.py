@@ -11,13 +11,16 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from . import __version__
 from .analysis import profile
+from .bench import format_report, list_backends, run_bench
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
 from .engine.observe import setup_logging
-from .engine.run_files import resolve_work_dir
+from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError
@@ -174,6 +177,30 @@ def _report_error(command: str, error: BaseException, debug: bool) -> None:
             handler.emit(logger.makeRecord("dsnet", logging.ERROR, __file__, 0, line, None, None))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = run_bench(
+        args.model,
+        args.size,
+        backends=args.backends.split(","),
+        precisions=args.precision.split(","),
+        protocol=args.protocol,
+        num_classes=args.num_classes,
+        batch_size=args.batch_size,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        target_seconds=args.seconds,
+        progress=None if args.json else (lambda msg: print(f"bench: {msg}", file=sys.stderr)),
+    )
+    if args.out:
+        write_json(Path(args.out), report.to_dict())
+    if args.json:
+        print(json.dumps(report.to_dict()["rows"], indent=1))
+    else:
+        print(format_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsnet", description="DSNet semantic segmentation")
     parser.add_argument("--version", action="version", version=f"dsnet {__version__}")
@@ -257,6 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--slide-crop", nargs=2, type=int, default=(1024, 1024), metavar=("H", "W"), help="window size")
     p_pred.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
     p_pred.set_defaults(func=cmd_predict)
+    p_bench = sub.add_parser("bench", help="speed of a model on several backends, interleaved in one process")
+    p_bench.add_argument("model")
+    p_bench.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
+    p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_backends())}")
+    p_bench.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (GPU), bf16")
+    p_bench.add_argument("--protocol", choices=("paper", "e2e"), default="paper")
+    p_bench.add_argument("--num-classes", type=int, default=19)
+    p_bench.add_argument("--batch-size", type=int, default=1)
+    p_bench.add_argument("--seconds", type=float, default=6.0, help="timed seconds per backend (default 6)")
+    p_bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p_bench.add_argument("--device", default=None)
+    p_bench.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
+    p_bench.add_argument("--out", default=None, help="also write the whole report as JSON to this file")
+    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,41 @@
+"""``dsnet bench`` output: a plain-text table and JSON rows."""
+
+from __future__ import annotations
+
+from .runner import BenchReport
+
+__all__ = ["format_report"]
+
+
+def _f(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_report(report: BenchReport) -> str:
+    m = report.machine
+    h, w = report.size
+    lines = [
+        f"{report.model} at {h}x{w}, batch {report.batch_size}: {report.params:,} params, "
+        f"{report.paper_gflops:.2f} paper GFLOPs, {report.conv_gmacs:.2f} conv GMACs",
+        f"device {m['device']} ({m.get('gpu') or m['cpu']}), {m['torch_threads']} torch threads, "
+        f"CPU flags: {' '.join(m['cpu_flags']) or 'none found'}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+    ]
+    if "sgemm_peak_gflops" in m:
+        lines.append(f"sgemm peak (NumPy, this machine, now): {m['sgemm_peak_gflops']:.1f} GFLOP/s")
+    header = (
+        f"{'backend':<15} {'prec':<5} {'iters':>5} {'median ms':>10} {'p90 ms':>9} {'FPS':>8} "
+        f"{'x eager':>8} {'conv GFLOP/s':>12} {'peak MiB':>9}"
+    )
+    lines += ["", header, "-" * len(header)]
+    for r in report.rows:
+        if r.error:
+            lines.append(f"{r.backend:<15} {r.precision:<5} unavailable: {r.error}")
+            continue
+        lines.append(
+            f"{r.backend:<15} {r.precision:<5} {r.iterations:>5} {_f(r.latency_ms_median, '.1f'):>10} "
+            f"{_f(r.latency_ms_p90, '.1f'):>9} {_f(r.fps, '.2f'):>8} {_f(r.speedup_vs_eager, '.2f'):>8} "
+            f"{_f(r.achieved_conv_gflops, '.1f'):>12} {_f(r.peak_memory_mib, '.0f'):>9}"
+        )
+    lines.append("peak MiB: CUDA max allocated per backend on a GPU; on the CPU the process's max RSS so far.")
+    return "\n".join(lines)

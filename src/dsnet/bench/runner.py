@@ -1,0 +1,187 @@
+"""The benchmark protocol: backends interleaved round-robin in one process, so ratios hold on a noisy machine.
+
+* ``paper``: forward only, batch 1 by default, 10 warm-ups, iterations calibrated to about
+  ``target_seconds`` per backend, FPS = iterations / time (the reference's speed protocol).
+* ``e2e``: decode a PNG, normalise, forward, argmax, copy to NumPy: what a user's pipeline pays.
+
+Each backend's iterations are split into rounds and the rounds alternate between backends, so a
+slow phase of the machine hits every backend alike.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ..analysis import profile
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..models import create_model, get_model_info
+from .backends import BACKENDS, BackendUnavailable, RunFn
+from .system import machine_info, sgemm_peak_gflops
+
+__all__ = ["BenchRow", "BenchReport", "run_bench"]
+
+
+@dataclass
+class BenchRow:
+    backend: str
+    precision: str
+    protocol: str
+    iterations: int = 0
+    latency_ms_median: float | None = None
+    latency_ms_p90: float | None = None
+    fps: float | None = None
+    speedup_vs_eager: float | None = None
+    achieved_conv_gflops: float | None = None
+    peak_memory_mib: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class BenchReport:
+    model: str
+    size: tuple[int, int]
+    batch_size: int
+    params: int
+    paper_gflops: float
+    conv_gmacs: float
+    machine: dict[str, Any]
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _e2e(run: RunFn, png: bytes, device: torch.device) -> Callable[[], Any]:
+    """decode -> normalise -> forward -> argmax -> NumPy, for one encoded image."""
+    mean = np.asarray(IMAGENET_MEAN, np.float32) * 255
+    std = np.asarray(IMAGENET_STD, np.float32) * 255
+    buffer = np.frombuffer(png, np.uint8)
+
+    def step() -> Any:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        rgb = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) - mean) / std
+        x = torch.from_numpy(rgb.transpose(2, 0, 1)).unsqueeze(0).to(device)
+        return run(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
+
+    return step
+
+
+def _time_calls(step: Callable[[], Any], count: int, device: torch.device) -> list[float]:
+    out = []
+    for _ in range(count):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+@torch.inference_mode()
+def run_bench(
+    model_name: str,
+    size: Sequence[int],
+    *,
+    backends: Sequence[str] = ("eager",),
+    precisions: Sequence[str] = ("fp32",),
+    protocol: str = "paper",
+    num_classes: int = 19,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    target_seconds: float = 6.0,
+    warmup: int = 10,
+    rounds: int = 5,
+    measure_sgemm: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Time ``model_name`` at ``size`` on every (backend, precision); see the module docstring."""
+    if protocol not in ("paper", "e2e"):
+        raise ValueError(f"protocol must be 'paper' or 'e2e', got {protocol!r}")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {unknown}; available: {', '.join(BACKENDS)}")
+    device = torch.device(device)
+    h, w = int(size[0]), int(size[1])
+    model = create_model(model_name, num_classes=num_classes, aux_heads=False).eval()
+    cost = profile(model, (h, w), batch_size=batch_size)
+    model = model.to(device)
+    example = torch.randn(batch_size, 3, h, w, device=device)
+    machine = machine_info(device)
+    if measure_sgemm:
+        machine["sgemm_peak_gflops"] = round(sgemm_peak_gflops(), 1)
+    report = BenchReport(
+        get_model_info(model_name).name,
+        (h, w),
+        batch_size,
+        cost["params"],
+        cost["paper_gflops"],
+        cost["macs"] / 1e9,
+        machine,
+    )
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+
+    steps: dict[tuple[str, str], Callable[[], Any]] = {}
+    for precision in precisions:
+        for name in backends:
+            row = BenchRow(name, precision, protocol)
+            report.rows.append(row)
+            try:
+                run = BACKENDS[name].build(model, example, precision)
+            except BackendUnavailable as e:
+                row.error = str(e)
+                continue
+            step = (lambda run=run: run(example)) if protocol == "paper" else _e2e(run, png, device)
+            if progress:
+                progress(f"warming up {name} {precision}")
+            _time_calls(step, warmup, device)
+            steps[(name, precision)] = step
+
+    # calibrate each backend to about target_seconds, then interleave in rounds
+    plan = {
+        key: max(rounds, round(target_seconds / max(statistics.median(_time_calls(s, 3, device)), 1e-6)))
+        for key, s in steps.items()
+    }
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
+    for r in range(rounds):
+        if progress:
+            progress(f"round {r + 1}/{rounds}")
+        for key, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times[key] += _time_calls(step, plan[key] // rounds + (1 if r < plan[key] % rounds else 0), device)
+
+    for row in report.rows:
+        key = (row.backend, row.precision)
+        if key not in times:
+            continue
+        t = sorted(times[key])
+        row.iterations = len(t)
+        row.latency_ms_median = 1e3 * statistics.median(t)
+        row.latency_ms_p90 = 1e3 * t[min(len(t) - 1, int(0.9 * len(t)))]
+        row.fps = batch_size * len(t) / sum(t)
+        row.achieved_conv_gflops = 2 * cost["macs"] / (row.latency_ms_median / 1e3) / 1e9
+        row.peak_memory_mib = (
+            torch.cuda.max_memory_allocated(device) / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
+    eager = {r.precision: r.fps for r in report.rows if r.backend == "eager" and r.fps}
+    base = eager.get("fp32") or next(iter(eager.values()), None)
+    for row in report.rows:
+        if row.fps and base:
+            row.speedup_vs_eager = row.fps / base
+    return report
