@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import dsnet
-from dsnet.engine.config import Config, ConfigError, apply_overrides, config_to_dict, load_config
+from dsnet.engine.build import build_datasets
+from dsnet.engine.config import Config, ConfigError, apply_overrides, config_to_dict, load_config, validate_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 NAME = re.compile(
@@ -102,3 +103,13 @@ def test_round_trip_through_dict() -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_demo_config_and_its_shipped_data_need_nothing_outside_the_repository() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "demo" / "dsnet-head64_1xb8-80it_camvid-mini-192x256.yaml")
+    cfg.data.root = str(repo / cfg.data.root)
+    validate_config(cfg)
+    datasets = build_datasets(cfg)
+    assert (len(datasets["train"]), len(datasets["val"])) == (37, 13)
+    assert (repo / "demo" / "camvid-mini" / "LICENSE.md").is_file()
