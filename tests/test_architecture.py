@@ -114,7 +114,7 @@ def _within(name: str, prefixes: Iterable[str]) -> bool:
 LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
     (
         "dsnet.models",
-        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis"),
+        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis", "dsnet.deploy"),
         "models are the bottom layer: usable without data, training or tools",
     ),
     (
@@ -123,6 +123,11 @@ LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
         "data pipelines do not depend on a model or on the trainer",
     ),
     ("dsnet.engine", ("dsnet.cli",), "the engine is a library; the CLI sits on top of it"),
+    (
+        "dsnet.deploy",
+        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis"),
+        "deployment transforms and exports a model: it needs no data, trainer or tools",
+    ),
 ]
 LEAVES = ("dsnet.errors", "dsnet.constants", "dsnet.fileio", "dsnet.typed")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,24 @@ class ExportResult:
     parity: dict[str, float] = field(default_factory=dict)
 
 
-def output_files(out: str | os.PathLike, format: str) -> list[Path]:
-    """The files an export to ``out`` writes (OpenVINO: the .xml and its .bin)."""
+def output_files(out: str | os.PathLike, format: str, overwrite: bool = True) -> list[Path]:
+    """The files an export to ``out`` writes (OpenVINO: the .xml and its .bin), checked before any work.
+
+    Raises :class:`ExportError` for an unknown format, :class:`ConfigError` for a wrong suffix and,
+    unless ``overwrite``, :class:`OutputError` when one of the files exists.
+    """
     out = Path(out)
     if format not in FORMATS:
         raise ExportError(_TENSORRT if format == "tensorrt" else f"unknown export format {format!r}; use {_names()}")
     if out.suffix != FORMATS[format]:
         raise ConfigError(f"{out}: a {format} export is written as a {FORMATS[format]} file; name the output so")
-    return [out, out.with_suffix(".bin")] if format == "openvino" else [out]
+    files = [out, out.with_suffix(".bin")] if format == "openvino" else [out]
+    existing = [str(f) for f in files if f.exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"{', '.join(existing)}: already exists; choose another output or pass --overwrite (overwrite=True)"
+        )
+    return files
 
 
 def _names() -> str:
@@ -87,16 +98,18 @@ def _dynamic_shapes(multiple: int) -> tuple[dict[int, Any]]:
 def _write_onnx(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path) -> None:
     require("onnx", "ONNX export")
     require("onnxscript", "ONNX export")
-    program = torch.onnx.export(
-        model,
-        (example,),
-        dynamo=True,
-        dynamic_shapes=dynamic,
-        input_names=["input"],
-        output_names=["logits"],
-        optimize=True,
-        verbose=False,
-    )
+    with warnings.catch_warnings():  # the exporter's own deprecation notices, nothing the user can act on
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            input_names=["input"],
+            output_names=["logits"],
+            optimize=True,
+            verbose=False,
+        )
     if program is None:
         raise ExportError("torch.onnx.export returned no program")
     atomic_write(out, lambda tmp: program.save(tmp))
@@ -104,13 +117,20 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path
 
 def _write_torch(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path) -> None:
     program = torch.export.export(model, (example,), dynamic_shapes=dynamic)
-    atomic_write(out, lambda tmp: torch.export.save(program, tmp))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: torch.export.save warns about a path not ending in .pt2
+            torch.export.save(program, f)
+
+    atomic_write(out, write)
 
 
 def _write_openvino(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path) -> None:
     ov = require("openvino", "OpenVINO export")
     shape = [-1, example.shape[1], -1, -1] if dynamic else list(example.shape)
-    converted = ov.convert_model(model, example_input=example, input=[ov.PartialShape(shape)])
+    with warnings.catch_warnings():  # OpenVINO traces with TorchScript: DSNet's input checks warn, harmlessly
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        converted = ov.convert_model(model, example_input=example, input=[ov.PartialShape(shape)])
     tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         ov.save_model(converted, str(tmp_dir / out.name), compress_to_fp16=False)
@@ -164,15 +184,12 @@ def export(
         check: run the written file with its runtime at ``size`` (and, when dynamic, at a second
             size not divisible by 16) and report the error relative to eager PyTorch.
     """
-    files = output_files(out, format)
+    files = output_files(out, format, overwrite)
     path = files[0]
     multiple = int(getattr(model, "input_multiple", 8))
     h, w = _check_size(size, multiple, dynamic)
     if batch < 1:
         raise ConfigError(f"export batch {batch}: must be at least 1")
-    existing = [str(f) for f in files if f.exists()]
-    if existing and not overwrite:
-        raise OutputError(f"{', '.join(existing)}: already exists; choose another output or allow overwriting")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
