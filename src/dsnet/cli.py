@@ -136,7 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
     print(f"  {result.folded_bn} BatchNorms folded into their convolutions, auxiliary heads dropped")
     for size, error in result.parity.items():
-        print(f"  max |exported - PyTorch| / max |PyTorch| at {size}: {error:.2e}")
+        print(f"  max |exported - PyTorch float64| / max |PyTorch| at {size}: {error:.2e}")
     return 0
 
 

@@ -50,7 +50,7 @@ class ExportResult:
     size: tuple[int, int]
     dynamic: bool
     folded_bn: int
-    #: ``"HxW" -> max|exported - eager| / max|eager|`` at each checked size (empty without ``check``)
+    #: ``"HxW" -> max|exported - eager float64| / max|eager|`` at each checked size (empty without ``check``)
     parity: dict[str, float] = field(default_factory=dict)
 
 
@@ -146,15 +146,16 @@ _WRITERS = {"onnx": _write_onnx, "openvino": _write_openvino, "torch": _write_to
 
 
 def _parity(model: nn.Module, path: Path, format: str, sizes: list[tuple[int, int]], batch: int) -> dict[str, float]:
-    """Max error relative to the output scale of the exported file against the eager (unfolded) model."""
-    reference = prepare(model, fold_bn=False, exportable_pooling=False)
+    """Max error of the exported file relative to the output scale, against the eager unfolded model
+    in float64 (the exact result: float32 rounding of the export and of eager PyTorch both count)."""
+    reference = prepare(model, fold_bn=False, exportable_pooling=False).double()
     run = load_runner(path, format)
     generator = torch.Generator().manual_seed(0)
     parity = {}
     for h, w in sizes:
         x = torch.randn(batch, getattr(model, "in_channels", 3), h, w, generator=generator)
         with torch.no_grad():
-            ref = reference(x).numpy()
+            ref = reference(x.double()).numpy()
         got = run(x.numpy())
         if got.shape != ref.shape:
             raise ExportError(f"{path}: output shape {got.shape} at {h}x{w}, eager PyTorch gives {ref.shape}")
