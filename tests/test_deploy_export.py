@@ -55,9 +55,9 @@ def _run_torch(path: Path) -> Any:
 RUNTIMES = {"onnx": (_run_onnx, ".onnx"), "openvino": (_run_openvino, ".xml"), "torch": (_run_torch, ".pt2")}
 
 
-# Against the float64 eager model: float32 rounding alone (folded or not) is ~1e-4 of the output
-# scale in this random-BN network, a wrong graph (e.g. a baked-in pooling kernel) ~1e-1.
-TOLERANCE = 3e-4
+# Against the float64 eager model: float32 rounding alone (folded or not) reaches 3.4e-4 of the
+# output scale in this random-BN network (measured); a wrong graph (a baked-in pooling kernel) ~1e-1.
+TOLERANCE = 1e-3
 
 
 def _errors(model: torch.nn.Module, run: Any, sizes: list[tuple[int, int]], batch: int) -> dict[str, float]:
