@@ -114,7 +114,15 @@ def _within(name: str, prefixes: Iterable[str]) -> bool:
 LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
     (
         "dsnet.models",
-        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis", "dsnet.predict"),
+        (
+            "dsnet.data",
+            "dsnet.engine",
+            "dsnet.cli",
+            "dsnet.inference",
+            "dsnet.analysis",
+            "dsnet.predict",
+            "dsnet.deploy",
+        ),
         "models are the bottom layer: usable without data, training or tools",
     ),
     (
@@ -128,6 +136,11 @@ LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
         "dsnet.predict",
         ("dsnet.engine", "dsnet.cli", "dsnet.analysis"),
         "prediction needs models, data and inference only, so it ships without the trainer",
+    ),
+    (
+        "dsnet.deploy",
+        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis", "dsnet.predict"),
+        "deployment transforms and exports a model: it needs no data, trainer or tools",
     ),
 ]
 # Besides its own modules, only these may import dsnet.predict (the package facade and the command line).

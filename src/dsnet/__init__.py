@@ -1,5 +1,6 @@
 """dsnet: DSNet real-time semantic segmentation (models, training, evaluation, deployment)."""
 
+from . import deploy
 from .analysis import count_parameters, profile
 from .errors import (
     CheckpointError,
@@ -36,6 +37,7 @@ __all__ = [
     "InferenceOptions",
     "OutputError",
     "WorkDirError",
+    "deploy",
     "predict_labels",
     "predict_probs",
     "Prediction",

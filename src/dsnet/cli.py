@@ -16,6 +16,7 @@ import torch
 from . import __version__
 from .analysis import profile
 from .bench import format_report, list_backends, run_bench
+from .deploy import export, output_files
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
@@ -151,6 +152,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for message in summary.skipped:
         print(f"dsnet predict: skipped {message}", file=sys.stderr)
     return 1 if summary.skipped else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    output_files(args.output, args.format, args.overwrite)  # format, suffix, existing files: before any work
+    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    result = export(
+        model,
+        args.format,
+        tuple(args.size),
+        out=args.output,
+        dynamic=args.dynamic,
+        overwrite=args.overwrite,
+        check=not args.no_check,
+    )
+    h, w = result.size
+    shape = "dynamic batch and H, W (multiples of 8)" if result.dynamic else f"input 1x{model.in_channels}x{h}x{w}"
+    print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
+    print(f"  {result.folded_bn} BatchNorms folded into their convolutions, auxiliary heads dropped")
+    for size, error in result.parity.items():
+        print(f"  max |exported - PyTorch float64| / max |PyTorch| at {size}: {error:.2e}")
+    return 0
 
 
 def _is_main_process() -> bool:
@@ -298,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     p_bench.add_argument("--out", default=None, help="also write the whole report as JSON to this file")
     p_bench.set_defaults(func=cmd_bench)
+    p_export = sub.add_parser("export", help="export for deployment (BN folded, no aux heads): onnx, openvino, torch")
+    p_export.add_argument("model", help=f"one of {', '.join(list_models())}")
+    p_export.add_argument("--weights", required=True, help="checkpoint: ours or the authors' (any layout)")
+    p_export.add_argument("--format", required=True, choices=["onnx", "openvino", "torch", "tensorrt"])
+    p_export.add_argument("--size", nargs=2, type=int, required=True, metavar=("H", "W"), help="example input size")
+    p_export.add_argument("--dynamic", action="store_true", help="batch, H and W free at run time")
+    p_export.add_argument("--num-classes", type=int, default=19)
+    p_export.add_argument("-o", "--output", required=True, help="file: .onnx, .xml (+ .bin) or .pt2")
+    p_export.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
+    p_export.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")
+    p_export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -15,6 +15,8 @@ __all__ = [
     "CheckpointMismatchError",
     "OutputError",
     "WorkDirError",
+    "ExportError",
+    "MissingBackendError",
 ]
 
 
@@ -56,3 +58,11 @@ class OutputError(DSNetError, OSError):
 
 class WorkDirError(DSNetError, RuntimeError):
     """A run's work dir is in use, holds another run, or has nothing to resume from."""
+
+
+class ExportError(DSNetError, RuntimeError):
+    """A model cannot be exported in the requested format or size; the message names the format or value."""
+
+
+class MissingBackendError(ExportError, ImportError):
+    """An optional export/runtime package (onnx, onnxscript, onnxruntime, openvino) is not installed."""

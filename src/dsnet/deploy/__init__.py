@@ -1,0 +1,32 @@
+"""Deployment: transforms of the same DSNet module for inference, and export to ONNX/OpenVINO/torch.export.
+
+``prepare(model)`` gives a deep copy with BatchNorm folded into its convolutions, the auxiliary
+heads dropped and adaptive pooling in an exact, exportable form; ``export(model, format, size,
+out=...)`` writes that form and checks it with the format's own runtime. The export packages
+are optional (``pip install dsnet-seg[deploy]``); importing this package needs none of them.
+"""
+
+from ..errors import ExportError, MissingBackendError
+from .export import FORMATS, ExportResult, export, output_files
+from .fold import find_conv_bn_pairs, fold_batchnorm
+from .pooling import MatmulAdaptiveAvgPool2d, pooling_matrix, replace_adaptive_pools
+from .prepare import PrepareReport, prepare, prepare_with_report
+from .runtime import load_runner
+
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "ExportResult",
+    "MatmulAdaptiveAvgPool2d",
+    "MissingBackendError",
+    "PrepareReport",
+    "export",
+    "find_conv_bn_pairs",
+    "fold_batchnorm",
+    "load_runner",
+    "output_files",
+    "pooling_matrix",
+    "prepare",
+    "prepare_with_report",
+    "replace_adaptive_pools",
+]

@@ -1,0 +1,22 @@
+"""Optional export/runtime packages, imported only when asked for, with one clear error when absent."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ..errors import MissingBackendError
+
+__all__ = ["INSTALL_HINT", "require"]
+
+INSTALL_HINT = "pip install dsnet-seg[deploy]"
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import the optional package ``module`` or raise :class:`MissingBackendError` saying how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingBackendError(
+            f"{purpose} needs the '{module}' package, which is not installed: {INSTALL_HINT}"
+        ) from e
