@@ -46,3 +46,12 @@ def test_cli_json_rows(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  #
     rows = json.loads(capsys.readouterr().out)
     assert {"backend", "precision", "latency_ms_median", "latency_ms_p90", "fps", "speedup_vs_eager"} <= rows[0].keys()
     assert json.loads(out.read_text())["machine"]["cpu_flags"] is not None
+
+
+def test_deploy_backends_run_and_agree_with_eager() -> None:
+    report = run_bench(
+        "dsnet_head64", (32, 64), backends=("eager", "fold", "fold_channels_last", "onnxruntime", "openvino"), **FAST
+    )
+    missing = [r.error for r in report.rows if r.error]
+    assert not missing, missing
+    assert all(r.fps and r.speedup_vs_eager for r in report.rows)

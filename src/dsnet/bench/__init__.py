@@ -1,5 +1,6 @@
 """``dsnet bench``: speed of a model on every backend, interleaved in one process (see ``runner``)."""
 
+from . import exported as _exported  # noqa: F401  (registers the deploy backends)
 from .backends import BACKENDS, PRECISIONS, BackendUnavailable, list_backends, register_backend
 from .report import format_report
 from .runner import BenchReport, BenchRow, run_bench

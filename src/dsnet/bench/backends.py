@@ -49,13 +49,13 @@ def list_backends() -> list[str]:
     return list(BACKENDS)
 
 
-def _cast(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
+def cast_model(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
     if precision != "fp32" and device.type == "cpu" and precision == "fp16":
         raise BackendUnavailable("fp16 convolutions are not supported on the CPU; use fp32 or bf16")
     return model.to(PRECISIONS[precision])
 
 
-def _with_dtype(fn: RunFn, precision: str) -> RunFn:
+def with_dtype(fn: RunFn, precision: str) -> RunFn:
     dtype = PRECISIONS[precision]
     if dtype == torch.float32:
         return fn
@@ -64,23 +64,23 @@ def _with_dtype(fn: RunFn, precision: str) -> RunFn:
 
 @register_backend("eager", "the plain module: BN unfolded, NCHW (what the authors time)")
 def _eager(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    m = _cast(copy.deepcopy(model).eval(), precision, example.device)
-    return _with_dtype(m, precision)
+    m = cast_model(copy.deepcopy(model).eval(), precision, example.device)
+    return with_dtype(m, precision)
 
 
 @register_backend("channels_last", "the plain module in channels_last memory format")
 def _channels_last(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    m = _cast(copy.deepcopy(model).eval(), precision, example.device).to(memory_format=torch.channels_last)
-    run = _with_dtype(m, precision)
+    m = cast_model(copy.deepcopy(model).eval(), precision, example.device).to(memory_format=torch.channels_last)
+    run = with_dtype(m, precision)
     return lambda x: run(x.contiguous(memory_format=torch.channels_last))
 
 
 @register_backend("compile", "torch.compile of the plain module (inductor)")
 def _compile(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    m = _cast(copy.deepcopy(model).eval(), precision, example.device)
+    m = cast_model(copy.deepcopy(model).eval(), precision, example.device)
     try:
         compiled = torch.compile(m, dynamic=False)
-        run = _with_dtype(compiled, precision)
+        run = with_dtype(compiled, precision)
         with torch.no_grad():
             run(example)  # compile now, not inside the timed loop
     except Exception as e:  # no compiler toolchain, unsupported op ...

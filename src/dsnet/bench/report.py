@@ -24,16 +24,16 @@ def format_report(report: BenchReport) -> str:
     if "sgemm_peak_gflops" in m:
         lines.append(f"sgemm peak (NumPy, this machine, now): {m['sgemm_peak_gflops']:.1f} GFLOP/s")
     header = (
-        f"{'backend':<15} {'prec':<5} {'iters':>5} {'median ms':>10} {'p90 ms':>9} {'FPS':>8} "
+        f"{'backend':<18} {'prec':<5} {'iters':>5} {'median ms':>10} {'p90 ms':>9} {'FPS':>8} "
         f"{'x eager':>8} {'conv GFLOP/s':>12} {'peak MiB':>9}"
     )
     lines += ["", header, "-" * len(header)]
     for r in report.rows:
         if r.error:
-            lines.append(f"{r.backend:<15} {r.precision:<5} unavailable: {r.error}")
+            lines.append(f"{r.backend:<18} {r.precision:<5} unavailable: {r.error}")
             continue
         lines.append(
-            f"{r.backend:<15} {r.precision:<5} {r.iterations:>5} {_f(r.latency_ms_median, '.1f'):>10} "
+            f"{r.backend:<18} {r.precision:<5} {r.iterations:>5} {_f(r.latency_ms_median, '.1f'):>10} "
             f"{_f(r.latency_ms_p90, '.1f'):>9} {_f(r.fps, '.2f'):>8} {_f(r.speedup_vs_eager, '.2f'):>8} "
             f"{_f(r.achieved_conv_gflops, '.1f'):>12} {_f(r.peak_memory_mib, '.0f'):>9}"
         )
