@@ -48,7 +48,8 @@ def test_cli_json_rows(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  #
     assert json.loads(out.read_text())["machine"]["cpu_flags"] is not None
 
 
-def test_deploy_backends_run_and_agree_with_eager() -> None:
+@pytest.mark.slow
+def test_deploy_backends_run_in_the_bench() -> None:
     report = run_bench(
         "dsnet_head64", (32, 64), backends=("eager", "fold", "fold_channels_last", "onnxruntime", "openvino"), **FAST
     )

@@ -92,19 +92,14 @@ def test_export_parity(model: torch.nn.Module, format: str, dynamic: bool, tmp_p
 
 
 @pytest.mark.slow
-def test_every_variant_exports_to_onnx(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
+def test_every_variant_exports(tmp_path: Path) -> None:
+    """Every registered variant through the deploy form and a runtime (OpenVINO: the quickest to convert;
+    the ONNX and torch.export paths are covered format by format above)."""
+    pytest.importorskip("openvino")
     for name in dsnet.list_models():
         model = randomize_batchnorm(dsnet.create_model(name, num_classes=5)).eval()
-        result = export(model, "onnx", (32, 48), out=tmp_path / f"{name}.onnx")
+        result = export(model, "openvino", (32, 48), out=tmp_path / f"{name}.xml")
         assert result.parity["32x48"] <= TOLERANCE, (name, result.parity)
-
-
-@pytest.mark.slow
-def test_torch_export_static_roundtrip(model: torch.nn.Module, tmp_path: Path) -> None:
-    result = export(model, "torch", (32, 48), out=tmp_path / "m.pt2")
-    errors = _errors(model, _run_torch(result.path), [(32, 48)], 1)
-    assert errors["32x48"] <= TOLERANCE and result.parity["32x48"] <= TOLERANCE
 
 
 def test_output_checks_come_before_any_work(model: torch.nn.Module, tmp_path: Path) -> None:
