@@ -25,7 +25,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-DEMO_CONFIG := demo/dsnet-head64_1xb8-80it_camvid-mini-192x256.yaml
+DEMO_CONFIG := demo/dsnet-head64_1xb8-60it_camvid-mini-192x256.yaml
 DEMO := runs/demo
 
 # Needs nothing outside this repository: the model table, then dsnet_head64 trained for a few minutes
