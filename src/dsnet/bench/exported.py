@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..deploy import export, prepare
-from ..deploy.backends import require
+from ..deploy import export, load_runner, prepare
 from .backends import BackendUnavailable, RunFn, cast_model, register_backend, with_dtype
 
 __all__: list[str] = []
@@ -53,34 +52,20 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _numpy_run(fn) -> RunFn:  # type: ignore[no-untyped-def]
-    return lambda x: torch.from_numpy(np.asarray(fn(x.detach().cpu().numpy())))
+def _exported(model: nn.Module, example: Tensor, precision: str, format: str, suffix: str) -> RunFn:
+    _fp32_cpu(format, example, precision)
+    try:
+        run = load_runner(_export(model, example, format, suffix), format, threads=torch.get_num_threads())
+    except ImportError as e:  # MissingBackendError: the optional runtime is not installed
+        raise BackendUnavailable(str(e)) from e
+    return lambda x: torch.from_numpy(np.asarray(run(x.detach().cpu().numpy())))
 
 
 @register_backend("onnxruntime", "the ONNX export in ONNX Runtime (CPU, torch's thread count)")
 def _onnxruntime(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    _fp32_cpu("onnxruntime", example, precision)
-    try:
-        ort = require("onnxruntime", "the onnxruntime bench backend")
-    except ImportError as e:
-        raise BackendUnavailable(str(e)) from e
-    path = _export(model, example, "onnx", ".onnx")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return _numpy_run(lambda x: session.run(None, {name: x})[0])
+    return _exported(model, example, precision, "onnx", ".onnx")
 
 
 @register_backend("openvino", "the OpenVINO IR (fp32, torch's thread count)")
 def _openvino(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    _fp32_cpu("openvino", example, precision)
-    try:
-        ov = require("openvino", "the openvino bench backend")
-    except ImportError as e:
-        raise BackendUnavailable(str(e)) from e
-    path = _export(model, example, "openvino", ".xml")
-    core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    return _numpy_run(lambda x: compiled(x)[0])
+    return _exported(model, example, precision, "openvino", ".xml")

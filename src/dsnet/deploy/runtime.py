@@ -17,22 +17,28 @@ __all__ = ["Runner", "load_runner"]
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def _onnx_runner(path: Path) -> Runner:
+def _onnx_runner(path: Path, threads: int | None) -> Runner:
     ort = require("onnxruntime", "running an ONNX export")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _openvino_runner(path: Path) -> Runner:
+def _openvino_runner(path: Path, threads: int | None) -> Runner:
     ov = require("openvino", "running an OpenVINO export")
     core = ov.Core()
     # f32 explicitly: on CPUs with bf16 support OpenVINO would otherwise run in bf16
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     return lambda x: np.asarray(compiled(x)[0])
 
 
-def _torch_runner(path: Path) -> Runner:
+def _torch_runner(path: Path, threads: int | None) -> Runner:
     module = torch.export.load(str(path)).module()
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -42,15 +48,16 @@ def _torch_runner(path: Path) -> Runner:
     return run
 
 
-_RUNNERS: dict[str, Callable[[Path], Runner]] = {
+_RUNNERS: dict[str, Callable[[Path, int | None], Runner]] = {
     "onnx": _onnx_runner,
     "openvino": _openvino_runner,
     "torch": _torch_runner,
 }
 
 
-def load_runner(path: str | Path, format: str) -> Runner:
-    """A function that runs the exported model at ``path`` (written in ``format``) on the CPU."""
+def load_runner(path: str | Path, format: str, threads: int | None = None) -> Runner:
+    """A function that runs the exported model at ``path`` (written in ``format``) on the CPU, with
+    ``threads`` intra-op threads (default: the runtime's own choice)."""
     if format not in _RUNNERS:
         raise ExportError(f"no runtime for format {format!r}; known: {', '.join(_RUNNERS)}")
-    return _RUNNERS[format](Path(path))
+    return _RUNNERS[format](Path(path), threads)
