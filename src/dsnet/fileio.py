@@ -80,7 +80,7 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def check_writable(folder: str | os.PathLike, min_free_bytes: int = 0) -> Path:
+def check_writable(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and check that a file can be written there, before a long job.
 
     Raises :class:`OutputError` naming the folder and the cause (read-only, permission, full disk).
@@ -97,13 +97,6 @@ def check_writable(folder: str | os.PathLike, min_free_bytes: int = 0) -> Path:
             os.unlink(probe)
     except OSError as e:
         raise OutputError(f"{folder}: cannot write here ({describe_os_error(e)})") from e
-    if min_free_bytes:
-        free = _free_bytes(folder)
-        if free is not None and free < min_free_bytes:
-            raise OutputError(
-                f"{folder}: only {free / 2**20:.1f} MiB free, at least {min_free_bytes / 2**20:.1f} MiB needed "
-                f"({os.strerror(errno.ENOSPC)})"
-            )
     return folder
 
 

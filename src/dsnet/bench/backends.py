@@ -50,7 +50,7 @@ def list_backends() -> list[str]:
 
 
 def cast_model(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
-    if precision != "fp32" and device.type == "cpu" and precision == "fp16":
+    if precision == "fp16" and device.type == "cpu":
         raise BackendUnavailable("fp16 convolutions are not supported on the CPU; use fp32 or bf16")
     return model.to(PRECISIONS[precision])
 

@@ -9,8 +9,14 @@ from typing import Any
 
 from ..errors import CheckpointError
 from ..fileio import check_writable
-from ..models import DECODER_PREFIXES, create_model, load_weights, normalize_state_dict, read_checkpoint
-from ..models.dsnet import AUX_HEAD_PREFIXES
+from ..models import (
+    AUX_HEAD_PREFIXES,
+    DECODER_PREFIXES,
+    create_model,
+    load_weights,
+    normalize_state_dict,
+    read_checkpoint,
+)
 from .build import build_split
 from .config import Config, validate_config
 from .distributed import cleanup, init_distributed
