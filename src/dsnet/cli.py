@@ -16,6 +16,7 @@ import torch
 from . import __version__
 from .analysis import profile
 from .bench import format_report, list_backends, run_bench
+from .cli_analysis import add_analysis_commands
 from .deploy import export, output_files
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_export.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
     p_export.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")
     p_export.set_defaults(func=cmd_export)
+    add_analysis_commands(sub)
     return parser
 
 
