@@ -16,6 +16,7 @@ import torch
 from . import __version__
 from .analysis import profile
 from .bench import format_report, list_backends, run_bench
+from .cli_analysis import add_analysis_commands
 from .data.calibration import CalibrationSet
 from .deploy import PRESETS, export, output_files, quantize_openvino
 from .engine.config import load_config
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8-ignore-types", default="", metavar="T1,T2", help="--int8: OpenVINO op types kept in float"
     )
     p_export.set_defaults(func=cmd_export)
+    add_analysis_commands(sub)
     return parser
 
 
