@@ -52,9 +52,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = create_model(args.model, num_classes=args.num_classes)
-    p = profile(model, tuple(args.size), by_module=True)
     info = get_model_info(args.model)
+    args.num_classes = args.num_classes or info.default_num_classes
+    model = create_model(args.model, num_classes=args.num_classes)
+    p = profile(model, tuple(args.size or info.default_size), by_module=True)
     if args.json:
         print(json.dumps({"model": info.name, "num_classes": args.num_classes, **p}, indent=1))
         return 0
@@ -235,9 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
 
     p_info = sub.add_parser("info", help="parameters and compute of one variant")
-    p_info.add_argument("model", help=f"one of {', '.join(list_models())}")
-    p_info.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
-    p_info.add_argument("--num-classes", type=int, default=19)
+    p_info.add_argument("model", help=f"one of {', '.join(list_models(task=None))}")
+    p_info.add_argument(
+        "--size", nargs=2, type=int, default=None, metavar=("H", "W"), help="default 1024 2048, 224 224"
+    )
+    p_info.add_argument("--num-classes", type=int, default=None, help="default 19 (ImageNet classifiers 1000)")
     p_info.add_argument("--json", action="store_true", help="machine-readable output")
     p_info.set_defaults(func=cmd_info)
 
