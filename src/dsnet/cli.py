@@ -132,6 +132,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.eval_only:
         _config_or_override(args)
         cfg = load_pretrain_config(args.config, args.overrides, args.resume)
+        cfg.train.work_dir = args.work_dir or cfg.train.work_dir
         metrics, extra = evaluate_pretrain_weights(cfg, args.weights, args.device)
         print(f"top-1 {100 * metrics.top1:.2f}%  top-5 {100 * metrics.top5:.2f}%  on {metrics.num_images} images")
         out = resolve_work_dir(cfg) / "eval_val.json"
