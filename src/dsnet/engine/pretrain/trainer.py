@@ -25,16 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
 
-from ...data import worker_init_fn
 from ...errors import ConfigError
 from ...models import save_weights
 from ..config import config_to_dict
 from ..distributed import DistEnv, cleanup, init_distributed, param_divergence
 from ..observe import RunRecorder
 from ..run_files import resolve_work_dir, write_config, write_json
-from ..sampler import ResumableBatchSampler
+from ..sampler import ResumableBatchSampler, resumable_train_loader
 from ..state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
 from ..stopping import SignalStop
 from ..trainer import TrainingInterrupted
@@ -168,24 +166,17 @@ class PretrainTrainer:
 
     def _loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         d, env = self.cfg.data, self.env
-        sampler = ResumableBatchSampler(
-            len(self.train_set),
+        batches, _ = resumable_train_loader(
+            self.train_set,
             d.batch_size,
+            d.num_workers,
             rank=env.rank,
             world_size=env.world_size,
             seed=self.cfg.train.seed,
             start_iter=self.iteration * self.cfg.optim.grad_accum,
-        )
-        loader = DataLoader(
-            self.train_set,
-            batch_sampler=sampler,
-            num_workers=d.num_workers,
             pin_memory=env.device.type == "cuda",
-            worker_init_fn=worker_init_fn if d.num_workers > 0 else None,
-            persistent_workers=d.num_workers > 0,
-            prefetch_factor=4 if d.num_workers > 0 else None,
         )
-        return iter(loader)
+        return batches
 
     def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
         cfg, o = self.cfg, self.cfg.optim
