@@ -48,3 +48,11 @@ IMAGENET_ENCODER_MATCHING_KEYS: Final[int] = 536
 # The paper's own table for dsnet_head128 as the registry carries it: GFLOPs and millions of parameters.
 PAPER_TABLE_HEAD128_GFLOPS: Final[float] = 226.6
 PAPER_TABLE_HEAD128_PARAMS_M: Final[float] = 6.8
+# The same count for DSNet-Base (reference logs: 590 of the 604 entries of the Base ImageNet file match).
+IMAGENET_ENCODER_MATCHING_KEYS_BASE: Final[int] = 590
+# Hand count of dsnet_head128's decoder (19 classes, no aux heads): SPASPP(128, 128, 128) = 4 x (3x3 128->128
+# conv 147,456 + BN 256) + pooling 1x1 16,384 + 256 + process1 16,384 + 256 + process2 1x1 640->128 81,920 + 256
+# + process3 3x3 with bias 147,584 + 256 = 854,144; layer1_a (BasicBlock 32->32) 2 x (9,216 + 64) = 18,560;
+# up8 (3x3 128->128 + BN) 147,712; lastlayer 3x3 160->128 184,320 + BN 256 + 1x1 128->19 with bias 2,451 =
+# 187,027. Decoder 1,207,443 of 6,755,539: the encoder holds the other 5,548,096 (82.13 %).
+HEAD128_DECODER_PARAMS: Final[int] = 1_207_443

@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,6 +24,7 @@ from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
 from .engine.observe import setup_logging
+from .engine.pretrain import evaluate_pretrain_weights, load_pretrain_config, pretrain
 from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
@@ -54,9 +56,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = create_model(args.model, num_classes=args.num_classes)
-    p = profile(model, tuple(args.size), by_module=True)
     info = get_model_info(args.model)
+    args.num_classes = args.num_classes or info.default_num_classes
+    model = create_model(args.model, num_classes=args.num_classes)
+    p = profile(model, tuple(args.size or info.default_size), by_module=True)
     if args.json:
         print(json.dumps({"model": info.name, "num_classes": args.num_classes, **p}, indent=1))
         return 0
@@ -82,22 +85,40 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _prepare_run(args: argparse.Namespace, load: Callable[..., Any]) -> tuple[Any, Path, Any]:
+    """The config of ``dsnet train``/``pretrain`` (file or the resumed run's), its work dir and resume value."""
+    _config_or_override(args)
     resume = args.resume
     if args.config is None:
         if resume in (None, "auto"):
             raise ConfigError("give a CONFIG file, or --resume WORK_DIR to continue a run from its saved config")
-        cfg = load_run_config(resume, args.overrides)
+        cfg = load(None, args.overrides, resume)
     else:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load(args.config, args.overrides, None)
         if resume not in (None, "auto") and Path(resume).is_dir() and not args.work_dir:
             cfg.train.work_dir = resume
     if args.work_dir:
         cfg.train.work_dir = args.work_dir
     work_dir = resolve_work_dir(cfg)
     _configure_logging(work_dir / "train.log")
+    return cfg, work_dir, True if resume == "auto" else resume
+
+
+def _config_or_override(args: argparse.Namespace) -> None:
+    """``--resume W key=value``: argparse takes the first override for the optional CONFIG; give it back."""
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides = [args.config, *args.overrides]
+        args.config = None
+
+
+def _load_train_config(config: str | None, overrides: list[str], resume: str | None) -> Any:
+    return load_config(config, overrides) if config is not None else load_run_config(resume, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg, work_dir, resume = _prepare_run(args, _load_train_config)
     try:
-        summary = train(cfg, resume=True if resume == "auto" else resume, overwrite=args.overwrite, device=args.device)
+        summary = train(cfg, resume=resume, overwrite=args.overwrite, device=args.device)
     except TrainingInterrupted as e:
         print(f"dsnet train: {e}. Continue with: dsnet train --resume {e.work_dir}", file=sys.stderr)
         return 128 + e.signum if e.signum else 1
@@ -106,6 +127,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
     elif "final" in summary:
         print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    if args.eval_only:
+        _config_or_override(args)
+        cfg = load_pretrain_config(args.config, args.overrides, args.resume)
+        cfg.train.work_dir = args.work_dir or cfg.train.work_dir
+        metrics, extra = evaluate_pretrain_weights(cfg, args.weights, args.device)
+        print(f"top-1 {100 * metrics.top1:.2f}%  top-5 {100 * metrics.top5:.2f}%  on {metrics.num_images} images")
+        out = resolve_work_dir(cfg) / "eval_val.json"
+        write_json(out, {**extra, **metrics.to_dict()})
+        print(f"saved {out}")
+        return 0
+    cfg, work_dir, resume = _prepare_run(args, load_pretrain_config)
+    try:
+        summary = pretrain(cfg, resume=resume, overwrite=args.overwrite, device=args.device)
+    except TrainingInterrupted as e:
+        print(f"dsnet pretrain: {e}. Continue with: dsnet pretrain --resume {e.work_dir}", file=sys.stderr)
+        return 128 + e.signum if e.signum else 1
+    if summary.get("already_finished"):
+        print(f"dsnet pretrain: {work_dir} already finished at iteration {summary['iterations']}; nothing to do")
+    print(f"best val top-1 {100 * summary['best_top1']:.2f}% (weights: {work_dir / 'best.safetensors'})")
     return 0
 
 
@@ -265,6 +309,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    """The command-line shape shared by ``dsnet train`` and ``dsnet pretrain``."""
+    p.add_argument(
+        "config",
+        nargs="?",
+        help=f"YAML config, e.g. {example} (omit it with --resume WORK_DIR)",
+    )
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. optim.lr=0.005")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="WORK_DIR_OR_CHECKPOINT",
+        help="continue a run: from a work dir (its config.yaml and last.pth), a checkpoint, or, without a "
+        "value, the config's work dir",
+    )
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a work dir that holds another run's files")
+    p.add_argument("--work-dir", help="output folder (default: runs/<config name>)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsnet", description="DSNet semantic segmentation")
     parser.add_argument("--version", action="version", version=f"dsnet {__version__}")
@@ -277,9 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
 
     p_info = sub.add_parser("info", help="parameters and compute of one variant")
-    p_info.add_argument("model", help=f"one of {', '.join(list_models())}")
-    p_info.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
-    p_info.add_argument("--num-classes", type=int, default=19)
+    p_info.add_argument("model", help=f"one of {', '.join(list_models(task=None))}")
+    p_info.add_argument(
+        "--size", nargs=2, type=int, default=None, metavar=("H", "W"), help="default 1024 2048, 224 224"
+    )
+    p_info.add_argument("--num-classes", type=int, default=None, help="default 19 (ImageNet classifiers 1000)")
     p_info.add_argument("--json", action="store_true", help="machine-readable output")
     p_info.set_defaults(func=cmd_info)
 
@@ -287,28 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train with a YAML config (torchrun --nproc-per-node N -m dsnet train ... for DDP)",
     )
-    p_train.add_argument(
-        "config",
-        nargs="?",
-        help="YAML config, e.g. configs/dsnet-head128_4xb6-120k_cityscapes-1024x1024.yaml "
-        "(omit it with --resume WORK_DIR)",
-    )
-    p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. optim.lr=0.005")
-    p_train.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="WORK_DIR_OR_CHECKPOINT",
-        help="continue a run: from a work dir (its config.yaml and last.pth), a checkpoint, or, without a "
-        "value, the config's work dir",
-    )
-    p_train.add_argument(
-        "--overwrite", action="store_true", help="start afresh in a work dir that holds another run's files"
-    )
-    p_train.add_argument("--work-dir", help="output folder (default: runs/<config name>)")
-    p_train.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    _add_run_arguments(p_train, "configs/dsnet-head128_4xb6-120k_cityscapes-1024x1024.yaml")
     p_train.set_defaults(func=cmd_train)
+
+    p_pre = sub.add_parser(
+        "pretrain",
+        help="ImageNet pre-training of the encoder (same config rules as train; torchrun for DDP)",
+    )
+    _add_run_arguments(p_pre, "configs/dsnet-imagenet_8xb128-100e_imagenet-224.yaml")
+    p_pre.add_argument("--eval-only", action="store_true", help="top-1/top-5 of --weights on the val split")
+    p_pre.add_argument("--weights", default=None, help="classifier weights for --eval-only")
+    p_pre.set_defaults(func=cmd_pretrain)
 
     p_eval = sub.add_parser("eval", help="evaluate weights on a config's validation set (mIoU)")
     p_eval.add_argument("config")

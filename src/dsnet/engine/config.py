@@ -131,13 +131,14 @@ class Config:
     name: str = "experiment"
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def config_from_dict(data: dict[str, Any], cls: type[Any] = Config) -> Any:
+    """A config of dataclass ``cls`` (default: the segmentation :class:`Config`) from nested dicts."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
-    return from_dict(Config, data)
+    return from_dict(cls, data)
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
+def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
@@ -151,7 +152,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
     """Apply ``key.sub=value`` strings (values are parsed as YAML: ``1e-3``, ``[512, 512]``, ``null``)."""
     data = config_to_dict(cfg)
     for item in overrides:
@@ -163,11 +164,11 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         except yaml.YAMLError as e:
             raise ConfigError(f"override {key!r}: cannot parse value {raw!r} ({e})") from e
         _set_dotted(data, key.strip(), value)
-    return config_from_dict(data)
+    return config_from_dict(data, type(cfg))
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (defaults fill absent keys), then apply command-line overrides."""
+def load_config(path: str | Path, overrides: list[str] | None = None, cls: type[Any] = Config) -> Any:
+    """Read a YAML config of dataclass ``cls`` (defaults fill absent keys), then apply command-line overrides."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -179,7 +180,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     try:
         data.setdefault("name", path.stem)
-        cfg = config_from_dict(data)
+        cfg = config_from_dict(data, cls)
         return apply_overrides(cfg, overrides or [])
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e

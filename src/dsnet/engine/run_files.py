@@ -10,17 +10,17 @@ import numpy as np
 import yaml
 
 from ..fileio import atomic_write
-from .config import Config, config_to_dict
+from .config import config_to_dict
 
 __all__ = ["resolve_work_dir", "write_config", "write_json"]
 
 
-def resolve_work_dir(cfg: Config) -> Path:
+def resolve_work_dir(cfg: Any) -> Path:
     """``train.work_dir``, or ``runs/<config name>``."""
     return Path(cfg.train.work_dir or Path("runs") / cfg.name)
 
 
-def write_config(path: Path, cfg: Config) -> Path:
+def write_config(path: Path, cfg: Any) -> Path:
     """The resolved config as YAML (what ``dsnet train --resume WORK_DIR`` reads back)."""
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

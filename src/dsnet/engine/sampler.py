@@ -8,10 +8,14 @@ uninterrupted run would have drawn, without loading the skipped samples.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["ResumableBatchSampler"]
+from ..data import worker_init_fn
+
+__all__ = ["ResumableBatchSampler", "resumable_train_loader"]
 
 
 class ResumableBatchSampler:
@@ -71,3 +75,39 @@ class ResumableBatchSampler:
                 chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
                 yield [(i, epoch) for i in chunk]
                 it += 1
+
+
+def resumable_train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    *,
+    rank: int,
+    world_size: int,
+    seed: int,
+    start_iter: int,
+    pin_memory: bool,
+) -> tuple[Iterator[Any], int]:
+    """The endless training batches of one rank from batch ``start_iter`` on, and the batches per epoch.
+
+    The dataset is indexed by ``(index, epoch)`` (augmentation seeded per sample); workers are
+    persistent and set up by :func:`dsnet.data.worker_init_fn`.
+    """
+    sampler = ResumableBatchSampler(
+        len(dataset),
+        batch_size,
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        start_iter=start_iter,  # type: ignore[arg-type]
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=worker_init_fn if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    return iter(loader), sampler.batches_per_epoch

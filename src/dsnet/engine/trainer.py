@@ -28,9 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
 
-from ..data import worker_init_fn
 from ..models import load_weights, save_weights
 from .build import build_criterion, build_datasets, build_optimizer, build_training_model
 from .config import Config, config_to_dict, validate_config, validate_device_settings
@@ -39,7 +37,7 @@ from .evaluator import EvaluationInterrupted, evaluate_with_config
 from .metrics import SegMetrics
 from .observe import RunRecorder, format_train_log, plot_run
 from .run_files import resolve_work_dir, write_config, write_json
-from .sampler import ResumableBatchSampler
+from .sampler import resumable_train_loader
 from .schedule import poly_lr
 from .state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
 from .stopping import EmptyLabelGuard, SignalStop
@@ -173,25 +171,17 @@ class Trainer:
     # -------------------------------------------------------------------------------------------
     def _loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         d = self.cfg.data
-        sampler = ResumableBatchSampler(
-            len(self.train_set),
+        batches, self.batches_per_epoch = resumable_train_loader(
+            self.train_set,  # indexed by (index, epoch): augmentation seeded per sample
             d.batch_size,
+            d.num_workers,
             rank=self.env.rank,
             world_size=self.env.world_size,
             seed=self.cfg.train.seed,
             start_iter=self.iteration * self.cfg.optim.grad_accum,
-        )
-        self.batches_per_epoch = sampler.batches_per_epoch
-        loader = DataLoader(
-            self.train_set,  # indexed by (index, epoch): augmentation seeded per sample
-            batch_sampler=sampler,
-            num_workers=d.num_workers,
             pin_memory=self.env.device.type == "cuda",
-            worker_init_fn=worker_init_fn if d.num_workers > 0 else None,
-            persistent_workers=d.num_workers > 0,
-            prefetch_factor=4 if d.num_workers > 0 else None,
         )
-        return iter(loader)
+        return batches
 
     def _sync_flags(self, empty_batch: bool = False) -> tuple[bool, bool]:
         """(stop requested on any rank, this step's batch had no labelled pixel on every rank)."""

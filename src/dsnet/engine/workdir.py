@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import WorkDirError
 from ..fileio import atomic_write, check_writable, remove_stale_temp_files
@@ -151,7 +151,7 @@ class RunDir:
         return path
 
 
-def load_run_config(resume: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+def load_run_config(resume: str | os.PathLike, overrides: list[str] | None = None, cls: type[Any] = Config) -> Any:
     """The config a run was started with, for ``dsnet train --resume WORK_DIR`` (no config file).
 
     ``resume`` is a work dir (its ``config.yaml``) or a training checkpoint (the config saved in
@@ -162,10 +162,10 @@ def load_run_config(resume: str | os.PathLike, overrides: list[str] | None = Non
         config_file = path / "config.yaml"
         if not config_file.is_file():
             raise WorkDirError(f"{path}: not a dsnet run folder (no config.yaml); give the config file too")
-        cfg = load_config(config_file, overrides)
+        cfg = load_config(config_file, overrides, cls)
         cfg.train.work_dir = str(path)
         return cfg
     state = load_training_state(path)
-    cfg = apply_overrides(config_from_dict(state.get("config") or {}), overrides or [])
+    cfg = apply_overrides(config_from_dict(state.get("config") or {}, cls), overrides or [])
     cfg.train.work_dir = str(path.parent)
     return cfg

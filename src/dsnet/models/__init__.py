@@ -11,6 +11,7 @@ from .checkpoint import (
     save_weights,
     to_authors_state_dict,
 )
+from .classifier import ENCODER_MODULES, ClassifierHead, DSNetClassifier
 from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES, DSNet, DSNetArch, DSNetOutput
 from .factory import create_model
 from .registry import ModelInfo, PaperResult, get_model_info, list_models, register_model
@@ -28,6 +29,9 @@ __all__ = [
     "ConvBNReLU",
     "SegmentationHead",
     "DSNet",
+    "DSNetClassifier",
+    "ClassifierHead",
+    "ENCODER_MODULES",
     "DSNetArch",
     "DSNetOutput",
     "ModelInfo",

@@ -171,6 +171,18 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     return None
 
 
+def _guess_encoder(sd: Mapping[str, Tensor]) -> str | None:
+    """Names of the segmentation variants whose encoder (every non-decoder key) this checkpoint holds."""
+    fits = []
+    for name in list_models():
+        with torch.device("meta"):
+            ref = get_model_constructor(name)(num_classes=1, aux_heads=False).state_dict()
+        enc = {k: v.shape for k, v in ref.items() if not k.startswith(DECODER_PREFIXES)}
+        if all(k in sd and sd[k].shape == shape for k, shape in enc.items()):
+            fits.append(name)
+    return f"the encoder of {', '.join(fits)}" if fits else None
+
+
 def load_weights(
     model: nn.Module,
     weights: WeightsLike,
@@ -238,6 +250,9 @@ def load_weights(
     ]
     if missing or unexpected or shape_mismatch:
         lines = [f"checkpoint {source} does not fit {type(model).__name__} ({part} load):"]
+        if part == "encoder":
+            fitting = sum(1 for k in expected if k in sd and sd[k].shape == own[k].shape)
+            lines[0] += f" {fitting} of the model's {len(expected)} encoder tensors match"
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_format_list(missing)}")
         if unexpected:
@@ -250,7 +265,7 @@ def load_weights(
                     "  to fine-tune to another number of classes, pass reset_classifier=True "
                     "(config: model.reset_classifier=true)"
                 )
-        guess = _guess_variant(sd) if part == "full" else None
+        guess = _guess_variant(sd) if part == "full" else _guess_encoder(sd)
         if guess:
             lines.append(f"  the checkpoint fits {guess}")
         raise CheckpointMismatchError("\n".join(lines), missing, unexpected, shape_mismatch)

@@ -8,16 +8,17 @@ from typing import Any
 
 from torch import nn
 
+from . import classifier_variants as _classifier_variants  # noqa: F401  (registers the ImageNet classifiers)
 from . import variants as _variants  # noqa: F401  (registers the variants)
 from .checkpoint import load_weights
-from .registry import get_model_constructor
+from .registry import get_model_constructor, get_model_info
 
 __all__ = ["create_model"]
 
 
 def create_model(
     name: str,
-    num_classes: int = 19,
+    num_classes: int | None = None,
     weights: str | Path | Mapping[str, Any] | None = None,
     *,
     reset_classifier: bool = False,
@@ -27,13 +28,16 @@ def create_model(
 
     Args:
         name: a name from :func:`dsnet.list_models` (``'dsnet_head128'`` ...).
-        num_classes: output classes (19 Cityscapes/BDD100K, 150 ADE20K, 11 CamVid).
+        num_classes: output classes (19 Cityscapes/BDD100K, 150 ADE20K, 11 CamVid, 1000 ImageNet);
+            default: the variant's (19 for the segmentation networks, 1000 for the classifiers).
         weights: a checkpoint path (``.pth``/``.pt``/``.pth.tar``/``.safetensors``) or an in-memory
             state dict, in the authors' layout or ours; see :func:`dsnet.load_weights`.
         reset_classifier: load ``weights`` trained for another number of classes, keeping the
             classifier layers at their initialisation (fine-tuning); see :func:`dsnet.load_weights`.
         **overrides: architecture fields of ``DSNetArch`` or ``aux_heads`` / ``in_channels``.
     """
+    if num_classes is None:
+        num_classes = get_model_info(name).default_num_classes
     model = get_model_constructor(name)(num_classes=num_classes, **overrides)
     if weights is not None:
         load_weights(model, weights, reset_classifier=reset_classifier)

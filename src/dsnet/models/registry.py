@@ -54,6 +54,9 @@ class ModelInfo:
     paper_gflops_size: tuple[int, int] | None = None
     results: tuple[PaperResult, ...] = ()
     aliases: tuple[str, ...] = ()
+    task: str = "segmentation"  # or "classification" (the ImageNet encoder classifiers)
+    default_num_classes: int = 19
+    default_size: tuple[int, int] = (1024, 2048)  # (H, W) of `dsnet info` / `dsnet list`
 
 
 class UnknownModelError(ConfigError):
@@ -78,9 +81,10 @@ def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Call
     return decorator
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Names of the registered variants, optionally filtered by a glob pattern (``'dsnet_head*'``)."""
-    names = sorted(_MODELS)
+def list_models(pattern: str | None = None, task: str | None = "segmentation") -> list[str]:
+    """Names of the registered variants of ``task`` (``None``: every task), optionally filtered by a
+    glob pattern (``'dsnet_head*'``). The default lists the segmentation networks."""
+    names = sorted(n for n, (_, info) in _MODELS.items() if task is None or info.task == task)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
@@ -92,7 +96,7 @@ def resolve_model_name(name: str) -> str:
         return _ALIASES[name]
     close = difflib.get_close_matches(name, list(_MODELS) + list(_ALIASES), n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
+    raise UnknownModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models(task=None))}")
 
 
 def get_model_info(name: str) -> ModelInfo:

@@ -1,0 +1,1 @@
+"""Packaged data files (the ImageNet-1k class index)."""

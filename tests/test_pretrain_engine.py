@@ -1,0 +1,131 @@
+"""dsnet pretrain: a short run learns, resume is bit-exact, the CLI follows dsnet train's rules, DDP on gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from dsnet.cli import main
+from dsnet.engine.pretrain import PretrainTrainer, load_pretrain_config, pretrain
+from dsnet.engine.trainer import TrainingInterrupted
+
+from .test_pretrain_data import write_imagenet_like
+
+WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
+
+
+@pytest.fixture(scope="module")
+def tiny_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_imagenet_like(tmp_path_factory.mktemp("imagenet"), WNIDS, per_class=2)
+
+
+def _config(path: Path, root: Path, **sections: dict) -> Path:
+    cfg = {
+        "model": {"name": "dsnet_imagenet", "head_channels": 0},
+        "data": {
+            "root": str(root),
+            "train_split": "",
+            "val_split": "",
+            "crop_size": 32,
+            "eval_size": 32,
+            "scale_range": [0.5, 1.0],
+            "batch_size": 4,
+            "num_workers": 0,
+        },
+        "optim": {"optimizer": "adamw", "lr": 0.003, "lr_batch": None, "weight_decay": 0.0, "label_smoothing": 0.0},
+        "train": {"iters": 6, "log_interval": 1, "val_interval": 3, "checkpoint_interval": 2, "progress": False},
+        "eval": {"batch_size": 8, "num_workers": 0},
+    }
+    for section, values in sections.items():
+        cfg[section].update(values)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _records(work: Path, kind: str) -> list[dict]:
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == kind]
+
+
+@pytest.mark.slow
+def test_a_short_run_overfits_a_few_images(tiny_imagenet: Path, tmp_path: Path) -> None:
+    cfg_path = _config(tmp_path / "c.yaml", tiny_imagenet, train={"iters": 24, "val_interval": 24})
+    cfg = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'run'}"])
+    summary = pretrain(cfg)
+    train = _records(tmp_path / "run", "train")
+    first, last = train[:4], train[-4:]
+    assert sum(r["loss"] for r in last) < 0.5 * sum(r["loss"] for r in first)
+    assert sum(r["train_top1"] for r in last) / 4 > sum(r["train_top1"] for r in first) / 4 + 0.25
+    assert summary["final"]["num_images"] == 8 and summary["final"]["top1"] >= 0.75  # chance is 1/1000
+    for name in ("last.pth", "best.safetensors", "final.safetensors", "curves.png", "config.yaml", "summary.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+class _StopAt(PretrainTrainer):
+    stop_at = 3
+
+    def _step(self, batches):  # type: ignore[no-untyped-def]
+        out = super()._step(batches)
+        if self.iteration == self.stop_at:
+            self._stop_signal = signal.SIGTERM
+        return out
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_is_bit_exact(tiny_imagenet: Path, tmp_path: Path) -> None:
+    extra = {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "ema_decay": 0.9, "label_smoothing": 0.1, "grad_accum": 1}
+    cfg_path = _config(tmp_path / "c.yaml", tiny_imagenet, optim=extra, data={"trivial_augment": True})
+    straight = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'a'}"])
+    pretrain(straight)
+    cfg = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"])
+    trainer = _StopAt(cfg)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        trainer.run()
+    trainer.close()
+    assert stopped.value.iteration == 3  # mid-epoch: 8 images / batch 4 = 2 iterations per epoch
+    pretrain(load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"]), resume=True)
+    a, b = load_file(tmp_path / "a" / "final.safetensors"), load_file(tmp_path / "b" / "final.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in _records(tmp_path / "a", "train")] == [
+        r["loss"] for r in _records(tmp_path / "b", "train")
+    ]
+
+
+def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cfg = _config(tmp_path / "c.yaml", tiny_imagenet, train={"iters": 2, "val_interval": 2})
+    work = tmp_path / "run"
+    assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
+    assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 2  # a second run is refused
+    assert "holds another run's checkpoints" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(work), "train.iters=3"]) == 0  # the saved config, one more step
+    assert json.loads((work / "summary.json").read_text())["iterations"] == 3
+    capsys.readouterr()
+    code = main(
+        ["pretrain", str(cfg), "--eval-only", "--weights", str(work / "final.safetensors"), "--work-dir", str(work)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "on 8 images" in out and (work / "eval_val.json").is_file()
+    assert main(["pretrain", str(cfg), "model.name=dsnet_head128", "--work-dir", str(tmp_path / "x")]) == 2
+    assert "model.name=" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(tiny_imagenet: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "c.yaml", tiny_imagenet, data={"batch_size": 2}, train={"iters": 3, "val_interval": 3})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += ["-m", "dsnet", "pretrain", str(cfg), "--work-dir", str(tmp_path / "run"), "--device", "cpu"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["param_max_abs_diff_across_ranks"] == 0.0
+    assert summary["final"]["num_images"] == 8  # every image counted once across the two ranks
