@@ -27,7 +27,16 @@ from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError
 from .inference import InferenceOptions
 from .models import create_model, get_model_info, list_models
-from .predict import OutputWriter, Predictor, check_output_dir, describe, discover_inputs, predict_files
+from .predict import (
+    AVAILABLE_BACKENDS,
+    OutputWriter,
+    Predictor,
+    check_output_dir,
+    describe,
+    discover_inputs,
+    export_format,
+    predict_files,
+)
 
 
 def _fmt_results(name: str) -> str:
@@ -128,6 +137,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = discover_inputs(args.inputs, exclude=args.out)
     out_dir = check_output_dir(args.out, args.overwrite)
     crop = tuple(args.slide_crop)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # torch runs the model or, with a runtime, the pre/post-processing
+    runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
     predictor = Predictor(
         args.model,
         weights=args.weights,
@@ -137,6 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         options=InferenceOptions(mode="slide", crop=crop) if args.slide else None,
         batch_size=args.batch_size,
         slide_crop=crop,
+        backend=args.backend,
+        threads=args.threads if runtime else None,
     )
     writer = OutputWriter(
         out_dir,
@@ -286,7 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_pred.add_argument("model", help=f"one of {', '.join(list_models())}")
     p_pred.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
-    p_pred.add_argument("--weights", required=True, help="checkpoint (its metadata names the classes)")
+    p_pred.add_argument(
+        "--weights",
+        required=True,
+        help="checkpoint (its metadata names the classes), or a file made by dsnet export (.onnx, OpenVINO .xml)",
+    )
+    p_pred.add_argument(
+        "--backend",
+        choices=AVAILABLE_BACKENDS,
+        default=None,
+        help="runtime (default: torch; an exported file: its own); a checkpoint is exported once for "
+        "onnxruntime/openvino (needs the [deploy] extra)",
+    )
+    p_pred.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
     p_pred.add_argument("-o", "--out", required=True, help="output folder")
     p_pred.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
     p_pred.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
