@@ -223,6 +223,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         precisions=args.precision.split(","),
         protocol=args.protocol,
         num_classes=args.num_classes,
+        weights=args.weights,
         batch_size=args.batch_size,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         target_seconds=args.seconds,
@@ -338,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_backends())}")
     p_bench.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (GPU), bf16")
     p_bench.add_argument("--protocol", choices=("paper", "e2e"), default="paper")
-    p_bench.add_argument("--num-classes", type=int, default=19)
+    p_bench.add_argument(
+        "--weights", default=None, help="time a trained checkpoint (default: random weights); sets the class count"
+    )
+    p_bench.add_argument("--num-classes", type=int, default=None, help="without --weights (default 19)")
     p_bench.add_argument("--batch-size", type=int, default=1)
     p_bench.add_argument("--seconds", type=float, default=6.0, help="timed seconds per backend (default 6)")
     p_bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
