@@ -139,6 +139,8 @@ def test_backend_errors_name_the_file_or_setting(tmp_path: Path, weights: Path) 
         Predictor(MODEL, weights=xml, backend="torch")
     with pytest.raises(ConfigError, match="an OpenVINO IR file runs with backend 'openvino', not 'onnxruntime'"):
         Predictor(MODEL, weights=xml, backend="onnxruntime")
+    with pytest.raises(ConfigError, match="not in a LogitsFn backend"):
+        Predictor(MODEL, weights=xml, backend=lambda batch: batch)
     with pytest.raises(ConfigError, match="process-wide"):
         Predictor(MODEL, weights=weights, threads=2)
     with pytest.raises(ConfigError, match="runs on the CPU here, not on cuda"):

@@ -91,7 +91,9 @@ class Predictor:
         exported = export_format(weights)
         if exported is not None:
             assert weights is not None
-            backend = backend_for_export(weights, exported, backend if isinstance(backend, str) else None)
+            if backend is not None and not isinstance(backend, str):
+                raise ConfigError(f"{weights}: an exported file runs in its runtime, not in a LogitsFn backend")
+            backend = backend_for_export(weights, exported, backend)
         backend = backend or "torch"
         if threads is not None and backend == "torch":
             raise ConfigError("threads: PyTorch's thread count is process-wide; set it with torch.set_num_threads")
