@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from dsnet import create_model, save_weights
 from dsnet.bench import format_report, run_bench
 from dsnet.cli import main
+from dsnet.errors import CheckpointMismatchError, ConfigError
 
 from .expected import PARAMS
 
@@ -56,3 +58,32 @@ def test_deploy_backends_run_in_the_bench() -> None:
     missing = [r.error for r in report.rows if r.error]
     assert not missing, missing
     assert all(r.fps and r.speedup_vs_eager for r in report.rows)
+
+
+def test_weights_set_the_class_count_and_are_loaded(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    path = save_weights(create_model("dsnet_head64", num_classes=11), tmp_path / "w.safetensors")  # with aux heads
+    report = run_bench("dsnet_head64", (32, 64), weights=path, **FAST)
+    assert report.num_classes == 11 and report.weights == str(path)
+    inference = create_model("dsnet_head64", num_classes=11, aux_heads=False)
+    assert report.params == sum(p.numel() for p in inference.parameters()) < PARAMS["dsnet_head64"][0]
+    assert "11 classes (weights " in format_report(report)
+    with pytest.raises(ConfigError, match="the checkpoint has 11 classes, not 19"):
+        run_bench("dsnet_head64", (32, 64), weights=path, num_classes=19, **FAST)
+    with pytest.raises(CheckpointMismatchError):  # the weights really are loaded: another variant's do not fit
+        run_bench("dsnet_head128", (32, 64), weights=path, **FAST)
+    out = tmp_path / "bench.json"
+    args = [
+        "bench",
+        "dsnet_head64",
+        "--size",
+        "32",
+        "64",
+        "--seconds",
+        "0.05",
+        "--weights",
+        str(path),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["num_classes"] == 11 and "11 classes" in capsys.readouterr().out

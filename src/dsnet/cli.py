@@ -31,7 +31,16 @@ from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError
 from .inference import InferenceOptions
 from .models import create_model, get_model_info, list_models
-from .predict import OutputWriter, Predictor, check_output_dir, describe, discover_inputs, predict_files
+from .predict import (
+    AVAILABLE_BACKENDS,
+    OutputWriter,
+    Predictor,
+    check_output_dir,
+    describe,
+    discover_inputs,
+    export_format,
+    predict_files,
+)
 
 
 def _fmt_results(name: str) -> str:
@@ -174,6 +183,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = discover_inputs(args.inputs, exclude=args.out)
     out_dir = check_output_dir(args.out, args.overwrite)
     crop = tuple(args.slide_crop)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # torch runs the model or, with a runtime, the pre/post-processing
+    runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
     predictor = Predictor(
         args.model,
         weights=args.weights,
@@ -183,6 +195,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         options=InferenceOptions(mode="slide", crop=crop) if args.slide else None,
         batch_size=args.batch_size,
         slide_crop=crop,
+        backend=args.backend,
+        threads=args.threads if runtime else None,
     )
     writer = OutputWriter(
         out_dir,
@@ -295,6 +309,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         precisions=args.precision.split(","),
         protocol=args.protocol,
         num_classes=args.num_classes,
+        weights=args.weights,
         batch_size=args.batch_size,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         target_seconds=args.seconds,
@@ -385,7 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_pred.add_argument("model", help=f"one of {', '.join(list_models())}")
     p_pred.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
-    p_pred.add_argument("--weights", required=True, help="checkpoint (its metadata names the classes)")
+    p_pred.add_argument(
+        "--weights",
+        required=True,
+        help="checkpoint (its metadata names the classes), or a file made by dsnet export (.onnx, OpenVINO .xml)",
+    )
+    p_pred.add_argument(
+        "--backend",
+        choices=AVAILABLE_BACKENDS,
+        default=None,
+        help="runtime (default: torch; an exported file: its own); a checkpoint is exported once for "
+        "onnxruntime/openvino (needs the [deploy] extra)",
+    )
+    p_pred.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
     p_pred.add_argument("-o", "--out", required=True, help="output folder")
     p_pred.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
     p_pred.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
@@ -411,7 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_backends())}")
     p_bench.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (GPU), bf16")
     p_bench.add_argument("--protocol", choices=("paper", "e2e"), default="paper")
-    p_bench.add_argument("--num-classes", type=int, default=19)
+    p_bench.add_argument(
+        "--weights", default=None, help="time a trained checkpoint (default: random weights); sets the class count"
+    )
+    p_bench.add_argument("--num-classes", type=int, default=None, help="without --weights (default 19)")
     p_bench.add_argument("--batch-size", type=int, default=1)
     p_bench.add_argument("--seconds", type=float, default=6.0, help="timed seconds per backend (default 6)")
     p_bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

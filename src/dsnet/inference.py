@@ -26,6 +26,7 @@ __all__ = [
     "pad_to_multiple",
     "predict_labels",
     "predict_probs",
+    "predict_scores",
     "slide_logits",
     "whole_logits",
 ]
@@ -110,6 +111,31 @@ def slide_logits(model: nn.Module, image: Tensor, crop: Sequence[int], stride: S
     return total / count
 
 
+def _views(options: InferenceOptions) -> list[tuple[float, bool]]:
+    return [(s, f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
+
+
+def _view_logits(model: nn.Module, image: Tensor, options: InferenceOptions, scale: float, flipped: bool) -> Tensor:
+    """The logits of one view (scale x flip), at the input's size."""
+    h, w = image.shape[-2:]
+    x = image
+    if scale != 1.0:
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    if flipped:
+        x = x.flip(-1)
+    if options.mode == "slide":
+        assert options.crop is not None
+        out = slide_logits(model, x, options.crop, options.window_stride)
+    else:
+        out = whole_logits(model, x)
+    if flipped:
+        out = out.flip(-1)
+    if out.shape[-2:] != (h, w):
+        out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+    return out
+
+
 @torch.no_grad()
 def predict_probs(model: nn.Module, image: Tensor, options: InferenceOptions | None = None) -> Tensor:
     """Class probabilities ``(N, C, H, W)`` (float32) for a normalised batch of any size.
@@ -119,31 +145,28 @@ def predict_probs(model: nn.Module, image: Tensor, options: InferenceOptions | N
     argmax is the paper's single-scale prediction.
     """
     options = options or InferenceOptions()
-    h, w = image.shape[-2:]
-    views = [(s, f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
+    views = _views(options)
     acc: Tensor | None = None
     for scale, flipped in views:
-        x = image
-        if scale != 1.0:
-            size = (max(8, round(h * scale)), max(8, round(w * scale)))
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        if flipped:
-            x = x.flip(-1)
-        if options.mode == "slide":
-            assert options.crop is not None
-            out = slide_logits(model, x, options.crop, options.window_stride)
-        else:
-            out = whole_logits(model, x)
-        if flipped:
-            out = out.flip(-1)
-        if out.shape[-2:] != (h, w):
-            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
-        prob = out.float().softmax(dim=1)
+        prob = _view_logits(model, image, options, scale, flipped).float().softmax(dim=1)
         acc = prob if acc is None else acc + prob
     assert acc is not None
     return acc / len(views)
 
 
+@torch.no_grad()
+def predict_scores(model: nn.Module, image: Tensor, options: InferenceOptions | None = None) -> Tensor:
+    """Scores ``(N, C, H, W)`` whose argmax is the prediction of :func:`predict_probs`, at the least cost:
+    with one view its logits (softmax does not move the argmax, and costs a pass over every pixel and
+    class), with several the averaged probabilities."""
+    options = options or InferenceOptions()
+    views = _views(options)
+    if len(views) == 1:
+        return _view_logits(model, image, options, *views[0])
+    return predict_probs(model, image, options)
+
+
 def predict_labels(model: nn.Module, image: Tensor, options: InferenceOptions | None = None) -> Tensor:
-    """Label map ``(N, H, W)`` (int64): the argmax of :func:`predict_probs`."""
-    return predict_probs(model, image, options).argmax(dim=1)
+    """Label map ``(N, H, W)`` (int64): the argmax of :func:`predict_probs` (computed from the logits
+    when there is a single view)."""
+    return predict_scores(model, image, options).argmax(dim=1)

@@ -15,7 +15,8 @@ def format_report(report: BenchReport) -> str:
     m = report.machine
     h, w = report.size
     lines = [
-        f"{report.model} at {h}x{w}, batch {report.batch_size}: {report.params:,} params, "
+        f"{report.model} at {h}x{w}, batch {report.batch_size}, {report.num_classes} classes "
+        f"({'weights ' + report.weights if report.weights else 'random weights'}): {report.params:,} params, "
         f"{report.paper_gflops:.2f} paper GFLOPs, {report.conv_gmacs:.2f} conv GMACs",
         f"device {m['device']} ({m.get('gpu') or m['cpu']}), {m['torch_threads']} torch threads, "
         f"CPU flags: {' '.join(m['cpu_flags']) or 'none found'}",

@@ -10,6 +10,7 @@ slow phase of the machine hits every backend alike.
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import time
@@ -23,7 +24,8 @@ import torch
 
 from ..analysis import profile
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from ..models import create_model, get_model_info
+from ..errors import ConfigError
+from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
 from .backends import BACKENDS, BackendUnavailable, RunFn
 from .system import machine_info, sgemm_peak_gflops
 
@@ -55,9 +57,24 @@ class BenchReport:
     conv_gmacs: float
     machine: dict[str, Any]
     rows: list[BenchRow] = field(default_factory=list)
+    num_classes: int = 19
+    weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
+
+
+def _build_model(name: str, num_classes: int | None, weights: str | os.PathLike | None) -> torch.nn.Module:
+    """The inference model (no auxiliary heads): random, or with ``weights`` and their class count."""
+    if weights is None:
+        return create_model(name, num_classes=num_classes or 19, aux_heads=False).eval()
+    state = normalize_state_dict(read_checkpoint(weights), str(weights))
+    found = checkpoint_num_classes(state)
+    if found is None:
+        raise ConfigError(f"{weights}: no classifier (lastlayer.conv2.weight) found; is it a full DSNet checkpoint?")
+    if num_classes is not None and num_classes != found:
+        raise ConfigError(f"{weights}: the checkpoint has {found} classes, not {num_classes}")
+    return create_model(name, num_classes=found, weights=state, aux_heads=False).eval()
 
 
 def _sync(device: torch.device) -> None:
@@ -98,7 +115,8 @@ def run_bench(
     backends: Sequence[str] = ("eager",),
     precisions: Sequence[str] = ("fp32",),
     protocol: str = "paper",
-    num_classes: int = 19,
+    num_classes: int | None = None,
+    weights: str | os.PathLike | None = None,
     batch_size: int = 1,
     device: str | torch.device = "cpu",
     target_seconds: float = 6.0,
@@ -107,7 +125,11 @@ def run_bench(
     measure_sgemm: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
-    """Time ``model_name`` at ``size`` on every (backend, precision); see the module docstring."""
+    """Time ``model_name`` at ``size`` on every (backend, precision); see the module docstring.
+
+    ``weights``: time a trained model (its class count is the checkpoint's; a different
+    ``num_classes`` is an error); without it a randomly initialised one with ``num_classes`` (19).
+    """
     if protocol not in ("paper", "e2e"):
         raise ValueError(f"protocol must be 'paper' or 'e2e', got {protocol!r}")
     unknown = [b for b in backends if b not in BACKENDS]
@@ -115,7 +137,7 @@ def run_bench(
         raise ValueError(f"unknown backend(s) {unknown}; available: {', '.join(BACKENDS)}")
     device = torch.device(device)
     h, w = int(size[0]), int(size[1])
-    model = create_model(model_name, num_classes=num_classes, aux_heads=False).eval()
+    model = _build_model(model_name, num_classes, weights)
     cost = profile(model, (h, w), batch_size=batch_size)
     model = model.to(device)
     example = torch.randn(batch_size, 3, h, w, device=device)
@@ -130,6 +152,8 @@ def run_bench(
         cost["paper_gflops"],
         cost["macs"] / 1e9,
         machine,
+        num_classes=int(model.num_classes),
+        weights=str(weights) if weights is not None else None,
     )
     image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()

@@ -13,12 +13,13 @@ from .fold import find_conv_bn_pairs, fold_batchnorm
 from .pooling import MatmulAdaptiveAvgPool2d, pooling_matrix, replace_adaptive_pools
 from .prepare import PrepareReport, prepare, prepare_with_report
 from .quantize import PRESETS, QuantizeResult, quantize_openvino
-from .runtime import load_runner
+from .runtime import LoadedExport, load_export, load_runner
 
 __all__ = [
     "FORMATS",
     "ExportError",
     "ExportResult",
+    "LoadedExport",
     "MatmulAdaptiveAvgPool2d",
     "MissingBackendError",
     "PRESETS",
@@ -27,6 +28,7 @@ __all__ = [
     "export",
     "find_conv_bn_pairs",
     "fold_batchnorm",
+    "load_export",
     "load_runner",
     "output_files",
     "pooling_matrix",

@@ -1,9 +1,13 @@
-"""Run an exported file with its own runtime (ONNX Runtime, OpenVINO, torch.export), for parity checks."""
+"""Run an exported file with its own runtime (ONNX Runtime, OpenVINO, torch.export): for the parity checks,
+the bench and the Predictor. :func:`load_export` also says what input shape the file accepts (static or
+dynamic axes) and how many classes it outputs, read from the file itself."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,53 +15,110 @@ import torch
 from ..errors import ExportError
 from .backends import require
 
-__all__ = ["Runner", "load_runner"]
+__all__ = ["LoadedExport", "Runner", "load_export", "load_runner"]
 
 #: float32 NCHW batch in, logits out.
 Runner = Callable[[np.ndarray], np.ndarray]
+#: An axis length, or None where the export leaves it free (dynamic).
+Dim = int | None
 
 
-def _onnx_runner(path: Path, threads: int | None) -> Runner:
+@dataclass(frozen=True)
+class LoadedExport:
+    """A loaded export: ``run`` and the shapes the file declares (None on a dynamic axis)."""
+
+    run: Runner
+    input_shape: tuple[Dim, ...]
+    output_shape: tuple[Dim, ...]
+
+    @property
+    def num_classes(self) -> int | None:
+        """The output's channel count (the model's classes), when the file fixes it."""
+        return self.output_shape[1] if len(self.output_shape) == 4 else None
+
+    @property
+    def static_size(self) -> tuple[int, int] | None:
+        """(H, W) of a static export; None when either axis is dynamic."""
+        h, w = self.input_shape[2:4] if len(self.input_shape) == 4 else (None, None)
+        return (h, w) if h is not None and w is not None else None
+
+    @property
+    def static_batch(self) -> int | None:
+        return self.input_shape[0] if self.input_shape else None
+
+
+def _onnx_dims(shape: Any) -> tuple[Dim, ...]:
+    return tuple(d if isinstance(d, int) else None for d in shape)  # dynamic axes are names or None
+
+
+def _openvino_dims(shape: Any) -> tuple[Dim, ...]:
+    return tuple(d.get_length() if d.is_static else None for d in shape)
+
+
+def _onnx_export(path: Path, threads: int | None) -> LoadedExport:
     ort = require("onnxruntime", "running an ONNX export")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    return LoadedExport(
+        lambda x: session.run(None, {name: x})[0],
+        _onnx_dims(session.get_inputs()[0].shape),
+        _onnx_dims(session.get_outputs()[0].shape),
+    )
 
 
-def _openvino_runner(path: Path, threads: int | None) -> Runner:
+def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
     ov = require("openvino", "running an OpenVINO export")
     core = ov.Core()
     # f32 explicitly: on CPUs with bf16 support OpenVINO would otherwise run in bf16
     config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    return lambda x: np.asarray(compiled(x)[0])
+    model = core.read_model(str(path))
+    compiled = core.compile_model(model, "CPU", config)
+    return LoadedExport(
+        lambda x: np.asarray(compiled(x)[0]),
+        _openvino_dims(model.inputs[0].get_partial_shape()),
+        _openvino_dims(model.outputs[0].get_partial_shape()),
+    )
 
 
-def _torch_runner(path: Path, threads: int | None) -> Runner:
-    module = torch.export.load(str(path)).module()
+def _torch_export(path: Path, threads: int | None) -> LoadedExport:
+    program = torch.export.load(str(path))
+    module = program.module()
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return module(torch.from_numpy(x)).numpy()
 
-    return run
+    def dims(node: Any) -> tuple[Dim, ...]:
+        value = node.meta.get("val")
+        return tuple(d if isinstance(d, int) else None for d in value.shape) if value is not None else ()
+
+    graph = program.graph
+    inputs = [n for n in graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+    output = next(n for n in graph.nodes if n.op == "output").args[0][0]
+    return LoadedExport(run, dims(inputs[0]) if inputs else (), dims(output))
 
 
-_RUNNERS: dict[str, Callable[[Path, int | None], Runner]] = {
-    "onnx": _onnx_runner,
-    "openvino": _openvino_runner,
-    "torch": _torch_runner,
+_RUNNERS: dict[str, Callable[[Path, int | None], LoadedExport]] = {
+    "onnx": _onnx_export,
+    "openvino": _openvino_export,
+    "torch": _torch_export,
 }
+
+
+def load_export(path: str | Path, format: str, threads: int | None = None) -> LoadedExport:
+    """The exported model at ``path`` (written in ``format``) loaded on the CPU with ``threads`` intra-op
+    threads (default: the runtime's own choice), with its declared input and output shapes."""
+    if format not in _RUNNERS:
+        raise ExportError(f"no runtime for format {format!r}; known: {', '.join(_RUNNERS)}")
+    return _RUNNERS[format](Path(path), threads)
 
 
 def load_runner(path: str | Path, format: str, threads: int | None = None) -> Runner:
     """A function that runs the exported model at ``path`` (written in ``format``) on the CPU, with
     ``threads`` intra-op threads (default: the runtime's own choice)."""
-    if format not in _RUNNERS:
-        raise ExportError(f"no runtime for format {format!r}; known: {', '.join(_RUNNERS)}")
-    return _RUNNERS[format](Path(path), threads)
+    return load_export(path, format, threads).run

@@ -4,6 +4,7 @@ from ..errors import CheckpointError, CheckpointMismatchError
 from .blocks import MFACB, MSAF, SPASPP, AuxiliaryHead, BasicBlock, Bottleneck, ConvBNReLU, SegmentationHead
 from .checkpoint import (
     LoadReport,
+    checkpoint_num_classes,
     load_weights,
     normalize_state_dict,
     read_checkpoint,
@@ -36,6 +37,7 @@ __all__ = [
     "DSNetOutput",
     "ModelInfo",
     "PaperResult",
+    "checkpoint_num_classes",
     "create_model",
     "get_model_info",
     "list_models",

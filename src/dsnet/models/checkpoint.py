@@ -32,6 +32,7 @@ from .registry import get_model_constructor, list_models
 
 __all__ = [
     "LoadReport",
+    "checkpoint_num_classes",
     "read_checkpoint",
     "normalize_state_dict",
     "load_weights",
@@ -157,10 +158,15 @@ def _format_list(items: list[str], limit: int = 40) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def checkpoint_num_classes(sd: Mapping[str, Tensor]) -> int | None:
+    """The class count of a normalised state dict (its classifier's output channels), or None without one."""
+    head = sd.get("lastlayer.conv2.weight")
+    return int(head.shape[0]) if head is not None and head.dim() == 4 else None
+
+
 def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     """Name of the registered variant (and class count) whose shapes this checkpoint fits."""
-    head = sd.get("lastlayer.conv2.weight")
-    num_classes = int(head.shape[0]) if head is not None and head.dim() == 4 else 19
+    num_classes = checkpoint_num_classes(sd) or 19
     for name in list_models():
         with torch.device("meta"):
             ref = get_model_constructor(name)(num_classes=num_classes).state_dict()

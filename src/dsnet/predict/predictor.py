@@ -17,14 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
 from ..data.labels import Color, colorize
 from ..errors import ConfigError
-from ..inference import InferenceOptions, predict_probs
+from ..inference import InferenceOptions, predict_probs, predict_scores
 from ..models import create_model, get_model_info, load_weights
 from ..models.registry import resolve_model_name
-from .backends import LogitsFn, LogitsFnModule, check_backend
+from .backends import RUNTIME_BACKENDS, LogitsFn, LogitsFnModule, check_backend
 from .labelspace import LabelSpace, label_space, read_weights_source
+from .runtimes import Runtime, backend_for_export, export_format, load_exported, runtime_for, torch_module
 from .sources import ImageLike, to_rgb
 
 __all__ = ["Prediction", "Predictor"]
@@ -47,15 +48,23 @@ class Predictor:
 
     Args:
         model_or_name: a registered name (``"dsnet_head128"``) or a built ``nn.Module``.
-        weights: checkpoint file; its metadata (``model``, ``num_classes``, ``dataset``) fills in
-            what is not given explicitly.
-        device: "cuda", "cpu", ... (default: CUDA when available).
-        num_classes: output classes (default: metadata, else the dataset's, else 19).
+        weights: checkpoint file, whose metadata (``model``, ``num_classes``, ``dataset``) fills in
+            what is not given explicitly; or an exported ``.onnx`` / OpenVINO ``.xml`` file (then
+            ``model_or_name`` is the registered name, for the normalisation and the input multiple).
+        device: "cuda", "cpu", ... (default: CUDA when available; ONNX Runtime and OpenVINO: the CPU).
+        num_classes: output classes (default: metadata or the exported file, else the dataset's, else 19).
         dataset: names the classes/colours/dataset ids (overrides the metadata's).
         options: whole/slide/multi-scale/flip settings (default: whole image).
         batch_size: most inputs of one size per forward pass.
-        backend: "torch", or a :class:`~dsnet.predict.backends.LogitsFn` for another runtime (then
-            ``model_or_name`` must be a name, for the normalisation and the input multiple).
+        backend: "torch", "onnxruntime", "openvino" (checkpoint weights are then exported once, with
+            dynamic H/W, to a temporary folder), or a :class:`~dsnet.predict.backends.LogitsFn` for
+            another runtime (then ``model_or_name`` must be a name). Default: torch, or for an
+            exported file its own runtime.
+        threads: intra-op threads of the ONNX Runtime / OpenVINO session (default: the runtime's
+            choice). PyTorch's count is process-wide: set it with ``torch.set_num_threads``.
+        deploy_form: torch backend: run :func:`dsnet.deploy.prepare`'s form of a copy of the model
+            (BN folded, channels_last on the CPU; equal up to float32 rounding), as the bench's
+            fastest torch backend; False runs the module as given.
         large_image_pixels: images above this size use sliding windows of ``slide_crop`` (None: never).
     """
 
@@ -68,16 +77,45 @@ class Predictor:
         dataset: str | None = None,
         options: InferenceOptions | None = None,
         batch_size: int = 4,
-        backend: str | LogitsFn = "torch",
+        backend: str | LogitsFn | None = None,
         large_image_pixels: int | None = LARGE_IMAGE_PIXELS,
         slide_crop: tuple[int, int] = (1024, 1024),
+        threads: int | None = None,
+        deploy_form: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
         backend = check_backend(backend)
-        source = read_weights_source(weights) if weights is not None else None
+        exported = export_format(weights)
+        if exported is not None:
+            assert weights is not None
+            if backend is not None and not isinstance(backend, str):
+                raise ConfigError(f"{weights}: an exported file runs in its runtime, not in a LogitsFn backend")
+            backend = backend_for_export(weights, exported, backend)
+        backend = backend or "torch"
+        if threads is not None and backend == "torch":
+            raise ConfigError("threads: PyTorch's thread count is process-wide; set it with torch.set_num_threads")
+        source = read_weights_source(weights) if weights is not None and exported is None else None
         meta = source.metadata if source is not None else {}
         name = self._model_name(model_or_name, meta)
+        info = get_model_info(name) if name is not None else None
+        if not isinstance(backend, str) and info is None:
+            raise ConfigError("a LogitsFn backend needs the model's registered name (for normalisation)")
+        runtime_backend = isinstance(backend, str) and backend in RUNTIME_BACKENDS
+        if runtime_backend and device is not None and torch.device(device).type != "cpu":
+            raise ConfigError(f"backend {backend!r} runs on the CPU here, not on {device}")
+
+        runtime: Runtime | None = None
+        if exported is not None:
+            if info is None:
+                raise ConfigError(f"{weights}: an exported file needs the model's registered name (for normalisation)")
+            assert isinstance(backend, str) and weights is not None
+            runtime = load_exported(weights, backend, info.input_multiple, threads)
+            if num_classes is not None and runtime.num_classes is not None and num_classes != runtime.num_classes:
+                raise ConfigError(f"{weights}: the export outputs {runtime.num_classes} classes, not {num_classes}")
+            num_classes = num_classes or runtime.num_classes
         num_classes = num_classes or _meta_int(meta, "num_classes", weights)
         dataset = dataset or meta.get("dataset") or None
         if num_classes is None and dataset is None and isinstance(model_or_name, nn.Module):
@@ -85,27 +123,39 @@ class Predictor:
         self.labels: LabelSpace = label_space(dataset, num_classes) if dataset else label_space(None, num_classes or 19)
         num_classes = self.labels.num_classes
 
-        info = get_model_info(name) if name is not None else None
         self.mean: tuple[float, float, float] = info.mean if info else IMAGENET_MEAN
         self.std: tuple[float, float, float] = info.std if info else IMAGENET_STD
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        default_device = "cuda" if torch.cuda.is_available() and not runtime_backend else "cpu"
+        self.device = torch.device(device or default_device)
+        self.backend = backend if isinstance(backend, str) else "callable"
         if not isinstance(backend, str):
-            if info is None:
-                raise ConfigError("a LogitsFn backend needs the model's registered name (for normalisation)")
+            assert info is not None
             self.model: nn.Module = LogitsFnModule(backend, info.input_multiple)
-        elif isinstance(model_or_name, nn.Module):
-            self.model = model_or_name
-            if source is not None:
-                load_weights(self.model, source.weights)
-        else:
-            assert name is not None
-            self.model = create_model(name, num_classes=num_classes, weights=source.weights if source else None)
-        self.model.eval().to(self.device)
+        elif runtime is None:
+            if isinstance(model_or_name, nn.Module):
+                model = model_or_name
+                if source is not None:
+                    load_weights(model, source.weights)
+            else:
+                assert name is not None
+                model = create_model(name, num_classes=num_classes, weights=source.weights if source else None)
+            if backend == "torch":
+                self.model = torch_module(model, self.device, deploy_form)
+            else:
+                runtime = runtime_for(model, backend, threads)
+        if runtime is not None:
+            self.model = runtime.module
+            self._workdir = runtime.workdir  # an on-the-fly export's folder lives as long as the predictor
+        self.model.eval()
         self.name = name
         self.options = options or InferenceOptions()
         self.batch_size = int(batch_size)
         self.large_image_pixels = large_image_pixels
         self.slide_crop = (int(slide_crop[0]), int(slide_crop[1]))
+        self.input_limit: tuple[int, int] | None = getattr(self.model, "size", None)  # a static export's size
+        if self.input_limit is not None and tuple(self.options.scales) != (1.0,):
+            raise ConfigError(f"{weights}: a static export runs one input size, so no multi-scale views; use --dynamic")
+        self._channels_last = self.backend == "torch" and deploy_form and self.device.type == "cpu"
         self._scale = (1.0 / (255.0 * torch.tensor(self.std, dtype=torch.float64))).float().view(1, 3, 1, 1)
         self._offset = -torch.tensor(self.mean, dtype=torch.float64) / torch.tensor(self.std, dtype=torch.float64)
         self._offset = self._offset.float().view(1, 3, 1, 1)
@@ -158,21 +208,46 @@ class Predictor:
             yield from self.predict_batch(pending, return_probs)
 
     def options_for(self, height: int, width: int) -> InferenceOptions:
-        """The inference options used for an image of this size (sliding window when very large)."""
+        """The inference options used for an image of this size: sliding windows for very large images.
+
+        A static export runs one input size (its own): an image that pads to it runs whole, one at
+        least that large in both sides runs in windows of exactly that size, any other is a
+        ConfigError naming both sizes (padding it further would change the result).
+        """
+        options = self.options
         large = self.large_image_pixels is not None and height * width > self.large_image_pixels
-        if large and self.options.mode == "whole":
-            return replace(self.options, mode="slide", crop=self.slide_crop, stride=None)
-        return self.options
+        if large and options.mode == "whole":
+            options = replace(options, mode="slide", crop=self.slide_crop, stride=None)
+        if self.input_limit is None:
+            return options
+        lh, lw = self.input_limit
+        multiple = int(getattr(self.model, "input_multiple", 8))
+        if options.mode == "whole" and (round_up(height, multiple), round_up(width, multiple)) == (lh, lw):
+            return options
+        if height >= lh and width >= lw:
+            stride = options.stride if options.mode == "slide" and options.crop == (lh, lw) else None
+            return replace(options, mode="slide", crop=(lh, lw), stride=stride)
+        raise ConfigError(
+            f"image {height}x{width} does not fit the static export's input {lh}x{lw}: it runs images of that "
+            f"size (up to padding to a multiple of {multiple}) and larger ones in windows of that size; "
+            f"export with --dynamic, or run the checkpoint with backend {self.backend!r}"
+        )
 
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], return_probs: bool = False) -> list[Prediction]:
-        """One forward pass (per view) over RGB uint8 images of one size."""
-        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float().contiguous()
+        """One forward pass (per view) over RGB uint8 images of one size. Labels alone are the argmax of
+        the logits (no full-resolution softmax) unless test-time augmentation averages probabilities."""
+        layout = torch.channels_last if self._channels_last else torch.contiguous_format
+        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
+        batch = batch.contiguous(memory_format=layout)
         batch.mul_(self._scale.to(self.device)).add_(self._offset.to(self.device))
-        probs = predict_probs(self.model, batch, self.options_for(*batch.shape[-2:]))
-        dtype = torch.uint8 if probs.shape[1] <= 256 else torch.int64
-        labels = probs.argmax(dim=1).to(dtype).cpu().numpy()
-        probs_np = probs.cpu().numpy() if return_probs else None
+        options = self.options_for(*batch.shape[-2:])
+        scores = (
+            predict_probs(self.model, batch, options) if return_probs else predict_scores(self.model, batch, options)
+        )
+        dtype = torch.uint8 if scores.shape[1] <= 256 else torch.int64
+        labels = scores.argmax(dim=1).to(dtype).cpu().numpy()
+        probs_np = scores.cpu().numpy() if return_probs else None
         return [Prediction(labels[i], probs_np[i] if probs_np is not None else None) for i in range(len(images))]
 
 

@@ -3,7 +3,10 @@
 Bad-input policy: a file that cannot be read (corrupt image, video with no decodable frame) is
 skipped and reported in :attr:`RunSummary.skipped`, and the run goes on; the caller decides the exit
 status. Problems with the outputs (full disk, read-only folder) stop the run. Images are read in
-input order and consecutive ones of one size are batched; videos stream frame by frame.
+input order and consecutive ones of one size are batched; videos stream frame by frame. Reading runs
+a few images ahead and writing a few behind, in background threads (:mod:`dsnet.predict.pipeline`),
+so the main thread waits only for the forward pass; outputs keep the input order. A failed write
+stops the run with the file named.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tqdm import tqdm
 
 from ..data.io import read_image
 from ..errors import ConfigError, DataError
+from .pipeline import ReadAhead, WriteBehind
 from .predictor import Predictor
 from .sources import InputFile, read_video, video_frame_count
 from .writers import OutputWriter
@@ -40,27 +44,41 @@ def _frame_total(videos: Sequence[InputFile]) -> int:
     return sum(video_frame_count(item.path) for item in videos)  # unreadable ones count 0: reported later
 
 
+def _read(items: Sequence[InputFile]) -> Iterator[tuple[InputFile, np.ndarray | DataError]]:
+    """Each item with its decoded image, or the DataError that says why it could not be read."""
+    for item in items:
+        try:
+            yield item, read_image(item.path)
+        except DataError as e:
+            yield item, e
+
+
 def _predict_images(
     predictor: Predictor, items: Sequence[InputFile], writer: OutputWriter, summary: RunSummary, bar: tqdm
 ) -> None:
     queue: deque[tuple[InputFile, np.ndarray]] = deque()
+    depth = 2 * predictor.batch_size + 2
 
-    def images() -> Iterator[np.ndarray]:
-        for item in items:
-            try:
-                rgb = read_image(item.path)
-            except DataError as e:
-                summary.skipped.append(str(e))
-                bar.update(1)
-                continue
-            queue.append((item, rgb))
-            yield rgb
-
-    for pred in predictor.predict_many(images()):
-        item, rgb = queue.popleft()
-        writer.write_image(item.rel, rgb, pred.label)
+    def written(item: InputFile, rgb: np.ndarray, label: np.ndarray) -> None:
+        writer.write_image(item.rel, rgb, label)
         summary.images += 1
         bar.update(1)
+
+    with ReadAhead(_read(items), depth) as reader, WriteBehind(depth) as behind:
+
+        def images() -> Iterator[np.ndarray]:
+            for item, rgb in reader:
+                if isinstance(rgb, DataError):
+                    summary.skipped.append(str(rgb))
+                    bar.update(1)
+                    continue
+                queue.append((item, rgb))
+                yield rgb
+
+        for pred in predictor.predict_many(images()):
+            item, rgb = queue.popleft()
+            behind.submit(written, item, rgb, pred.label)
+        behind.finish()
 
 
 def _predict_video(predictor: Predictor, item: InputFile, writer: OutputWriter, summary: RunSummary, bar: tqdm) -> None:
@@ -73,16 +91,23 @@ def _predict_video(predictor: Predictor, item: InputFile, writer: OutputWriter, 
     h, w = first.shape[:2]
     out = writer.open_video(item.rel, item.path.suffix, fps, (w, h))
     queue: deque[np.ndarray] = deque()
+    depth = 2 * predictor.batch_size + 2
 
-    def stream() -> Iterator[np.ndarray]:
-        for frame in _chain(first, frames):
-            queue.append(frame)
-            yield frame
+    def written(frame: np.ndarray, label: np.ndarray) -> None:
+        out.write(frame, label)
+        bar.update(1)
 
     try:
-        for pred in predictor.predict_many(stream()):
-            out.write(queue.popleft(), pred.label)
-            bar.update(1)
+        with ReadAhead(_chain(first, frames), depth) as reader, WriteBehind(depth) as behind:
+
+            def stream() -> Iterator[np.ndarray]:
+                for frame in reader:
+                    queue.append(frame)
+                    yield frame
+
+            for pred in predictor.predict_many(stream()):
+                behind.submit(written, queue.popleft(), pred.label)
+            behind.finish()
     except DataError as e:
         out.close(remove=True)
         summary.skipped.append(str(e))

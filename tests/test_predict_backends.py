@@ -1,0 +1,220 @@
+"""Predictor backends beyond eager torch: the deploy form for torch, ONNX Runtime and OpenVINO on a
+checkpoint (exported on the fly) or on a file made by ``dsnet export``, static exports' size policy,
+and the errors. The runtime tests export a model (10-40 s each) and are marked slow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dsnet
+from dsnet.cli import main
+from dsnet.deploy import LoadedExport
+from dsnet.errors import ConfigError, MissingBackendError
+from dsnet.inference import InferenceOptions, predict_labels, predict_probs, predict_scores
+from dsnet.predict import Predictor
+from dsnet.predict import runtimes as runtimes_module
+from dsnet.predict.backends import LogitsFnModule
+
+from .test_predict import MODEL, _calibrated_model, _image
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("backends") / "best.safetensors"
+    meta = {"model": MODEL, "num_classes": "19", "dataset": "cityscapes"}
+    return dsnet.save_weights(_calibrated_model(19), path, metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def torch_predictor(weights: Path) -> Predictor:
+    return Predictor(MODEL, weights=weights, device="cpu")
+
+
+# ------------------------------------------------------------------------------ torch and the inference core
+
+
+def test_torch_runs_the_deploy_form_with_the_eager_labels(weights: Path, torch_predictor: Predictor) -> None:
+    model = torch_predictor.model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # folded
+    assert model.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    eager = Predictor(MODEL, weights=weights, device="cpu", deploy_form=False)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in eager.model.modules())
+    for h, w in [(45, 61), (72, 120)]:
+        image = _image(h, w, seed=h)
+        fast, plain = torch_predictor.predict(image, True), eager.predict(image, True)
+        assert fast.probs is not None and plain.probs is not None
+        np.testing.assert_allclose(fast.probs, plain.probs, atol=1e-4)  # float32 rounding of the folded weights
+        assert np.array_equal(fast.label, plain.label)
+
+
+def test_labels_come_from_the_logits_without_a_softmax(torch_predictor: Predictor) -> None:
+    x = torch.randn(2, 3, 40, 56)
+    model = torch_predictor.model
+    single = InferenceOptions()
+    with torch.no_grad():
+        logits = model(x)  # 40x56: multiples of 8, nothing to pad
+    assert torch.equal(predict_scores(model, x, single), logits)  # no softmax pass for one view
+    assert torch.equal(predict_labels(model, x, single), predict_probs(model, x, single).argmax(1))
+    tta = InferenceOptions(flip=True, scales=(0.75, 1.0))
+    assert torch.equal(predict_scores(model, x, tta), predict_probs(model, x, tta))  # views average probabilities
+
+
+def test_logits_fn_module_splits_a_static_batch_and_checks_sizes() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch.shape)
+        return np.concatenate([batch[:, :1] * 2, batch[:, 1:2] + 1], axis=1)  # 2 "classes"
+
+    module = LogitsFnModule(fn, 8, size=(16, 24), batch=2)
+    x = torch.randn(3, 3, 16, 24)
+    out = module(x)
+    assert calls == [(2, 3, 16, 24), (2, 3, 16, 24)]  # the last batch filled up with zeros
+    assert torch.equal(out, torch.cat([x[:, :1] * 2, x[:, 1:2] + 1], dim=1))
+    with pytest.raises(ConfigError, match="input 16x32: this static export runs 16x24 inputs only"):
+        module(torch.randn(1, 3, 16, 32))
+    with pytest.raises(ConfigError, match="at least 16 pixels"):
+        LogitsFnModule(fn, 8, min_size=16)(torch.randn(1, 3, 8, 24))
+
+
+# ------------------------------------------------------------------------------ static exports (runtime faked)
+
+
+@pytest.fixture
+def fake_static_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predictor, tmp_path: Path) -> Path:
+    """A ".onnx" file whose 'runtime' is the torch deploy model, declared static at 1x3x64x96."""
+    model = torch_predictor.model
+    seen: list[tuple[int, ...]] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        assert batch.shape == (1, 3, 64, 96)
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).numpy()
+
+    def load_export(path: object, format: str, threads: int | None) -> LoadedExport:
+        assert format == "onnx" and threads == 1
+        return LoadedExport(run, (1, 3, 64, 96), (1, 19, 64, 96))
+
+    monkeypatch.setattr(runtimes_module, "load_export", load_export)
+    path = tmp_path / "static.onnx"
+    path.write_bytes(b"fake")
+    return path
+
+
+def test_a_static_export_runs_its_size_tiles_larger_images_and_refuses_smaller(
+    fake_static_export: Path, weights: Path, torch_predictor: Predictor
+) -> None:
+    p = Predictor(MODEL, weights=fake_static_export, dataset="cityscapes", threads=1)
+    assert p.backend == "onnxruntime" and p.labels.num_classes == 19 and p.input_limit == (64, 96)
+    image = _image(60, 90, seed=1)  # pads to 64x96, like every image: runs whole
+    assert p.options_for(60, 90).mode == "whole"
+    assert np.array_equal(p(image), torch_predictor(image))
+    large = _image(100, 150, seed=2)  # windows of exactly 64x96, the torch slide result
+    assert p.options_for(100, 150) == InferenceOptions(mode="slide", crop=(64, 96))
+    tiled = Predictor(MODEL, weights=weights, device="cpu", options=InferenceOptions(mode="slide", crop=(64, 96)))
+    assert np.array_equal(p(large), tiled(large))
+    with pytest.raises(ConfigError, match="image 45x61 does not fit the static export's input 64x96"):
+        p(_image(45, 61))
+    with pytest.raises(ConfigError, match="the export outputs 19 classes, not 11"):
+        Predictor(MODEL, weights=fake_static_export, num_classes=11, threads=1)
+    with pytest.raises(ConfigError, match="no multi-scale views"):
+        Predictor(MODEL, weights=fake_static_export, threads=1, options=InferenceOptions(scales=(0.5, 1.0)))
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_backend_errors_name_the_file_or_setting(tmp_path: Path, weights: Path) -> None:
+    xml = tmp_path / "m.xml"
+    xml.write_text("<net/>")
+    with pytest.raises(ConfigError, match="m.xml: an exported openvino file runs with --backend onnxruntime or"):
+        Predictor(MODEL, weights=xml, backend="torch")
+    with pytest.raises(ConfigError, match="an OpenVINO IR file runs with backend 'openvino', not 'onnxruntime'"):
+        Predictor(MODEL, weights=xml, backend="onnxruntime")
+    with pytest.raises(ConfigError, match="not in a LogitsFn backend"):
+        Predictor(MODEL, weights=xml, backend=lambda batch: batch)
+    with pytest.raises(ConfigError, match="process-wide"):
+        Predictor(MODEL, weights=weights, threads=2)
+    with pytest.raises(ConfigError, match="runs on the CPU here, not on cuda"):
+        Predictor(MODEL, weights=weights, backend="openvino", device="cuda")
+
+
+def test_a_missing_runtime_says_which_extra_to_install(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"fake")
+    with pytest.raises(MissingBackendError, match=r"'onnxruntime' package, which is not installed: pip install"):
+        Predictor(MODEL, weights=onnx)
+    Image.fromarray(_image(16, 24)).save(tmp_path / "a.png")
+    args = ["predict", MODEL, str(tmp_path / "a.png"), "--weights", str(onnx), "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "dsnet-seg[deploy]" in err
+
+
+# ------------------------------------------------------------------------------ real runtimes (slow: exports)
+
+SIZES = [(64, 96), (45, 61), (72, 120)]  # 45x61 pads to 48x64 and 72x120 is 9x15 blocks: not multiples of 16
+
+
+def _agree(p: Predictor, reference: Predictor) -> None:
+    for h, w in SIZES:
+        images = [_image(h, w, seed=h + k) for k in range(3)]  # a batch of 3 through the dynamic batch axis
+        for got, want in zip(p.predict_many(images, return_probs=True), reference.predict_many(images, True)):
+            assert got.probs is not None and want.probs is not None
+            np.testing.assert_allclose(got.probs, want.probs, atol=1e-4)
+            assert np.array_equal(got.label, want.label), (h, w)
+            assert len(np.unique(want.label)) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_checkpoint_run_by_a_runtime_gives_the_torch_labels(
+    backend: str, weights: Path, torch_predictor: Predictor
+) -> None:
+    p = Predictor(MODEL, weights=weights, backend=backend, threads=1, batch_size=3)
+    assert (
+        isinstance(p.model, LogitsFnModule) and p.input_limit is None and p.class_names == torch_predictor.class_names
+    )
+    _agree(p, torch_predictor)
+
+
+@pytest.mark.slow
+def test_exported_files_and_the_cli_backend_flag(weights: Path, torch_predictor: Predictor, tmp_path: Path) -> None:
+    onnx, xml = tmp_path / "dyn.onnx", tmp_path / "static.xml"
+    common = [MODEL, "--weights", str(weights), "--no-check"]
+    assert main(["export", *common, "--format", "onnx", "--size", "64", "96", "--dynamic", "-o", str(onnx)]) == 0
+    assert main(["export", *common, "--format", "openvino", "--size", "64", "96", "-o", str(xml)]) == 0
+    for path, backend in [(onnx, None), (onnx, "openvino")]:
+        p = Predictor(MODEL, weights=path, backend=backend, dataset="cityscapes", threads=1)
+        assert p.backend == (backend or "onnxruntime") and p.labels.num_classes == 19
+        _agree(p, torch_predictor)
+    static = Predictor(MODEL, weights=xml, threads=1)
+    assert static.backend == "openvino" and static.input_limit == (64, 96) and static.labels.num_classes == 19
+    image = _image(64, 96, seed=5)
+    assert np.array_equal(static(image), torch_predictor(image))
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    images = {f"{k}.png": _image(h, w, seed=k) for k, (h, w) in enumerate(SIZES)}
+    for name, image in images.items():
+        Image.fromarray(image).save(folder / name)
+    for args in (
+        ["--weights", str(weights), "--backend", "onnxruntime", "--threads", "1"],
+        ["--weights", str(xml.with_name("dyn.onnx")), "--backend", "openvino", "--dataset", "cityscapes"],
+    ):
+        out = tmp_path / f"out_{args[3]}"
+        assert main(["predict", MODEL, str(folder), "-o", str(out), "--color", *args]) == 0
+        for name, image in images.items():
+            label = cv2.imread(str(out / "labels" / name), cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(label, torch_predictor(image)), (args, name)
