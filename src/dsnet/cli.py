@@ -16,6 +16,7 @@ import torch
 from . import __version__
 from .analysis import profile
 from .bench import format_report, list_backends, run_bench
+from .cli_ablate import add_ablate_parser, cmd_list_ablations
 from .deploy import export, output_files
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
@@ -40,6 +41,8 @@ def _fmt_results(name: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.ablations:
+        return cmd_list_ablations(args)
     size = tuple(args.size)
     header = f"{'model':<15} {'params':>12} {'paper GFLOPs':>13} {'GMACs':>9}  paper results (val mIoU)"
     print(f"DSNet variants, {args.num_classes} classes, input {size[0]}x{size[1]} (params without aux heads)")
@@ -232,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="table of the model variants")
     p_list.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
     p_list.add_argument("--num-classes", type=int, default=19)
+    p_list.add_argument("--ablations", action="store_true", help="the paper's ablation variants instead")
+    p_list.add_argument("--markdown", action="store_true", help="with --ablations: a Markdown table")
     p_list.set_defaults(func=cmd_list)
 
     p_info = sub.add_parser("info", help="parameters and compute of one variant")
@@ -267,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--work-dir", help="output folder (default: runs/<config name>)")
     p_train.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p_train.set_defaults(func=cmd_train)
+
+    add_ablate_parser(sub)
 
     p_eval = sub.add_parser("eval", help="evaluate weights on a config's validation set (mIoU)")
     p_eval.add_argument("config")
