@@ -30,7 +30,7 @@ def compare_speed(
     rounds: int = 5,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{name: {"fps", "latency_ms_median", "iterations"}}`` for each model (eval mode, batch 1)."""
+    """``{name: {"fps", "latency_ms_median", "timed_calls"}}`` for each model (eval mode, batch 1)."""
     device = torch.device(device)
     x = torch.randn(1, 3, int(size[0]), int(size[1]), device=device)
     steps: dict[str, Callable[[], Any]] = {}
@@ -45,7 +45,7 @@ def compare_speed(
         name: {
             "fps": len(t) / sum(t),
             "latency_ms_median": 1e3 * statistics.median(t),
-            "iterations": len(t),
+            "timed_calls": len(t),
         }
         for name, t in times.items()
     }
