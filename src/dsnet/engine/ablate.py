@@ -104,11 +104,13 @@ def _train_variant(cfg: Config, overwrite: bool, device: str | None) -> None:
 
 
 def _eval_size(cfg: Config) -> tuple[int, int]:
-    """The size the model sees on the first validation image, rounded up to the input multiple."""
+    """The size the model sees on the first validation image (at the first ``eval.scales`` entry, as
+    :mod:`dsnet.inference` resizes it), rounded up to the input multiple."""
     image = build_split(cfg, cfg.data.val_split, False)[0][0]
-    h, w = image.shape[-2:]
+    scale = cfg.eval.scales[0] if cfg.eval.scales else 1.0
+    h, w = (max(8, round(int(n) * scale)) for n in image.shape[-2:])
     m = get_model_info(cfg.model.name).input_multiple
-    return round_up(int(h), m), round_up(int(w), m)
+    return round_up(h, m), round_up(w, m)
 
 
 def _read_summary(work: Path, variant: str) -> dict[str, Any]:
