@@ -138,6 +138,11 @@ LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
         "prediction needs models, data and inference only, so it ships without the trainer",
     ),
     (
+        "dsnet.bench",
+        ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.predict"),
+        "benchmarks time models; the engine may use them (dsnet ablate), never the other way",
+    ),
+    (
         "dsnet.deploy",
         ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis", "dsnet.predict"),
         "deployment transforms and exports a model: it needs no data, trainer or tools",
