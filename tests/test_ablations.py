@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,12 @@ from torch import nn
 
 import dsnet
 from dsnet.analysis.ablation_table import ablation_rows, format_ablation_table
+from dsnet.engine import Config, apply_overrides
+from dsnet.engine.build import build_model
 from dsnet.models import (
     AFF,
     ASPP,
+    DECODER_PREFIXES,
     CheckpointMismatchError,
     DSNetArch,
     DSNetOutput,
@@ -21,6 +25,7 @@ from dsnet.models import (
     list_ablations,
     load_weights,
     parse_rates,
+    save_weights,
     with_rates,
 )
 from dsnet.models.context_branch import basic_stage_rates
@@ -192,3 +197,25 @@ def test_ablation_table_text_and_markdown() -> None:
     md = format_ablation_table(rows, (64, 128), markdown=True)
     assert md.splitlines()[2].startswith("| `dsnet_head128` | base | (DSNet) | 6,755,539 |")
     assert "| `dsnet_head128_fusion-add` | Table 4 | fusion = add | 6,625,459 |" in md
+
+
+def test_ablation_takes_the_encoder_of_a_pretrained_checkpoint(tmp_path: Path) -> None:
+    base = dsnet.create_model(BASE, num_classes=11).state_dict()
+    encoder = {
+        k: v + 1.0 if v.is_floating_point() else v for k, v in base.items() if not k.startswith(DECODER_PREFIXES)
+    }
+    path = save_weights(encoder, tmp_path / "encoder.safetensors")
+    overrides = ["model.name=dsnet_head128_context-dappm", "model.num_classes=11", f"model.pretrained={path}"]
+    cfg = apply_overrides(Config(), overrides)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        model = build_model(cfg)
+    sd = model.state_dict()
+    assert all(torch.equal(sd[k], encoder[k]) for k in encoder)  # every encoder key is shared here
+    assert not any(torch.equal(sd[k], base[k] + 1.0) for k in sd if k.startswith("lastlayer.") and k in base)
+
+
+def test_batch_of_one_is_refused_for_global_pool_batchnorms() -> None:
+    model = dsnet.create_model("dsnet_head128_context-dappm", num_classes=3).train()
+    with pytest.raises(ValueError, match="batch of 1"):
+        model(torch.randn(1, 3, 32, 32))
