@@ -147,6 +147,19 @@ LAYER_RULES: list[tuple[str, tuple[str, ...], str]] = [
         ("dsnet.data", "dsnet.engine", "dsnet.cli", "dsnet.inference", "dsnet.analysis", "dsnet.predict"),
         "deployment transforms and exports a model: it needs no data, trainer or tools",
     ),
+    (
+        "dsnet.analysis",
+        (
+            "dsnet.engine",
+            "dsnet.cli",
+            "dsnet.cli_analysis",
+            "dsnet.cli_ablate",
+            "dsnet.inference",
+            "dsnet.predict",
+            "dsnet.deploy",
+        ),
+        "analysis measures models (reading images at most): it needs no trainer, predictor or exporter",
+    ),
 ]
 # Besides its own modules, only these may import dsnet.predict (the package facade and the command line).
 PREDICT_IMPORTERS = ("dsnet", "dsnet.cli")
@@ -165,6 +178,10 @@ def layer_violations(graph: Graph) -> list[str]:
         for target in sorted(graph[module]):
             if _within(target, ("dsnet.cli",)) and module != "dsnet.__main__":
                 bad.append(f"{module} imports {target} (only dsnet.__main__ may import the CLI)")
+            if _within(target, ("dsnet.cli_analysis",)) and module != "dsnet.cli":
+                bad.append(f"{module} imports {target} (only dsnet.cli registers the analysis commands)")
+            if _within(target, ("dsnet.cli_ablate",)) and module != "dsnet.cli":
+                bad.append(f"{module} imports {target} (only dsnet.cli registers the ablate command)")
             if (
                 _within(target, ("dsnet.predict",))
                 and module not in PREDICT_IMPORTERS
@@ -275,6 +292,7 @@ def test_layer_rules_flag_what_they_should() -> None:
         "dsnet.typed": {"dsnet.errors", "dsnet.constants"},
         "dsnet.predict.run": {"dsnet.engine.trainer", "dsnet.predict.writers"},
         "dsnet.analysis.x": {"dsnet.predict"},
+        "dsnet.bench.z": {"dsnet.cli_analysis"},
     }
     assert layer_violations(graph) == [
         "dsnet.models.x imports dsnet.engine.trainer (models are the bottom layer: usable without data, "
@@ -283,7 +301,10 @@ def test_layer_rules_flag_what_they_should() -> None:
         "dsnet.engine.y imports dsnet.cli (the engine is a library; the CLI sits on top of it)",
         "dsnet.predict.run imports dsnet.engine.trainer (prediction needs models, data and inference only, so it "
         "ships without the trainer)",
+        "dsnet.analysis.x imports dsnet.predict (analysis measures models (reading images at most): it needs no "
+        "trainer, predictor or exporter)",
         "dsnet.analysis.x imports dsnet.predict (only dsnet and dsnet.cli may import dsnet.predict)",
+        "dsnet.bench.z imports dsnet.cli_analysis (only dsnet.cli registers the analysis commands)",
         "dsnet.engine.y imports dsnet.cli (only dsnet.__main__ may import the CLI)",
         "dsnet.typed imports dsnet.constants (leaf modules import nothing from dsnet but dsnet.errors)",
     ]

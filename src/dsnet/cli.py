@@ -17,7 +17,9 @@ from . import __version__
 from .analysis import profile
 from .bench import format_report, list_backends, run_bench
 from .cli_ablate import add_ablate_parser, cmd_list_ablations
-from .deploy import export, output_files
+from .cli_analysis import add_analysis_commands
+from .data.calibration import CalibrationSet
+from .deploy import PRESETS, export, output_files, quantize_openvino
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
@@ -159,6 +161,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     output_files(args.output, args.format, args.overwrite)  # format, suffix, existing files: before any work
+    if args.int8 or args.calib:
+        return _export_int8(args)
     model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
     result = export(
         model,
@@ -175,6 +179,44 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  {result.folded_bn} BatchNorms folded into their convolutions, auxiliary heads dropped")
     for size, error in result.parity.items():
         print(f"  max |exported - PyTorch float64| / max |PyTorch| at {size}: {error:.2e}")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    if args.format != "openvino" or not args.int8 or not args.calib:
+        raise ConfigError("INT8 export: use --format openvino --int8 --calib DATA (training images to calibrate on)")
+    info = get_model_info(args.model)
+    size = (args.size[0], args.size[1])
+    calibration = CalibrationSet(args.calib, size, count=args.calib_count, mean=info.mean, std=info.std)
+    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    print(f"calibrating on {len(calibration)} images of {args.calib} at {size[0]}x{size[1]}")
+    result = quantize_openvino(
+        model,
+        calibration,
+        size,
+        out=args.output,
+        dynamic=args.dynamic,
+        preset=args.int8_preset,
+        ignored_types=[t for t in args.int8_ignore_types.split(",") if t],
+        overwrite=args.overwrite,
+        check_images=0 if args.no_check else 8,
+    )
+    shape = (
+        "dynamic batch and H, W (multiples of 8)"
+        if result.dynamic
+        else f"input 1x{model.in_channels}x{size[0]}x{size[1]}"
+    )
+    print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")
+    print(
+        f"  {result.fake_quantize_ops} FakeQuantize ops, preset {result.preset}, "
+        f"{result.calibration_images} calibration images, {result.seconds:.0f} s"
+    )
+    if result.checked_images:
+        print(
+            f"  against eager PyTorch on {result.checked_images} calibration images: "
+            f"{100 * result.label_agreement:.2f}% of pixels keep their class, "
+            f"max error {result.relative_error:.2e} of the logit scale"
+        )
     return 0
 
 
@@ -337,7 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_export.add_argument("-o", "--output", required=True, help="file: .onnx, .xml (+ .bin) or .pt2")
     p_export.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
     p_export.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")
+    p_export.add_argument("--int8", action="store_true", help="INT8 post-training quantization (openvino, NNCF)")
+    p_export.add_argument("--calib", metavar="DATA", help="--int8: training images (folder, glob or .txt list)")
+    p_export.add_argument("--calib-count", type=int, default=300, help="--int8: images to calibrate on (random subset)")
+    p_export.add_argument("--int8-preset", choices=PRESETS, default="mixed", help="--int8: NNCF preset")
+    p_export.add_argument(
+        "--int8-ignore-types", default="", metavar="T1,T2", help="--int8: OpenVINO op types kept in float"
+    )
     p_export.set_defaults(func=cmd_export)
+    add_analysis_commands(sub)
     return parser
 
 

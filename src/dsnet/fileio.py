@@ -17,6 +17,7 @@ from .errors import CheckpointError, OutputError
 __all__ = [
     "TEMP_SUFFIX",
     "atomic_write",
+    "check_output_dir",
     "check_writable",
     "describe_os_error",
     "read_torch_file",
@@ -135,3 +136,18 @@ def _unpickler_detail(text: str, error: BaseException | None = None) -> str:
         return specific[:300]
     first = lines[0] if lines else ""
     return f"{type(error).__name__}: {first}"[:300] if error is not None else first[:300]
+
+
+def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """Create ``out_dir``, refusing one that holds files of an earlier run unless ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if out.is_dir() and not overwrite:
+        count = sum(1 for p in out.rglob("*") if p.is_file())
+        if count:
+            raise OutputError(
+                f"{out}: already holds {count} file(s), e.g. from an earlier run; "
+                "pass --overwrite to write over them, or choose another output folder"
+            )
+    return check_writable(out)

@@ -32,14 +32,16 @@ class Backend:
     name: str
     description: str
     build: Builder
+    #: the precision the backend always runs in (e.g. "int8"); None: the requested --precision
+    precision: str | None = None
 
 
 BACKENDS: dict[str, Backend] = {}
 
 
-def register_backend(name: str, description: str) -> Callable[[Builder], Builder]:
+def register_backend(name: str, description: str, precision: str | None = None) -> Callable[[Builder], Builder]:
     def decorator(fn: Builder) -> Builder:
-        BACKENDS[name] = Backend(name, description, fn)
+        BACKENDS[name] = Backend(name, description, fn, precision)
         return fn
 
     return decorator

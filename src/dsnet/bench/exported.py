@@ -1,5 +1,5 @@
 """Bench backends that run the deploy form of the model: BN folded in PyTorch, and exported files in
-ONNX Runtime and OpenVINO (with the same thread count as torch, so the comparison is fair)."""
+ONNX Runtime and OpenVINO, fp32 and INT8 (with the same thread count as torch, so the comparison is fair)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..deploy import export, load_runner, prepare
+from ..deploy import export, load_runner, prepare, quantize_openvino
 from .backends import BackendUnavailable, RunFn, cast_model, register_backend, with_dtype
 
 __all__: list[str] = []
 
 _EXPORTS = Path(tempfile.gettempdir()) / "dsnet-bench-exports"
+_INT8_CALIBRATION = 4  # random inputs: enough for NNCF to place and range its quantizers
 
 
 def _fp32_cpu(name: str, example: Tensor, precision: str) -> None:
@@ -69,3 +70,23 @@ def _onnxruntime(model: nn.Module, example: Tensor, precision: str) -> RunFn:
 @register_backend("openvino", "the OpenVINO IR (fp32, torch's thread count)")
 def _openvino(model: nn.Module, example: Tensor, precision: str) -> RunFn:
     return _exported(model, example, precision, "openvino", ".xml")
+
+
+@register_backend(
+    "openvino-int8", "OpenVINO INT8 (NNCF post-training quantization; speed only: random calibration)", "int8"
+)
+def _openvino_int8(model: nn.Module, example: Tensor, precision: str) -> RunFn:
+    """INT8 speed does not depend on the calibration data, so a few random inputs calibrate it here;
+    for accuracy, quantize with real images (``dsnet export --int8 --calib``) and bench that model."""
+    _fp32_cpu("openvino-int8", example, precision)
+    generator = torch.Generator().manual_seed(0)
+    calibration = [torch.randn(example.shape, generator=generator).numpy() for _ in range(_INT8_CALIBRATION)]
+    out = Path(tempfile.mkdtemp(prefix="openvino-int8-", dir=_mkdir(_EXPORTS))) / "model.xml"
+    try:
+        quantize_openvino(model.cpu(), calibration, tuple(example.shape[-2:]), out=out, check_images=0)
+        run = load_runner(out, "openvino", threads=torch.get_num_threads())
+    except ImportError as e:  # MissingBackendError: openvino or nncf is not installed
+        raise BackendUnavailable(str(e)) from e
+    finally:
+        model.to(example.device)
+    return lambda x: torch.from_numpy(np.asarray(run(x.detach().cpu().numpy())))

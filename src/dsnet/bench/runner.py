@@ -164,18 +164,21 @@ def run_bench(
     steps: dict[tuple[str, str], Callable[[], Any]] = {}
     for precision in precisions:
         for name in backends:
-            row = BenchRow(name, precision, protocol)
+            label = BACKENDS[name].precision or precision  # a quantized backend has its own precision
+            if any(r.backend == name and r.precision == label for r in report.rows):
+                continue
+            row = BenchRow(name, label, protocol)
             report.rows.append(row)
             try:
-                run = BACKENDS[name].build(model, example, precision)
+                run = BACKENDS[name].build(model, example, "fp32" if BACKENDS[name].precision else precision)
             except BackendUnavailable as e:
                 row.error = str(e)
                 continue
             step = (lambda run=run: run(example)) if protocol == "paper" else _e2e(run, png, device)
             if progress:
-                progress(f"warming up {name} {precision}")
+                progress(f"warming up {name} {label}")
             _time_calls(step, warmup, device)
-            steps[(name, precision)] = step
+            steps[(name, label)] = step
 
     times = time_interleaved(steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress)
 

@@ -2,7 +2,8 @@
 
 ``prepare(model)`` gives a deep copy with BatchNorm folded into its convolutions, the auxiliary
 heads dropped and adaptive pooling in an exact, exportable form; ``export(model, format, size,
-out=...)`` writes that form and checks it with the format's own runtime. The export packages
+out=...)`` writes that form and checks it with the format's own runtime;
+``quantize_openvino`` writes an INT8 OpenVINO model calibrated on real images (NNCF). The export packages
 are optional (``pip install dsnet-seg[deploy]``); importing this package needs none of them.
 """
 
@@ -11,6 +12,7 @@ from .export import FORMATS, ExportResult, export, output_files
 from .fold import find_conv_bn_pairs, fold_batchnorm
 from .pooling import MatmulAdaptiveAvgPool2d, pooling_matrix, replace_adaptive_pools
 from .prepare import PrepareReport, prepare, prepare_with_report
+from .quantize import PRESETS, QuantizeResult, quantize_openvino
 from .runtime import load_runner
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "ExportResult",
     "MatmulAdaptiveAvgPool2d",
     "MissingBackendError",
+    "PRESETS",
     "PrepareReport",
+    "QuantizeResult",
     "export",
     "find_conv_bn_pairs",
     "fold_batchnorm",
@@ -28,5 +32,6 @@ __all__ = [
     "pooling_matrix",
     "prepare",
     "prepare_with_report",
+    "quantize_openvino",
     "replace_adaptive_pools",
 ]

@@ -30,7 +30,7 @@ from .backends import require
 from .prepare import prepare, prepare_with_report
 from .runtime import load_runner
 
-__all__ = ["FORMATS", "ExportResult", "export", "output_files"]
+__all__ = ["FORMATS", "ExportResult", "export", "output_files", "save_openvino"]
 
 #: Formats :func:`export` writes, with the suffix its output must have.
 FORMATS: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "torch": ".pt2"}
@@ -131,6 +131,12 @@ def _write_openvino(model: nn.Module, example: torch.Tensor, dynamic: Any, out: 
     with warnings.catch_warnings():  # OpenVINO traces with TorchScript: DSNet's input checks warn, harmlessly
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         converted = ov.convert_model(model, example_input=example, input=[ov.PartialShape(shape)])
+    save_openvino(converted, out)
+
+
+def save_openvino(converted: Any, out: Path) -> None:
+    """Write an OpenVINO model as ``out`` (.xml) and its .bin, both or neither (weights kept float32)."""
+    ov = require("openvino", "OpenVINO export")
     tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         ov.save_model(converted, str(tmp_dir / out.name), compress_to_fp16=False)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.labels import colorize
 from ..errors import ConfigError, OutputError
-from ..fileio import atomic_write, check_writable
+from ..fileio import atomic_write, check_output_dir
 from .labelspace import LabelSpace
 
 __all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir"]
@@ -29,21 +29,6 @@ _VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 def blend(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
     """``(1 - alpha) * image + alpha * color`` as uint8: a label's colours laid over its image."""
     return cv2.addWeighted(image, 1.0 - alpha, color, alpha, 0.0)
-
-
-def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
-    """Create ``out_dir``, refusing one that holds files of an earlier run unless ``overwrite``."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
-    if out.is_dir() and not overwrite:
-        count = sum(1 for p in out.rglob("*") if p.is_file())
-        if count:
-            raise OutputError(
-                f"{out}: already holds {count} file(s), e.g. from an earlier run; "
-                "pass --overwrite to write over them, or choose another output folder"
-            )
-    return check_writable(out)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

@@ -1,0 +1,185 @@
+"""INT8: calibration images (dsnet.data.calibration) and OpenVINO + NNCF quantization (dsnet.deploy.quantize).
+
+The quantization tests export and calibrate a tiny model (about 15-30 s each on 2 cores), so they are
+marked ``slow``; the calibration-set and argument tests stay fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import dsnet
+from dsnet.cli import main
+from dsnet.data.calibration import CalibrationSet, cover_and_crop, find_images
+from dsnet.data.transforms import normalize
+from dsnet.deploy import quantize_openvino
+from dsnet.errors import DataError
+
+from .test_deploy_transforms import randomize_batchnorm
+
+SIZE = (64, 96)
+
+
+def _write_images(folder: Path, count: int, shape: tuple[int, int] = (90, 120)) -> list[Path]:
+    """Smooth random images (blurred noise), more like photos than white noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        noise = np.random.default_rng(i).random((shape[0] // 6, shape[1] // 6, 3))
+        image = cv2.resize((noise * 255).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+        path = folder / f"img{i:02d}.jpg"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------
+# calibration images
+
+
+@pytest.mark.parametrize("shape", [(90, 120), (120, 90), (40, 50), (64, 96), (300, 96)])
+def test_cover_and_crop_gives_the_size_and_keeps_the_aspect_ratio(shape: tuple[int, int]) -> None:
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([yy * 255 // max(h - 1, 1), xx * 255 // max(w - 1, 1), np.zeros_like(yy)], -1).astype(np.uint8)
+    out = cover_and_crop(image, SIZE)
+    assert out.shape == (*SIZE, 3)
+    # a centred crop of an aspect-preserving resize: the horizontal and vertical ramps stay centred
+    assert abs(float(out[:, :, 1].mean()) - 127.5) < 8 and abs(float(out[:, :, 0].mean()) - 127.5) < 8
+    scale = max(SIZE[0] / h, SIZE[1] / w)
+    assert out[:, :, 1].max() - out[:, :, 1].min() <= 255 * SIZE[1] / (w * scale) + 8  # not squeezed
+
+
+def test_find_images_from_folder_glob_and_list(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "a" / "b", 3)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / ".hidden.jpg").write_bytes(b"")
+    assert find_images(tmp_path / "a") == sorted(paths)
+    assert find_images(str(tmp_path / "a" / "**" / "*.jpg")) == sorted(paths)
+    listing = tmp_path / "list.txt"
+    listing.write_text("a/b/img01.jpg\n\n" + str(paths[0]) + "\n")
+    assert find_images(listing) == [paths[1], paths[0]]
+
+
+def test_find_images_errors_name_the_source(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no images found"):
+        find_images(tmp_path / "empty")
+    with pytest.raises(DataError, match="missing: no such file or folder"):
+        find_images(tmp_path / "missing")
+    listing = tmp_path / "list.txt"
+    listing.write_text("nope.jpg\n")
+    with pytest.raises(DataError, match="list.txt: 1 listed image"):
+        find_images(listing)
+
+
+def test_calibration_set_is_a_seeded_subset_normalised_like_training(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "imgs", 6)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    first = CalibrationSet(tmp_path / "imgs", SIZE, count=3, mean=mean, std=std, seed=1)
+    again = CalibrationSet(tmp_path / "imgs", SIZE, count=3, mean=mean, std=std, seed=1)
+    other = CalibrationSet(tmp_path / "imgs", SIZE, count=3, mean=mean, std=std, seed=2)
+    assert len(first) == 3 and first.files == again.files and set(first.files) <= set(paths)
+    assert first.files != other.files
+    batches = list(first)
+    assert len(batches) == 3 and all(b.shape == (1, 3, *SIZE) and b.dtype == np.float32 for b in batches)
+    expected = normalize(cover_and_crop(dsnet.data.read_image(first.files[0]), SIZE), mean, std).transpose(2, 0, 1)
+    np.testing.assert_array_equal(batches[0][0], expected)
+    assert [b.tobytes() for b in first] == [b.tobytes() for b in batches]  # iterable again, same data
+    assert len(CalibrationSet(paths, SIZE, count=10)) == 6
+    with pytest.raises(DataError, match="count 0"):
+        CalibrationSet(paths, SIZE, count=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# quantization
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return randomize_batchnorm(dsnet.create_model("dsnet_head64", num_classes=5)).eval()
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    _write_images(folder, 4)
+    return folder
+
+
+@pytest.mark.slow
+def test_int8_export_is_quantized_and_agrees_with_eager(
+    model: torch.nn.Module, calib_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("nncf")
+    ov = pytest.importorskip("openvino")
+    calibration = CalibrationSet(calib_dir, SIZE, count=4)
+    result = quantize_openvino(model, calibration, SIZE, out=tmp_path / "m.xml", dynamic=True)
+    assert result.files == [tmp_path / "m.xml", tmp_path / "m.bin"] and all(f.is_file() for f in result.files)
+    assert result.calibration_images == 4 and result.checked_images == 4
+    quantized = ov.Core().read_model(str(result.path))
+    fq = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
+    assert fq == result.fake_quantize_ops and fq > 50  # the convolutions' inputs and weights are quantized
+    # a random network's logits are nearly flat, so INT8 rounding flips some arg-maxes (chance: 20 %);
+    # the error is clearly non-zero (it is quantized) and small against the logit scale
+    assert result.label_agreement > 0.75 and 1e-3 < result.relative_error < 0.4
+
+    # dynamic: runs at a size not divisible by 16, close to eager PyTorch there too
+    x = next(iter(CalibrationSet(calib_dir, (72, 104), count=1)))
+    compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = np.asarray(compiled(x)[0])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert got.shape == ref.shape == (1, 5, 72, 104)
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.75
+
+
+@pytest.mark.slow
+def test_export_int8_cli(model: torch.nn.Module, calib_dir: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("nncf")
+    weights = tmp_path / "w.pth"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "int8" / "m.xml"
+    argv = ["export", "dsnet_head64", "--weights", str(weights), "--num-classes", "5", "--format", "openvino"]
+    argv += ["--size", *map(str, SIZE), "--int8", "--calib", str(calib_dir), "--calib-count", "3", "-o", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "calibrating on 3 images" in printed and "openvino int8" in printed and "keep their class" in printed
+    assert out.is_file() and out.with_suffix(".bin").is_file()
+    assert main(argv) == 2  # exists: refused without --overwrite, before any work
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--format", "onnx", "--int8", "--calib", "CALIB"], "--format openvino --int8 --calib"),
+        (["--format", "openvino", "--int8"], "--format openvino --int8 --calib"),
+        (["--format", "openvino", "--int8", "--calib", "MISSING"], "MISSING: no such file or folder"),
+    ],
+)
+def test_export_int8_cli_errors_before_any_work(
+    extra: list[str], message: str, calib_dir: Path, tmp_path: Path, capsys
+) -> None:
+    suffix = ".onnx" if "onnx" in extra else ".xml"
+    extra = [str(calib_dir) if a == "CALIB" else str(tmp_path / a) if a == "MISSING" else a for a in extra]
+    argv = ["export", "dsnet_head64", "--weights", str(tmp_path / "never-read.pth"), "--size", "64", "96"]
+    assert main([*argv, *extra, "-o", str(tmp_path / f"m{suffix}")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("m*"))
+
+
+def test_int8_needs_nothing_at_import() -> None:
+    """Importing dsnet, its deploy and bench packages must not import the optional quantizer."""
+    code = "import sys, dsnet, dsnet.deploy, dsnet.bench, dsnet.cli; print('nncf' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
