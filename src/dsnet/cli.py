@@ -12,14 +12,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import __version__
 from .analysis import profile
-from .bench import format_report, list_backends, run_bench
+from .cli_ablate import add_ablate_parser, cmd_list_ablations
 from .cli_analysis import add_analysis_commands
-from .data.calibration import CalibrationSet
-from .deploy import PRESETS, export, output_files, quantize_openvino
+from .cli_deploy import add_deploy_commands
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
@@ -29,18 +26,7 @@ from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError
-from .inference import InferenceOptions
 from .models import create_model, get_model_info, list_models
-from .predict import (
-    AVAILABLE_BACKENDS,
-    OutputWriter,
-    Predictor,
-    check_output_dir,
-    describe,
-    discover_inputs,
-    export_format,
-    predict_files,
-)
 
 
 def _fmt_results(name: str) -> str:
@@ -53,6 +39,8 @@ def _fmt_results(name: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.ablations:
+        return cmd_list_ablations(args)
     size = tuple(args.size)
     header = f"{'model':<15} {'params':>12} {'paper GFLOPs':>13} {'GMACs':>9}  paper results (val mIoU)"
     print(f"DSNet variants, {args.num_classes} classes, input {size[0]}x{size[1]} (params without aux heads)")
@@ -179,102 +167,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    inputs = discover_inputs(args.inputs, exclude=args.out)
-    out_dir = check_output_dir(args.out, args.overwrite)
-    crop = tuple(args.slide_crop)
-    if args.threads:
-        torch.set_num_threads(args.threads)  # torch runs the model or, with a runtime, the pre/post-processing
-    runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
-    predictor = Predictor(
-        args.model,
-        weights=args.weights,
-        device=args.device,
-        num_classes=args.num_classes,
-        dataset=args.dataset,
-        options=InferenceOptions(mode="slide", crop=crop) if args.slide else None,
-        batch_size=args.batch_size,
-        slide_crop=crop,
-        backend=args.backend,
-        threads=args.threads if runtime else None,
-    )
-    writer = OutputWriter(
-        out_dir,
-        predictor.labels,
-        color=args.color,
-        overlay=args.overlay,
-        alpha=args.alpha,
-        label_ids=args.label_ids,
-        video_labels=args.video_labels,
-    )
-    summary = predict_files(predictor, inputs, writer)
-    print(describe(summary, out_dir))
-    for message in summary.skipped:
-        print(f"dsnet predict: skipped {message}", file=sys.stderr)
-    return 1 if summary.skipped else 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    output_files(args.output, args.format, args.overwrite)  # format, suffix, existing files: before any work
-    if args.int8 or args.calib:
-        return _export_int8(args)
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
-    result = export(
-        model,
-        args.format,
-        tuple(args.size),
-        out=args.output,
-        dynamic=args.dynamic,
-        overwrite=args.overwrite,
-        check=not args.no_check,
-    )
-    h, w = result.size
-    shape = "dynamic batch and H, W (multiples of 8)" if result.dynamic else f"input 1x{model.in_channels}x{h}x{w}"
-    print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
-    print(f"  {result.folded_bn} BatchNorms folded into their convolutions, auxiliary heads dropped")
-    for size, error in result.parity.items():
-        print(f"  max |exported - PyTorch float64| / max |PyTorch| at {size}: {error:.2e}")
-    return 0
-
-
-def _export_int8(args: argparse.Namespace) -> int:
-    if args.format != "openvino" or not args.int8 or not args.calib:
-        raise ConfigError("INT8 export: use --format openvino --int8 --calib DATA (training images to calibrate on)")
-    info = get_model_info(args.model)
-    size = (args.size[0], args.size[1])
-    calibration = CalibrationSet(args.calib, size, count=args.calib_count, mean=info.mean, std=info.std)
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
-    print(f"calibrating on {len(calibration)} images of {args.calib} at {size[0]}x{size[1]}")
-    result = quantize_openvino(
-        model,
-        calibration,
-        size,
-        out=args.output,
-        dynamic=args.dynamic,
-        preset=args.int8_preset,
-        ignored_types=[t for t in args.int8_ignore_types.split(",") if t],
-        overwrite=args.overwrite,
-        check_images=0 if args.no_check else 8,
-    )
-    shape = (
-        "dynamic batch and H, W (multiples of 8)"
-        if result.dynamic
-        else f"input 1x{model.in_channels}x{size[0]}x{size[1]}"
-    )
-    print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")
-    print(
-        f"  {result.fake_quantize_ops} FakeQuantize ops, preset {result.preset}, "
-        f"{result.calibration_images} calibration images, {result.seconds:.0f} s"
-    )
-    if result.checked_images:
-        print(
-            f"  against eager PyTorch on {result.checked_images} calibration images: "
-            f"{100 * result.label_agreement:.2f}% of pixels keep their class, "
-            f"max error {result.relative_error:.2e} of the logit scale"
-        )
-    return 0
-
-
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -297,31 +189,6 @@ def _report_error(command: str, error: BaseException, debug: bool) -> None:
     for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler):
             handler.emit(logger.makeRecord("dsnet", logging.ERROR, __file__, 0, line, None, None))
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    report = run_bench(
-        args.model,
-        args.size,
-        backends=args.backends.split(","),
-        precisions=args.precision.split(","),
-        protocol=args.protocol,
-        num_classes=args.num_classes,
-        weights=args.weights,
-        batch_size=args.batch_size,
-        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        target_seconds=args.seconds,
-        progress=None if args.json else (lambda msg: print(f"bench: {msg}", file=sys.stderr)),
-    )
-    if args.out:
-        write_json(Path(args.out), report.to_dict())
-    if args.json:
-        print(json.dumps(report.to_dict()["rows"], indent=1))
-    else:
-        print(format_report(report))
-    return 0
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
@@ -355,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="table of the model variants")
     p_list.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
     p_list.add_argument("--num-classes", type=int, default=19)
+    p_list.add_argument("--ablations", action="store_true", help="the paper's ablation variants instead")
+    p_list.add_argument("--markdown", action="store_true", help="with --ablations: a Markdown table")
     p_list.set_defaults(func=cmd_list)
 
     p_info = sub.add_parser("info", help="parameters and compute of one variant")
@@ -382,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_pre.add_argument("--weights", default=None, help="classifier weights for --eval-only")
     p_pre.set_defaults(func=cmd_pretrain)
 
+    add_ablate_parser(sub)
+
     p_eval = sub.add_parser("eval", help="evaluate weights on a config's validation set (mIoU)")
     p_eval.add_argument("config")
     p_eval.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. eval.flip=true")
@@ -391,82 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--device", default=None)
     p_eval.set_defaults(func=cmd_eval)
 
-    p_pred = sub.add_parser(
-        "predict",
-        help="segment images, folders (recursively), globs or videos into label/colour/overlay files",
-        description="Outputs go to OUT/labels, OUT/color and OUT/overlay, named by the inputs' paths relative "
-        "to the folder that holds them all. Unreadable inputs are skipped, listed at the end, and make the exit "
-        "status 1; a missing path or an empty glob stops before any work.",
-    )
-    p_pred.add_argument("model", help=f"one of {', '.join(list_models())}")
-    p_pred.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
-    p_pred.add_argument(
-        "--weights",
-        required=True,
-        help="checkpoint (its metadata names the classes), or a file made by dsnet export (.onnx, OpenVINO .xml)",
-    )
-    p_pred.add_argument(
-        "--backend",
-        choices=AVAILABLE_BACKENDS,
-        default=None,
-        help="runtime (default: torch; an exported file: its own); a checkpoint is exported once for "
-        "onnxruntime/openvino (needs the [deploy] extra)",
-    )
-    p_pred.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
-    p_pred.add_argument("-o", "--out", required=True, help="output folder")
-    p_pred.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
-    p_pred.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
-    p_pred.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in overlays (default 0.5)")
-    p_pred.add_argument(
-        "--label-ids",
-        choices=("train", "dataset"),
-        default="train",
-        help="ids in label PNGs: training ids, or the dataset's own (e.g. Cityscapes labelIds for its server)",
-    )
-    p_pred.add_argument("--video-labels", action="store_true", help="also write a label PNG per video frame")
-    p_pred.add_argument("--dataset", default=None, help="class names/colours/ids of this dataset (default: metadata)")
-    p_pred.add_argument("--num-classes", type=int, default=None, help="for weights without metadata")
-    p_pred.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p_pred.add_argument("--batch-size", type=int, default=4, help="images of one size per forward pass")
-    p_pred.add_argument("--slide", action="store_true", help="sliding-window inference for every image")
-    p_pred.add_argument("--slide-crop", nargs=2, type=int, default=(1024, 1024), metavar=("H", "W"), help="window size")
-    p_pred.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
-    p_pred.set_defaults(func=cmd_predict)
-    p_bench = sub.add_parser("bench", help="speed of a model on several backends, interleaved in one process")
-    p_bench.add_argument("model")
-    p_bench.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
-    p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_backends())}")
-    p_bench.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (GPU), bf16")
-    p_bench.add_argument("--protocol", choices=("paper", "e2e"), default="paper")
-    p_bench.add_argument(
-        "--weights", default=None, help="time a trained checkpoint (default: random weights); sets the class count"
-    )
-    p_bench.add_argument("--num-classes", type=int, default=None, help="without --weights (default 19)")
-    p_bench.add_argument("--batch-size", type=int, default=1)
-    p_bench.add_argument("--seconds", type=float, default=6.0, help="timed seconds per backend (default 6)")
-    p_bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p_bench.add_argument("--device", default=None)
-    p_bench.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
-    p_bench.add_argument("--out", default=None, help="also write the whole report as JSON to this file")
-    p_bench.set_defaults(func=cmd_bench)
-    p_export = sub.add_parser("export", help="export for deployment (BN folded, no aux heads): onnx, openvino, torch")
-    p_export.add_argument("model", help=f"one of {', '.join(list_models())}")
-    p_export.add_argument("--weights", required=True, help="checkpoint: ours or the authors' (any layout)")
-    p_export.add_argument("--format", required=True, choices=["onnx", "openvino", "torch", "tensorrt"])
-    p_export.add_argument("--size", nargs=2, type=int, required=True, metavar=("H", "W"), help="example input size")
-    p_export.add_argument("--dynamic", action="store_true", help="batch, H and W free at run time")
-    p_export.add_argument("--num-classes", type=int, default=19)
-    p_export.add_argument("-o", "--output", required=True, help="file: .onnx, .xml (+ .bin) or .pt2")
-    p_export.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
-    p_export.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")
-    p_export.add_argument("--int8", action="store_true", help="INT8 post-training quantization (openvino, NNCF)")
-    p_export.add_argument("--calib", metavar="DATA", help="--int8: training images (folder, glob or .txt list)")
-    p_export.add_argument("--calib-count", type=int, default=300, help="--int8: images to calibrate on (random subset)")
-    p_export.add_argument("--int8-preset", choices=PRESETS, default="mixed", help="--int8: NNCF preset")
-    p_export.add_argument(
-        "--int8-ignore-types", default="", metavar="T1,T2", help="--int8: OpenVINO op types kept in float"
-    )
-    p_export.set_defaults(func=cmd_export)
+    add_deploy_commands(sub)
     add_analysis_commands(sub)
     return parser
 

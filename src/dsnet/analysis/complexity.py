@@ -46,6 +46,8 @@ def _thop_rule(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) ->
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         ops = 2 * inputs[0].numel()
         return 2 * ops if module.affine else ops
+    if isinstance(module, nn.AvgPool2d):  # thop: one operation per output element
+        return output.numel()
     if isinstance(module, nn.AdaptiveAvgPool2d):
         area = 1.0
         for i, o in zip(inputs[0].shape[2:], output.shape[2:]):
@@ -64,7 +66,7 @@ def _paper_ops(model: nn.Module, x: Tensor) -> int:
     handles = [
         m.register_forward_hook(hook)
         for m in model.modules()
-        if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.AdaptiveAvgPool2d))
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.AdaptiveAvgPool2d, nn.AvgPool2d))
     ]
     try:
         model(x)

@@ -2,6 +2,7 @@
 
 from . import exported as _exported  # noqa: F401  (registers the deploy backends)
 from .backends import BACKENDS, PRECISIONS, BackendUnavailable, list_backends, register_backend
+from .compare import compare_speed
 from .report import format_report
 from .runner import BenchReport, BenchRow, run_bench
 
@@ -11,6 +12,7 @@ __all__ = [
     "BackendUnavailable",
     "BenchReport",
     "BenchRow",
+    "compare_speed",
     "format_report",
     "list_backends",
     "register_backend",

@@ -14,9 +14,9 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -29,7 +29,9 @@ from ..models import checkpoint_num_classes, create_model, get_model_info, norma
 from .backends import BACKENDS, BackendUnavailable, RunFn
 from .system import machine_info, sgemm_peak_gflops
 
-__all__ = ["BenchRow", "BenchReport", "run_bench"]
+__all__ = ["BenchRow", "BenchReport", "run_bench", "time_interleaved"]
+
+K = TypeVar("K")
 
 
 @dataclass
@@ -107,6 +109,31 @@ def _time_calls(step: Callable[[], Any], count: int, device: torch.device) -> li
     return out
 
 
+def time_interleaved(
+    steps: Mapping[K, Callable[[], Any]],
+    device: torch.device,
+    *,
+    target_seconds: float,
+    rounds: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> dict[K, list[float]]:
+    """Seconds per call of every step: each calibrated to about ``target_seconds``, run in ``rounds``
+    that alternate between the steps (so a slow phase of the machine hits them all alike)."""
+    plan = {
+        key: max(rounds, round(target_seconds / max(statistics.median(_time_calls(s, 3, device)), 1e-6)))
+        for key, s in steps.items()
+    }
+    times: dict[K, list[float]] = {key: [] for key in steps}
+    for r in range(rounds):
+        if progress:
+            progress(f"round {r + 1}/{rounds}")
+        for key, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times[key] += _time_calls(step, plan[key] // rounds + (1 if r < plan[key] % rounds else 0), device)
+    return times
+
+
 @torch.inference_mode()
 def run_bench(
     model_name: str,
@@ -177,19 +204,7 @@ def run_bench(
             _time_calls(step, warmup, device)
             steps[(name, label)] = step
 
-    # calibrate each backend to about target_seconds, then interleave in rounds
-    plan = {
-        key: max(rounds, round(target_seconds / max(statistics.median(_time_calls(s, 3, device)), 1e-6)))
-        for key, s in steps.items()
-    }
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
-    for r in range(rounds):
-        if progress:
-            progress(f"round {r + 1}/{rounds}")
-        for key, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            times[key] += _time_calls(step, plan[key] // rounds + (1 if r < plan[key] % rounds else 0), device)
+    times = time_interleaved(steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress)
 
     for row in report.rows:
         key = (row.backend, row.precision)

@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..data import EvalTransform, SegmentationDataset, TrainTransform, build_dataset
 from ..errors import ConfigError
-from ..models import create_model, get_model_info, load_weights
+from ..models import create_model, get_model_info, load_weights, weights_part
 from .config import Config
 from .distributed import DistEnv
 from .losses import CITYSCAPES_CLASS_WEIGHTS, DSNetLoss
@@ -67,7 +67,12 @@ def build_model(cfg: Config, *, aux_heads: bool = True) -> nn.Module:
     """The config's model, with ``model.pretrained`` loaded (classifier reset when asked)."""
     model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=aux_heads)
     if cfg.model.pretrained:
-        report = load_weights(model, cfg.model.pretrained, reset_classifier=cfg.model.reset_classifier)
+        report = load_weights(
+            model,
+            cfg.model.pretrained,
+            part=weights_part(cfg.model.name),  # type: ignore[arg-type]
+            reset_classifier=cfg.model.reset_classifier,
+        )
         logger.info("%s", report)
     return model
 

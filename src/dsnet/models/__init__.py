@@ -1,6 +1,7 @@
 """DSNet models: blocks, the network, the registered variants, the registry and checkpoint handling."""
 
 from ..errors import CheckpointError, CheckpointMismatchError
+from .ablations import ABLATION_BASE, ablation_name
 from .blocks import MFACB, MSAF, SPASPP, AuxiliaryHead, BasicBlock, Bottleneck, ConvBNReLU, SegmentationHead
 from .checkpoint import (
     LoadReport,
@@ -13,11 +14,28 @@ from .checkpoint import (
     to_authors_state_dict,
 )
 from .classifier import ENCODER_MODULES, ClassifierHead, DSNetClassifier
+from .context import ASPP, DAPPM
 from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES, DSNet, DSNetArch, DSNetOutput
-from .factory import create_model
-from .registry import ModelInfo, PaperResult, get_model_info, list_models, register_model
+from .factory import create_model, weights_part
+from .fusion import AFF, IAFF, AddFusion
+from .rates import arch_rates, format_rates, parse_rates, with_rates
+from .registry import Ablation, ModelInfo, PaperResult, get_model_info, list_ablations, list_models, register_model
 
 __all__ = [
+    "ABLATION_BASE",
+    "AFF",
+    "ASPP",
+    "Ablation",
+    "AddFusion",
+    "DAPPM",
+    "IAFF",
+    "ablation_name",
+    "arch_rates",
+    "format_rates",
+    "list_ablations",
+    "parse_rates",
+    "weights_part",
+    "with_rates",
     "AUX_HEAD_PREFIXES",
     "CLASSIFIER_PREFIXES",
     "DECODER_PREFIXES",

@@ -193,7 +193,7 @@ def load_weights(
     model: nn.Module,
     weights: WeightsLike,
     *,
-    part: Literal["auto", "full", "encoder"] = "auto",
+    part: Literal["auto", "full", "encoder", "compatible"] = "auto",
     reset_classifier: bool = False,
     source: str | None = None,
 ) -> LoadReport:
@@ -205,7 +205,11 @@ def load_weights(
         part: ``"full"`` expects every non-auxiliary key; ``"encoder"`` expects everything except
             the decoder (``spp``, ``layer1_a``, ``up8``, ``lastlayer``) and the auxiliary heads, as
             in the authors' ImageNet checkpoints, and ignores checkpoint keys outside the model
-            (their classifier); ``"auto"`` picks ``"encoder"`` when no decoder key is present.
+            (their classifier); ``"auto"`` picks ``"encoder"`` when no decoder key is present;
+            ``"compatible"`` (ablation variants, which change modules of the base network) loads
+            every key the checkpoint and the model share, strictly (a shared key with another shape
+            is an error), ignores the checkpoint's other keys and reports the model's keys left at
+            initialisation.
         reset_classifier: fine-tuning to other classes: the classifier layers (the last 1x1
             convolution of the main and auxiliary heads) keep their fresh initialisation when the
             checkpoint's class count differs; the report lists them. Without it a class-count
@@ -225,8 +229,8 @@ def load_weights(
     if part == "auto":
         has_decoder = any(k.startswith(DECODER_PREFIXES) and not k.startswith(AUX_HEAD_PREFIXES) for k in sd)
         part = "full" if has_decoder else "encoder"
-    if part not in ("full", "encoder"):
-        raise ValueError(f"part must be 'auto', 'full' or 'encoder', got {part!r}")
+    if part not in ("full", "encoder", "compatible"):
+        raise ValueError(f"part must be 'auto', 'full', 'encoder' or 'compatible', got {part!r}")
 
     reinitialized: list[str] = []
     if reset_classifier:
@@ -235,7 +239,14 @@ def load_weights(
         ]
         sd = OrderedDict((k, v) for k, v in sd.items() if k not in reinitialized)
 
-    if part == "encoder":
+    if part == "compatible":
+        if not any(k in own for k in sd):
+            raise CheckpointMismatchError(
+                f"checkpoint {source} shares no key with {type(model).__name__}", [], list(sd), []
+            )
+        expected, optional = [k for k in own if k in sd], []
+        ignored = [k for k in sd if k not in own]
+    elif part == "encoder":
         expected = [k for k in own if not k.startswith(DECODER_PREFIXES)]
         optional: list[str] = []
         ignored = [k for k in sd if k not in own or k.startswith(DECODER_PREFIXES)]

@@ -20,8 +20,6 @@ from torch import Tensor, nn
 from ..constants import round_up
 from .blocks import (
     MFACB,
-    MSAF,
-    SPASPP,
     AuxiliaryHead,
     BasicBlock,
     Bottleneck,
@@ -29,6 +27,9 @@ from .blocks import (
     conv_bn,
     make_res_layer,
 )
+from .context import CONTEXT_MODULES, build_context
+from .context_branch import CONTEXT_BLOCKS, basic_stage
+from .fusion import FUSIONS, build_fusion
 
 __all__ = [
     "DSNet",
@@ -60,6 +61,10 @@ class DSNetOutput(NamedTuple):
     aux_d: Tensor
 
 
+#: Which branches a network has: both (DSNet), or one of them alone (paper Table 1, rows 1-2).
+BRANCHES: tuple[str, ...] = ("dual", "context", "spatial")
+
+
 @dataclass(frozen=True)
 class DSNetArch:
     """Everything that distinguishes one DSNet variant from another.
@@ -78,6 +83,22 @@ class DSNetArch:
     detail_channels: int = 32  # width of the 1/4-resolution detail block ``layer1_a``
     msaf_reduction: int = 4
     msaf_region_sizes: tuple[int, ...] = (4, 8, 16)
+    # Ablation switches (paper Tables 1, 4, 5, 6); the defaults are DSNet itself.
+    fusion: str = "msaf"  # the three lateral fusions: msaf | add | aff | iaff (dsnet.models.fusion)
+    context: str = "spaspp"  # the context module before the decoder: spaspp | aspp | dappm | none
+    branches: str = "dual"  # dual | context (context branch only) | spatial (spatial branch only)
+    context_block: str = "mfacb"  # blocks of context stages 3-4: mfacb | basic (BasicBlocks, Table 5)
+
+    def __post_init__(self) -> None:
+        choices = {
+            "fusion": tuple(FUSIONS),
+            "context": tuple(CONTEXT_MODULES),
+            "branches": BRANCHES,
+            "context_block": CONTEXT_BLOCKS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"DSNetArch.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,28 +158,36 @@ class DSNet(nn.Module):
         self.layer1 = make_res_layer(BasicBlock, p, p, 2)
         self.layer2 = make_res_layer(BasicBlock, p, 2 * p, 2, stride=2)
 
-        # Context branch (atrous, 1/8).
-        self.layer3 = self._mfacb_stage(2 * p, 4 * p, arch.context_stage3_dilations)
-        self.layer4 = self._mfacb_stage(4 * p, 8 * p, arch.context_stage4_dilations)
-        self.layer5 = make_res_layer(Bottleneck, 8 * p, 4 * p, 1, dilation=arch.context_stage5_dilation)
-        self.compression3 = conv_bn(4 * p, spatial)
-        self.compression4 = conv_bn(8 * p, spatial)
-        self.compression5 = conv_bn(8 * p, spatial)
+        # Context branch (atrous, 1/8). Modules are created in the authors' order (the conv biases
+        # draw their default initialisation from the RNG in that order); ablations skip some.
+        has_context, has_spatial = arch.branches != "spatial", arch.branches != "context"
+        if has_context:
+            stage = self._mfacb_stage if arch.context_block == "mfacb" else basic_stage
+            self.layer3 = stage(2 * p, 4 * p, arch.context_stage3_dilations)
+            self.layer4 = stage(4 * p, 8 * p, arch.context_stage4_dilations)
+            self.layer5 = make_res_layer(Bottleneck, 8 * p, 4 * p, 1, dilation=arch.context_stage5_dilation)
+            if has_spatial or aux_heads:  # a context-only network uses these two for its aux heads only
+                self.compression3 = conv_bn(4 * p, spatial)
+                self.compression4 = conv_bn(8 * p, spatial)
+            self.compression5 = conv_bn(8 * p, spatial)
 
         # Spatial branch (dense 3x3, 1/8).
-        self.layer3_ = make_res_layer(BasicBlock, 2 * p, spatial, arch.spatial_depth)
-        self.layer4_ = make_res_layer(BasicBlock, spatial, spatial, arch.spatial_depth)
-        self.layer5_ = make_res_layer(Bottleneck, spatial, spatial // 2, 1)
+        if has_spatial:
+            self.layer3_ = make_res_layer(BasicBlock, 2 * p, spatial, arch.spatial_depth)
+            self.layer4_ = make_res_layer(BasicBlock, spatial, spatial, arch.spatial_depth)
+            self.layer5_ = make_res_layer(Bottleneck, spatial, spatial // 2, 1)
 
         # One-way fusions context -> spatial.
-        self.aff1 = MSAF(spatial, arch.msaf_reduction, arch.msaf_region_sizes)
-        self.aff2 = MSAF(spatial, arch.msaf_reduction, arch.msaf_region_sizes)
-        self.aff3 = MSAF(spatial, arch.msaf_reduction, arch.msaf_region_sizes)
+        if has_context and has_spatial:
+            self.aff1 = build_fusion(arch.fusion, spatial, arch.msaf_reduction, arch.msaf_region_sizes)
+            self.aff2 = build_fusion(arch.fusion, spatial, arch.msaf_reduction, arch.msaf_region_sizes)
+            self.aff3 = build_fusion(arch.fusion, spatial, arch.msaf_reduction, arch.msaf_region_sizes)
 
         # Decoder.
-        self.spp = SPASPP(spatial, arch.spp_channels, arch.spp_channels)
+        self.spp = build_context(arch.context, spatial, arch.spp_channels, arch.spp_channels)
         self.layer1_a = make_res_layer(BasicBlock, p, arch.detail_channels, 1)
-        self.up8 = conv_bn(arch.spp_channels, arch.head_channels, 3)
+        spp_out = spatial if arch.context == "none" else arch.spp_channels
+        self.up8 = conv_bn(spp_out, arch.head_channels, 3)
         self.lastlayer = SegmentationHead(arch.head_channels + arch.detail_channels, arch.head_channels, num_classes)
 
         self.seghead_p: AuxiliaryHead | None = None
@@ -176,6 +205,20 @@ class DSNet(nn.Module):
             cin = in_channels if i == 0 else out_channels
             blocks.append(MFACB(cin, cin, out_channels, (rate, rate, rate)))
         return nn.Sequential(*blocks)
+
+    def _single_branch(self, x: Tensor, aux: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The 1/8 features of a one-branch ablation, and the stage 3/4 features its aux heads read."""
+        relu = self.relu
+        stage3 = stage4 = None
+        if self.arch.branches == "spatial":
+            stage3 = self.layer3_(x)
+            stage4 = self.layer4_(relu(stage3))
+            return relu(self.layer5_(relu(stage4))), stage3, stage4
+        x = self.layer3(x)
+        stage3 = self.compression3(x) if aux else None
+        x = self.layer4(x)
+        stage4 = self.compression4(x) if aux else None
+        return relu(self.compression5(relu(self.layer5(x)))), stage3, stage4
 
     def reset_parameters(self) -> None:
         """The reference's initialisation: Kaiming-normal (fan_out) convs, BN = identity."""
@@ -203,15 +246,14 @@ class DSNet(nn.Module):
                 f"decoder upsampling that must meet the 1/4 feature); got {h}x{w}. Pad or resize "
                 f"to e.g. {round_up(h, m)}x{round_up(w, m)}."
             )
-        if n == 1 and self.training:
-            pooled_bns = [self.spp.pooling[2]] + [aff.global_att[2] for aff in (self.aff1, self.aff2, self.aff3)]
-            if any(type(bn) is nn.BatchNorm2d and bn.training for bn in pooled_bns):
-                raise ValueError(
-                    "DSNet cannot train on a batch of 1 image: its global-pooling branches (MSAF, "
-                    "SPASPP) apply BatchNorm to 1x1 maps, which needs more than one value per "
-                    "channel. Use a batch of at least 2 per device, SyncBatchNorm across devices, "
-                    "or model.eval() for inference."
-                )
+        pooled_bns = _global_pool_batchnorms(self) if n == 1 and self.training else []
+        if any(type(bn) is nn.BatchNorm2d and bn.training for bn in pooled_bns):
+            raise ValueError(
+                "DSNet cannot train on a batch of 1 image: its global-pooling branches (MSAF, "
+                "SPASPP) apply BatchNorm to 1x1 maps, which needs more than one value per "
+                "channel. Use a batch of at least 2 per device, SyncBatchNorm across devices, "
+                "or model.eval() for inference."
+            )
 
     def forward(self, x: Tensor, return_aux: bool | None = None) -> Tensor | DSNetOutput:
         self._check_input(x)
@@ -226,19 +268,22 @@ class DSNet(nn.Module):
         detail = self.layer1_a(x)  # fed the pre-ReLU layer1 output, as in the reference
         x = relu(self.layer2(relu(x)))  # 1/8
 
-        spatial = self.layer3_(x)
-        x = self.layer3(x)
-        spatial = self.aff1(spatial, self.compression3(x))
-        stage3 = spatial
+        if self.arch.branches == "dual":
+            spatial = self.layer3_(x)
+            x = self.layer3(x)
+            spatial = self.aff1(spatial, self.compression3(x))
+            stage3 = spatial
 
-        x = self.layer4(x)
-        spatial = self.layer4_(relu(spatial))
-        spatial = self.aff2(spatial, self.compression4(x))
-        stage4 = spatial
+            x = self.layer4(x)
+            spatial = self.layer4_(relu(spatial))
+            spatial = self.aff2(spatial, self.compression4(x))
+            stage4 = spatial
 
-        spatial = self.layer5_(relu(spatial))
-        x = relu(self.layer5(x))
-        spatial = relu(self.aff3(spatial, self.compression5(x)))
+            spatial = self.layer5_(relu(spatial))
+            x = relu(self.layer5(x))
+            spatial = relu(self.aff3(spatial, self.compression5(x)))
+        else:
+            spatial, stage3, stage4 = self._single_branch(x, return_aux)
 
         y = self.up8(self.spp(spatial))
         y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)  # 1/4
@@ -250,6 +295,16 @@ class DSNet(nn.Module):
         aux_p = F.interpolate(self.seghead_p(stage3), size=size, mode="bilinear", align_corners=False)
         aux_d = F.interpolate(self.seghead_d(stage4), size=size, mode="bilinear", align_corners=False)
         return DSNetOutput(main, aux_p, aux_d)
+
+
+def _global_pool_batchnorms(model: nn.Module) -> list[nn.Module]:
+    """BatchNorms that see 1x1 maps (after a global average pool): they cannot train on one image."""
+    found = []
+    for m in model.modules():
+        pool = m[0] if isinstance(m, nn.Sequential) and len(m) else None
+        if isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1)):
+            found += [bn for bn in m if isinstance(bn, nn.modules.batchnorm._BatchNorm)]
+    return found
 
 
 def build_dsnet(arch: DSNetArch, num_classes: int = 19, **overrides: Any) -> DSNet:

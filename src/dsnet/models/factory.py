@@ -8,12 +8,19 @@ from typing import Any
 
 from torch import nn
 
+from . import ablations as _ablations  # noqa: F401  (registers the ablation variants)
 from . import classifier_variants as _classifier_variants  # noqa: F401  (registers the ImageNet classifiers)
 from . import variants as _variants  # noqa: F401  (registers the variants)
 from .checkpoint import load_weights
 from .registry import get_model_constructor, get_model_info
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "weights_part"]
+
+
+def weights_part(name: str) -> str:
+    """How weights load into ``name``: ``"compatible"`` for an ablation variant (the base network's
+    checkpoints fill every module the two share), else ``"auto"`` (strict)."""
+    return "compatible" if get_model_info(name).ablation is not None else "auto"
 
 
 def create_model(
@@ -34,11 +41,12 @@ def create_model(
             state dict, in the authors' layout or ours; see :func:`dsnet.load_weights`.
         reset_classifier: load ``weights`` trained for another number of classes, keeping the
             classifier layers at their initialisation (fine-tuning); see :func:`dsnet.load_weights`.
+            An ablation variant loads the keys it shares with the weights (:func:`weights_part`).
         **overrides: architecture fields of ``DSNetArch`` or ``aux_heads`` / ``in_channels``.
     """
     if num_classes is None:
         num_classes = get_model_info(name).default_num_classes
     model = get_model_constructor(name)(num_classes=num_classes, **overrides)
     if weights is not None:
-        load_weights(model, weights, reset_classifier=reset_classifier)
+        load_weights(model, weights, part=weights_part(name), reset_classifier=reset_classifier)  # type: ignore[arg-type]
     return model

@@ -18,10 +18,12 @@ from ..errors import ConfigError
 from .dsnet import DSNetArch
 
 __all__ = [
+    "Ablation",
     "ModelInfo",
     "PaperResult",
     "register_model",
     "list_models",
+    "list_ablations",
     "get_model_info",
     "get_model_constructor",
     "resolve_model_name",
@@ -37,6 +39,24 @@ class PaperResult:
     fps: float | None
     gpu: str | None
     resolution: tuple[int, int]  # (H, W)
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """What an ablation variant changes relative to its base variant, and what the paper reports for it.
+
+    ``paper_miou`` is Cityscapes val mIoU (%) with ImageNet pre-training, ``paper_miou_scratch``
+    without (Table 1 reports both); ``paper_fps`` is the paper's RTX 4090 figure.
+    """
+
+    base: str
+    axis: str  # the DSNetArch field it changes ("fusion", "context", "rates", "branches", "context_block")
+    value: str
+    table: str  # where the paper reports it, e.g. "Table 4"
+    paper_miou: float | None = None
+    paper_miou_scratch: float | None = None
+    paper_fps: float | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,7 @@ class ModelInfo:
     task: str = "segmentation"  # or "classification" (the ImageNet encoder classifiers)
     default_num_classes: int = 19
     default_size: tuple[int, int] = (1024, 2048)  # (H, W) of `dsnet info` / `dsnet list`
+    ablation: Ablation | None = None  # set for the paper's ablation variants (``list_ablations``)
 
 
 class UnknownModelError(ConfigError):
@@ -81,10 +102,23 @@ def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Call
     return decorator
 
 
-def list_models(pattern: str | None = None, task: str | None = "segmentation") -> list[str]:
+def list_models(
+    pattern: str | None = None, task: str | None = "segmentation", *, include_ablations: bool = False
+) -> list[str]:
     """Names of the registered variants of ``task`` (``None``: every task), optionally filtered by a
-    glob pattern (``'dsnet_head*'``). The default lists the segmentation networks."""
-    names = sorted(n for n, (_, info) in _MODELS.items() if task is None or info.task == task)
+    glob pattern (``'dsnet_head*'``). The default lists the segmentation networks; the paper's ablation
+    variants are left out unless ``include_ablations`` (see :func:`list_ablations`)."""
+    names = sorted(
+        n
+        for n, (_, info) in _MODELS.items()
+        if (task is None or info.task == task) and (include_ablations or info.ablation is None)
+    )
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def list_ablations(pattern: str | None = None) -> list[str]:
+    """Names of the ablation variants (paper Tables 1, 4, 5, 6), in registration order."""
+    names = [n for n, (_, info) in _MODELS.items() if info.ablation is not None]
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 

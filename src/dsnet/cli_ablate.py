@@ -1,0 +1,92 @@
+"""The ablation part of the ``dsnet`` command: ``dsnet ablate`` and ``dsnet list --ablations``.
+
+Kept beside ``cli.py`` (which registers it) so the main command file stays small; like it, it only
+parses, calls the library and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .analysis.ablation_table import ablation_rows, format_ablation_table
+from .engine.ablate import run_ablation
+from .engine.config import load_config
+from .engine.observe import setup_logging
+from .engine.trainer import TrainingInterrupted
+from .errors import ConfigError
+
+__all__ = ["add_ablate_parser", "cmd_list_ablations"]
+
+
+def cmd_list_ablations(args: argparse.Namespace) -> int:
+    size = tuple(args.size)
+    rows = ablation_rows(size=size, num_classes=args.num_classes)
+    print(format_ablation_table(rows, size, markdown=args.markdown))
+    return 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: write I/N, e.g. 0/4 for the first of four processes") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    work_dir = Path(args.work_dir or Path("runs") / f"ablate-{cfg.name}")
+    main = os.environ.get("RANK", "0") == "0"
+    setup_logging(work_dir / "ablate.log" if main else None, main)
+    try:
+        result = run_ablation(
+            cfg,
+            args.variants.split(","),
+            work_dir,
+            overwrite=args.overwrite,
+            device=args.device,
+            shard=_parse_shard(args.shard),
+            fps_size=args.fps_size,
+            fps_seconds=args.fps_seconds,
+            progress=lambda msg: print(f"ablate: {msg}", file=sys.stderr),
+        )
+    except TrainingInterrupted as e:
+        print(f"dsnet ablate: {e}. Continue: run the same dsnet ablate command again", file=sys.stderr)
+        return 128 + e.signum if e.signum else 1
+    if "rows" not in result:
+        print(f"dsnet ablate: trained {', '.join(result['trained'])} in {result['work_dir']}")
+        return 0
+    for r in result["rows"]:
+        miou = "-" if r["miou"] is None else f"{100 * r['miou']:.2f}"
+        print(
+            f"{r['variant']:<40} mIoU {miou:>6}  params {r['params']:>10,}  "
+            f"GFLOPs {r['paper_gflops']:>8.2f}  FPS {r['fps']:>7.2f}"
+        )
+    print("written: " + ", ".join(result["outputs"]))
+    return 0
+
+
+def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ablate",
+        help="train several variants with one config and budget, then compare mIoU, params, GFLOPs and FPS",
+        description="Each variant trains in WORK_DIR/<variant>; re-running the command resumes (finished "
+        "variants are not retrained). When all are trained: WORK_DIR/ablation.md, ablation.json, ablation.png.",
+    )
+    p.add_argument("config", help="YAML training config shared by every variant (model.name is replaced)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.iters=500")
+    p.add_argument("--variants", required=True, help="comma-separated model names (dsnet list --ablations)")
+    p.add_argument("--work-dir", help="output folder (default: runs/ablate-<config name>)")
+    p.add_argument("--overwrite", action="store_true", help="retrain every variant from scratch")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="train only variants I, I+N, ... (one per GPU)")
+    p.add_argument("--fps-size", nargs=2, type=int, default=None, metavar=("H", "W"), help="default: eval size")
+    p.add_argument("--fps-seconds", type=float, default=3.0, help="timed seconds per variant (default 3)")
+    p.set_defaults(func=cmd_ablate)
