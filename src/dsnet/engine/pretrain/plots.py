@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..observe import read_metrics
+from ..observe import curves_figure, save_figure
 
 __all__ = ["plot_pretrain_curves"]
 
 
 def plot_pretrain_curves(metrics_path: Path, out_path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = read_metrics(metrics_path)
-    train = [r for r in records if r["kind"] == "train"]
-    val = [r for r in records if r["kind"] == "val"]
-    if not train and not val:
+    """Loss, top-1/top-5 and learning rate against iterations, as one PNG (``None``: nothing logged yet)."""
+    figure = curves_figure(metrics_path)
+    if figure is None:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes, train, val = figure
     if train:
         its = [r["iter"] for r in train]
         axes[0].plot(its, [r["loss"] for r in train], label="train loss")
@@ -37,7 +31,4 @@ def plot_pretrain_curves(metrics_path: Path, out_path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
