@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ __all__ = [
     "read_metrics",
     "new_figure",
     "save_figure",
-    "curves_figure",
+    "plot_curves",
 ]
 
 
@@ -121,24 +121,31 @@ def save_figure(fig: Any, out_path: Path) -> Path:
     return out_path
 
 
-def curves_figure(metrics_path: Path) -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """A figure of three panels for the training curves of ``metrics.jsonl``: ``(fig, axes, train records,
-    validation records)``; ``None`` when the file holds no record."""
+Records = list[dict[str, Any]]
+
+
+def plot_curves(metrics_path: Path, out_path: Path, draw: Callable[[Any, Records, Records], None]) -> Path | None:
+    """Three panels of training curves from ``metrics.jsonl`` as one PNG: ``draw(axes, train records, validation
+    records)`` fills them, each gets an iteration axis and a grid; ``None`` when the file holds no record."""
     records = read_metrics(metrics_path)
     train = [r for r in records if r["kind"] == "train"]
     val = [r for r in records if r["kind"] == "val"]
     if not train and not val:
         return None
     fig, axes = new_figure(1, 3, figsize=(15, 4))
-    return fig, axes, train, val
+    draw(axes, train, val)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    return save_figure(fig, out_path)
 
 
 def plot_training_curves(metrics_path: Path, out_path: Path) -> Path | None:
     """Loss terms, learning rate and validation mIoU against iterations, as one PNG."""
-    figure = curves_figure(metrics_path)
-    if figure is None:
-        return None
-    fig, axes, train, val = figure
+    return plot_curves(metrics_path, out_path, _draw_segmentation_curves)
+
+
+def _draw_segmentation_curves(axes: Any, train: Records, val: Records) -> None:
     if train:
         its = [r["iter"] for r in train]
         for key in ("loss", "loss_main", "loss_aux_p", "loss_aux_d"):
@@ -156,10 +163,6 @@ def plot_training_curves(metrics_path: Path, out_path: Path) -> Path | None:
             )
         axes[2].set_title("validation mIoU (%)")
         axes[2].legend()
-    for ax in axes:
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-    return save_figure(fig, out_path)
 
 
 def plot_class_iou(iou: Sequence[float | None], class_names: Sequence[str], out_path: Path, title: str = "") -> Path:

@@ -48,16 +48,8 @@ class Trainer(TrainingRun):
     score_name = "miou"
     score_label = "mIoU"
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        resume: str | os.PathLike | bool | None = None,
-        overwrite: bool = False,
-        device: str | None = None,
-    ) -> None:
+    def _check_config(self, cfg: Config) -> None:
         validate_config(cfg)
-        super().__init__(cfg, resume=resume, overwrite=overwrite, device=device)
 
     def _check_device(self) -> None:
         validate_device_settings(self.cfg, self.env.device.type, self.env.distributed)

@@ -68,6 +68,7 @@ class TrainingRun(StepMechanics):
     val_interval: int
 
     def __init__(self, cfg: Any, *, resume: Resume = None, overwrite: bool = False, device: str | None = None) -> None:
+        self._check_config(cfg)
         self.cfg = cfg
         self.env: DistEnv = init_distributed(device)
         self.work_dir = resolve_work_dir(cfg)
@@ -97,6 +98,10 @@ class TrainingRun(StepMechanics):
             raise
 
     # --- what a subclass provides --------------------------------------------------------------
+    def _check_config(self, cfg: Any) -> None:
+        """Refuse bad settings, naming the key, before anything starts."""
+        raise NotImplementedError
+
     def _check_device(self) -> None:
         """Refuse settings the device cannot run (before the work dir is taken)."""
 

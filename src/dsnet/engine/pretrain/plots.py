@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ..observe import curves_figure, save_figure
+from ..observe import plot_curves
 
 __all__ = ["plot_pretrain_curves"]
 
 
 def plot_pretrain_curves(metrics_path: Path, out_path: Path) -> Path | None:
     """Loss, top-1/top-5 and learning rate against iterations, as one PNG (``None``: nothing logged yet)."""
-    figure = curves_figure(metrics_path)
-    if figure is None:
-        return None
-    fig, axes, train, val = figure
+    return plot_curves(metrics_path, out_path, _draw)
+
+
+def _draw(axes: Any, train: list[dict[str, Any]], val: list[dict[str, Any]]) -> None:
     if train:
         its = [r["iter"] for r in train]
         axes[0].plot(its, [r["loss"] for r in train], label="train loss")
@@ -27,8 +28,5 @@ def plot_pretrain_curves(metrics_path: Path, out_path: Path) -> Path | None:
         axes[1].plot(vits, [100 * r["top5"] for r in val], marker="x", label="val top-5")
     for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate")):
         ax.set_title(title)
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()
-    return save_figure(fig, out_path)

@@ -45,16 +45,8 @@ class PretrainTrainer(TrainingRun):
     score_label = "top-1"
     dataset_name = "imagenet"
 
-    def __init__(
-        self,
-        cfg: PretrainConfig,
-        *,
-        resume: str | os.PathLike | bool | None = None,
-        overwrite: bool = False,
-        device: str | None = None,
-    ) -> None:
+    def _check_config(self, cfg: PretrainConfig) -> None:
         validate_pretrain_config(cfg)
-        super().__init__(cfg, resume=resume, overwrite=overwrite, device=device)
 
     def _check_device(self) -> None:
         if self.cfg.optim.amp == "fp16" and self.env.device.type != "cuda":
