@@ -7,19 +7,28 @@ from pathlib import Path
 
 import yaml
 
+from dsnet.engine.pretrain import PretrainTrainer
 from dsnet.engine.trainer import Trainer
 
 
-class StopAt(Trainer):
-    """Simulates Ctrl-C / SIGTERM arriving during iteration ``stop_at``."""
+class _StopAtStep:
+    """Mixin for a trainer: simulates Ctrl-C / SIGTERM arriving during iteration ``stop_at``."""
 
     stop_at = 3
 
     def _step(self, batches):  # type: ignore[no-untyped-def]
-        out = super()._step(batches)
-        if self.iteration == self.stop_at:
+        out = super()._step(batches)  # type: ignore[misc]
+        if self.iteration == self.stop_at:  # type: ignore[attr-defined]
             self._stop_signal = signal.SIGTERM
         return out
+
+
+class StopAt(_StopAtStep, Trainer):
+    """The segmentation trainer, stopped by a signal during iteration ``stop_at``."""
+
+
+class PretrainStopAt(_StopAtStep, PretrainTrainer):
+    """The pre-training trainer, stopped by a signal during iteration ``stop_at``."""
 
 
 def write_tiny_config(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +15,12 @@ import yaml
 from safetensors.torch import load_file
 
 from dsnet.cli import main
-from dsnet.engine.pretrain import PretrainTrainer, load_pretrain_config, pretrain
+from dsnet.engine.pretrain import load_pretrain_config, pretrain
 from dsnet.engine.trainer import TrainingInterrupted
+from dsnet.engine.workdir import RunDir
+from dsnet.errors import WorkDirError
 
+from .helpers import PretrainStopAt
 from .test_pretrain_data import write_imagenet_like
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
@@ -70,16 +73,6 @@ def test_a_short_run_overfits_a_few_images(tiny_imagenet: Path, tmp_path: Path) 
         assert (tmp_path / "run" / name).is_file()
 
 
-class _StopAt(PretrainTrainer):
-    stop_at = 3
-
-    def _step(self, batches):  # type: ignore[no-untyped-def]
-        out = super()._step(batches)
-        if self.iteration == self.stop_at:
-            self._stop_signal = signal.SIGTERM
-        return out
-
-
 @pytest.mark.slow
 def test_resume_mid_epoch_is_bit_exact(tiny_imagenet: Path, tmp_path: Path) -> None:
     extra = {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "ema_decay": 0.9, "label_smoothing": 0.1, "grad_accum": 1}
@@ -87,7 +80,7 @@ def test_resume_mid_epoch_is_bit_exact(tiny_imagenet: Path, tmp_path: Path) -> N
     straight = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'a'}"])
     pretrain(straight)
     cfg = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"])
-    trainer = _StopAt(cfg)
+    trainer = PretrainStopAt(cfg)
     with pytest.raises(TrainingInterrupted) as stopped:
         trainer.run()
     trainer.close()
@@ -105,7 +98,9 @@ def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, c
     work = tmp_path / "run"
     assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
     assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 2  # a second run is refused
-    assert "holds another run's checkpoints" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds another run's checkpoints" in err
+    assert f"`dsnet pretrain --resume {work}`" in err and "dsnet train" not in err  # names the right command
     assert main(["pretrain", "--resume", str(work), "train.iters=3"]) == 0  # the saved config, one more step
     assert json.loads((work / "summary.json").read_text())["iterations"] == 3
     capsys.readouterr()
@@ -129,3 +124,10 @@ def test_two_process_gloo_run(tiny_imagenet: Path, tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["param_max_abs_diff_across_ranks"] == 0.0
     assert summary["final"]["num_images"] == 8  # every image counted once across the two ranks
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_the_work_dir_refusal_names_the_command_that_made_the_run(tmp_path: Path, command: str) -> None:
+    (tmp_path / "last.pth").write_bytes(b"")
+    with pytest.raises(WorkDirError, match=re.escape(f"`dsnet {command} --resume {tmp_path}`")):
+        RunDir(tmp_path, command=command).refuse_foreign_run(overwrite=False)

@@ -112,19 +112,27 @@ def _load_train_config(config: str | None, overrides: list[str], resume: str | N
     return load_config(config, overrides) if config is not None else load_run_config(resume, overrides)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    cfg, work_dir, resume = _prepare_run(args, _load_train_config)
+def _run_training(
+    args: argparse.Namespace, load: Callable[..., Any], run: Callable[..., dict[str, Any]]
+) -> tuple[Path, dict[str, Any] | None, int]:
+    """``dsnet train``/``pretrain``: the work dir, the run's summary (``None`` when a signal stopped it) and
+    the exit status; says how to continue a stopped run and that a finished one had nothing to do."""
+    cfg, work_dir, resume = _prepare_run(args, load)
     try:
-        summary = train(cfg, resume=resume, overwrite=args.overwrite, device=args.device)
+        summary = run(cfg, resume=resume, overwrite=args.overwrite, device=args.device)
     except TrainingInterrupted as e:
-        print(f"dsnet train: {e}. Continue with: dsnet train --resume {e.work_dir}", file=sys.stderr)
-        return 128 + e.signum if e.signum else 1
+        print(f"dsnet {args.command}: {e}. Continue with: dsnet {args.command} --resume {e.work_dir}", file=sys.stderr)
+        return work_dir, None, 128 + e.signum if e.signum else 1
     if summary.get("already_finished"):
-        print(f"dsnet train: {work_dir} already finished at iteration {summary['iterations']}; nothing to do")
+        print(f"dsnet {args.command}: {work_dir} already finished at iteration {summary['iterations']}; nothing to do")
+    return work_dir, summary, 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _, summary, code = _run_training(args, _load_train_config, train)
+    if summary is not None and (summary.get("already_finished") or "final" in summary):
         print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
-    elif "final" in summary:
-        print(f"best mIoU {100 * summary['best_miou']:.2f}% at iteration {summary['best_iteration']}")
-    return 0
+    return code
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -138,16 +146,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         write_json(out, {**extra, **metrics.to_dict()})
         print(f"saved {out}")
         return 0
-    cfg, work_dir, resume = _prepare_run(args, load_pretrain_config)
-    try:
-        summary = pretrain(cfg, resume=resume, overwrite=args.overwrite, device=args.device)
-    except TrainingInterrupted as e:
-        print(f"dsnet pretrain: {e}. Continue with: dsnet pretrain --resume {e.work_dir}", file=sys.stderr)
-        return 128 + e.signum if e.signum else 1
-    if summary.get("already_finished"):
-        print(f"dsnet pretrain: {work_dir} already finished at iteration {summary['iterations']}; nothing to do")
-    print(f"best val top-1 {100 * summary['best_top1']:.2f}% (weights: {work_dir / 'best.safetensors'})")
-    return 0
+    work_dir, summary, code = _run_training(args, load_pretrain_config, pretrain)
+    if summary is not None:
+        print(f"best val top-1 {100 * summary['best_top1']:.2f}% (weights: {work_dir / 'best.safetensors'})")
+    return code
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .observe import new_figure, save_figure
+
 __all__ = ["format_markdown", "plot_ablation"]
 
 
@@ -34,15 +36,10 @@ def format_markdown(result: dict[str, Any]) -> str:
 
 def plot_ablation(result: dict[str, Any], out_path: Path) -> Path:
     """Bars of final mIoU per variant, and mIoU against paper GFLOPs and against FPS."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = result["rows"]
     names = [r["variant"] for r in rows]
     miou = [100 * (r["miou"] or 0.0) for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1.4, 1, 1]})
+    fig, axes = new_figure(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1.4, 1, 1]})
     axes[0].barh(range(len(rows)), miou, color="tab:blue")
     axes[0].set_yticks(range(len(rows)), names, fontsize=8)
     axes[0].invert_yaxis()
@@ -58,7 +55,4 @@ def plot_ablation(result: dict[str, Any], out_path: Path) -> Path:
         ax.set_ylabel("val mIoU (%)")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{result['config']}: {result['iterations']} iterations per variant on {result['dataset']}")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

@@ -186,13 +186,43 @@ def load_config(path: str | Path, overrides: list[str] | None = None, cls: type[
         raise ConfigError(f"{path}: {e}") from e
 
 
-def _checks(cfg: Config) -> list[tuple[bool, str, str]]:
-    """(condition that must hold, dotted key, what is wrong) for every setting checkable up front."""
-    m, d, lo, o, t, e = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train, cfg.eval
-    crop_ok = len(d.crop_size) == 2 and all(v > 0 for v in d.crop_size)
+Check = tuple[bool, str, str]
+
+
+def common_checks(cfg: Any) -> list[Check]:
+    """The checks of the settings every training config has (segmentation and pre-training alike)."""
+    m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.train
     return [
         (m.num_classes >= 1, "model.num_classes", "must be >= 1"),
         (d.root is not None and d.root.strip() != "", "data.root", "is not set: give the dataset folder"),
+        (d.num_workers >= 0, "data.num_workers", "must be >= 0"),
+        (o.lr > 0, "optim.lr", "must be positive"),
+        (o.grad_accum >= 1, "optim.grad_accum", "must be >= 1"),
+        (o.clip_grad_norm is None or o.clip_grad_norm > 0, "optim.clip_grad_norm", "must be positive or null"),
+        (t.log_interval > 0, "train.log_interval", "must be positive"),
+        (t.checkpoint_interval > 0, "train.checkpoint_interval", "must be positive"),
+        (t.max_val_samples is None or t.max_val_samples > 0, "train.max_val_samples", "must be positive or null"),
+        (t.seed >= 0, "train.seed", "must be >= 0"),
+    ]
+
+
+def check_settings(cfg: Any, checks: list[Check]) -> None:
+    """Raise :class:`ConfigError` naming the key and its value for the first failed
+    ``(condition that must hold, dotted key, what is wrong)``; ``model.name`` must name a registered model."""
+    try:
+        resolve_model_name(cfg.model.name)
+    except ConfigError as e:
+        raise ConfigError(f"model.name: {e}") from None
+    for ok, key, problem in checks:
+        if not ok:
+            raise ConfigError(f"{key}={_value(cfg, key)!r} {problem}")
+
+
+def _checks(cfg: Config) -> list[Check]:
+    """The segmentation config's own checks (besides :func:`common_checks`)."""
+    d, lo, o, t, e = cfg.data, cfg.loss, cfg.optim, cfg.train, cfg.eval
+    crop_ok = len(d.crop_size) == 2 and all(v > 0 for v in d.crop_size)
+    return [
         (d.dataset in list_datasets(), "data.dataset", f"must be one of {', '.join(list_datasets())}"),
         (crop_ok, "data.crop_size", "must be [H, W] with positive values"),
         (not crop_ok or all(v % 8 == 0 for v in d.crop_size), "data.crop_size", "must be multiples of 8"),
@@ -205,22 +235,14 @@ def _checks(cfg: Config) -> list[tuple[bool, str, str]]:
         (d.scale_step is None or d.scale_step > 0, "data.scale_step", "must be positive or null"),
         (d.short_side is None or d.short_side > 0, "data.short_side", "must be positive or null"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
-        (d.num_workers >= 0, "data.num_workers", "must be >= 0"),
         (len(lo.weights) == 3, "loss.weights", "needs three values (main, aux_p, aux_d)"),
         (0 < lo.ohem_thresh <= 1, "loss.ohem_thresh", "must be in (0, 1]"),
         (lo.ohem_min_kept >= 0, "loss.ohem_min_kept", "must be >= 0"),
-        (o.lr > 0, "optim.lr", "must be positive"),
-        (o.grad_accum >= 1, "optim.grad_accum", "must be >= 1"),
         (o.warmup_iters >= 0, "optim.warmup_iters", "must be >= 0"),
         (0 <= o.warmup_ratio <= 1, "optim.warmup_ratio", "must be in [0, 1]"),
-        (o.clip_grad_norm is None or o.clip_grad_norm > 0, "optim.clip_grad_norm", "must be positive or null"),
         (t.iters > 0, "train.iters", "must be positive"),
-        (t.log_interval > 0, "train.log_interval", "must be positive"),
         (t.val_interval > 0, "train.val_interval", "must be positive"),
-        (t.checkpoint_interval > 0, "train.checkpoint_interval", "must be positive"),
-        (t.max_val_samples is None or t.max_val_samples > 0, "train.max_val_samples", "must be positive or null"),
         (t.max_empty_batches > 0, "train.max_empty_batches", "must be positive"),
-        (t.seed >= 0, "train.seed", "must be >= 0"),
         (
             len(e.scales) > 0 and all(s > 0 for s in e.scales),
             "eval.scales",
@@ -258,13 +280,7 @@ def validate_config(cfg: Config) -> Config:
 
     Device-dependent checks (fp16 needs CUDA, batch 1 needs SyncBatchNorm) are the trainer's.
     """
-    try:
-        resolve_model_name(cfg.model.name)
-    except ConfigError as e:
-        raise ConfigError(f"model.name: {e}") from None
-    for ok, key, problem in _checks(cfg):
-        if not ok:
-            raise ConfigError(f"{key}={_value(cfg, key)!r} {problem}")
+    check_settings(cfg, common_checks(cfg) + _checks(cfg))
     cw = cfg.data.class_weights
     if isinstance(cw, str) and cw != "cityscapes":
         raise ConfigError(f"data.class_weights={cw!r}: unknown preset (known: 'cityscapes')")
@@ -273,7 +289,7 @@ def validate_config(cfg: Config) -> Config:
     return cfg
 
 
-def _value(cfg: Config, dotted: str) -> Any:
+def _value(cfg: Any, dotted: str) -> Any:
     section, key = dotted.split(".", 1)
     return getattr(getattr(cfg, section), key)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,10 @@ __all__ = [
     "plot_training_curves",
     "plot_class_iou",
     "plot_run",
+    "read_metrics",
+    "new_figure",
+    "save_figure",
+    "plot_curves",
 ]
 
 
@@ -97,19 +101,51 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_training_curves(metrics_path: Path, out_path: Path) -> Path | None:
-    """Loss terms, learning rate and validation mIoU against iterations, as one PNG."""
+def new_figure(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots(*args, **kwargs)`` on the file-only Agg backend (nothing is shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig: Any, out_path: Path) -> Path:
+    """Lay out, write as PNG and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+Records = list[dict[str, Any]]
+
+
+def plot_curves(metrics_path: Path, out_path: Path, draw: Callable[[Any, Records, Records], None]) -> Path | None:
+    """Three panels of training curves from ``metrics.jsonl`` as one PNG: ``draw(axes, train records, validation
+    records)`` fills them, each gets an iteration axis and a grid; ``None`` when the file holds no record."""
     records = read_metrics(metrics_path)
     train = [r for r in records if r["kind"] == "train"]
     val = [r for r in records if r["kind"] == "val"]
     if not train and not val:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = new_figure(1, 3, figsize=(15, 4))
+    draw(axes, train, val)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    return save_figure(fig, out_path)
+
+
+def plot_training_curves(metrics_path: Path, out_path: Path) -> Path | None:
+    """Loss terms, learning rate and validation mIoU against iterations, as one PNG."""
+    return plot_curves(metrics_path, out_path, _draw_segmentation_curves)
+
+
+def _draw_segmentation_curves(axes: Any, train: Records, val: Records) -> None:
     if train:
         its = [r["iter"] for r in train]
         for key in ("loss", "loss_main", "loss_aux_p", "loss_aux_d"):
@@ -127,24 +163,12 @@ def plot_training_curves(metrics_path: Path, out_path: Path) -> Path | None:
             )
         axes[2].set_title("validation mIoU (%)")
         axes[2].legend()
-    for ax in axes:
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
 
 
 def plot_class_iou(iou: Sequence[float | None], class_names: Sequence[str], out_path: Path, title: str = "") -> Path:
     """Per-class IoU bar chart (classes absent from GT and prediction are drawn empty)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     values = np.array([np.nan if v is None else float(v) for v in iou]) * 100
-    fig, ax = plt.subplots(figsize=(min(max(8, 0.45 * len(values)), 40), 4.5))
+    fig, ax = new_figure(figsize=(min(max(8, 0.45 * len(values)), 40), 4.5))
     ax.bar(range(len(values)), np.nan_to_num(values), color="tab:blue")
     ax.set_xticks(range(len(values)))
     ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
@@ -152,10 +176,7 @@ def plot_class_iou(iou: Sequence[float | None], class_names: Sequence[str], out_
     ax.set_ylim(0, 100)
     ax.set_title(title or f"per-class IoU, mIoU {np.nanmean(values):.1f}%", fontsize=10, wrap=True)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
 
 
 def plot_run(work_dir: Path, final_iou: Sequence[float | None] | None, class_names: Sequence[str], title: str) -> None:

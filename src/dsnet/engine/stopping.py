@@ -1,5 +1,6 @@
 """What stops a training run early: stop signals, and labels that teach nothing.
 
+* :class:`TrainingInterrupted`: raised once a stopped run has written its checkpoint.
 * :class:`SignalStop`: the first SIGINT/SIGTERM asks for a clean stop (the trainer finishes its
   iteration or validation batch and writes a checkpoint); a second one gets Python's default
   behaviour, so it exits at once.
@@ -13,13 +14,25 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
 
-__all__ = ["SignalStop", "EmptyLabelGuard"]
+__all__ = ["SignalStop", "EmptyLabelGuard", "TrainingInterrupted"]
 
 logger = logging.getLogger("dsnet")
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a signal stopped training and the checkpoint was written."""
+
+    def __init__(self, signum: int, iteration: int, checkpoint: Path | None, work_dir: Path) -> None:
+        super().__init__(f"stopped by signal {signum} at iteration {iteration}; checkpoint: {checkpoint}")
+        self.signum = signum
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+        self.work_dir = work_dir
 
 
 class SignalStop:

@@ -48,8 +48,9 @@ _CHECKPOINTS = (LAST_CHECKPOINT, "best.safetensors", "final.safetensors")
 class RunDir:
     """The work dir of one training run (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, command: str = "train") -> None:
         self.path = Path(path)
+        self.command = command  # the ``dsnet`` command whose runs live here (named in the refusal)
         self._lock: IO[str] | None = None
 
     @property
@@ -111,7 +112,8 @@ class RunDir:
         if not overwrite:
             raise WorkDirError(
                 f"{self.path}: holds another run's checkpoints ({', '.join(self._present())}); continue it with "
-                f"`dsnet train --resume {self.path}`, start afresh with --overwrite, or choose another --work-dir"
+                f"`dsnet {self.command} --resume {self.path}`, start afresh with --overwrite, "
+                "or choose another --work-dir"
             )
         for name in RUN_FILES:
             target = self.path / name

@@ -202,21 +202,18 @@ class MFACB(nn.Module):
         return self.process2(torch.cat(outs, dim=1)) + self.process1(x)
 
 
-class SPASPP(nn.Module):
-    """Serial-Parallel Atrous Spatial Pyramid Pooling (paper Sec. 3.5).
-
-    Four atrous 3x3 convolutions with rates 6, 12, 18, 24 run in cascade (serial) and all four
-    outputs, plus a global image-pooling branch, are concatenated (parallel) and fused by a 1x1
-    conv; a 1x1-projected shortcut is added and a biased 3x3 conv -> BN -> ReLU finishes.
-    """
+class AtrousPyramid(nn.Module):
+    """The layers SPASPP and its parallel ablation ASPP share: 3x3 atrous ConvBNReLUs with rates 6, 12, 18,
+    24 (``conv_list``; their input widths say how they are wired), a global image-pooling branch, a 1x1
+    fusion of all branches, a 1x1-projected shortcut and a biased 3x3 conv -> BN -> ReLU at the end.
+    A subclass wires the atrous convolutions in :meth:`branches`."""
 
     rates: tuple[int, ...] = (6, 12, 18, 24)
 
-    def __init__(self, in_channels: int, inter_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, inter_channels: int, out_channels: int, conv_inputs: list[int]) -> None:
         super().__init__()
-        widths = [in_channels] + [inter_channels] * len(self.rates)
         self.conv_list = nn.ModuleList(
-            [ConvBNReLU(widths[i], inter_channels, 3, rate) for i, rate in enumerate(self.rates)]
+            [ConvBNReLU(width, inter_channels, 3, rate) for width, rate in zip(conv_inputs, self.rates, strict=True)]
         )
         self.pooling = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
@@ -232,15 +229,36 @@ class SPASPP(nn.Module):
             nn.ReLU(inplace=False),
         )
 
+    def branches(self, x: Tensor) -> list[Tensor]:
+        """The outputs of the atrous convolutions."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor) -> Tensor:
+        outs = self.branches(x)
+        pooled = self.pooling(x)
+        outs.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return self.process3(self.process2(torch.cat(outs, dim=1)) + self.process1(x))
+
+
+class SPASPP(AtrousPyramid):
+    """Serial-Parallel Atrous Spatial Pyramid Pooling (paper Sec. 3.5).
+
+    Four atrous 3x3 convolutions with rates 6, 12, 18, 24 run in cascade (serial) and all four
+    outputs, plus a global image-pooling branch, are concatenated (parallel) and fused by a 1x1
+    conv; a 1x1-projected shortcut is added and a biased 3x3 conv -> BN -> ReLU finishes.
+    """
+
+    def __init__(self, in_channels: int, inter_channels: int, out_channels: int) -> None:
+        widths = [in_channels] + [inter_channels] * (len(self.rates) - 1)
+        super().__init__(in_channels, inter_channels, out_channels, widths)
+
+    def branches(self, x: Tensor) -> list[Tensor]:
         outs = []
         y = x
         for conv in self.conv_list:
             y = conv(y)
             outs.append(y)
-        pooled = self.pooling(x)
-        outs.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False))
-        return self.process3(self.process2(torch.cat(outs, dim=1)) + self.process1(x))
+        return outs
 
 
 def _attention_bottleneck(channels: int, inter: int, pool: int | None) -> nn.Sequential:

@@ -24,38 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import SPASPP, ConvBNReLU, _bn, conv_bn_relu
+from .blocks import SPASPP, AtrousPyramid, _bn
 
 __all__ = ["ASPP", "DAPPM", "CONTEXT_MODULES", "build_context"]
 
 
-class ASPP(nn.Module):
+class ASPP(AtrousPyramid):
     """Atrous spatial pyramid pooling with rates 6/12/18/24 and image pooling, all in parallel."""
 
-    rates: tuple[int, ...] = SPASPP.rates
-
     def __init__(self, in_channels: int, inter_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv_list = nn.ModuleList([ConvBNReLU(in_channels, inter_channels, 3, rate) for rate in self.rates])
-        self.pooling = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(in_channels, inter_channels, 1, bias=False),
-            _bn(inter_channels),
-            nn.ReLU(inplace=False),
-        )
-        self.process1 = conv_bn_relu(in_channels, out_channels, 1)
-        self.process2 = conv_bn_relu((len(self.rates) + 1) * inter_channels, out_channels, 1)
-        self.process3 = nn.Sequential(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=True),
-            _bn(out_channels),
-            nn.ReLU(inplace=False),
-        )
+        super().__init__(in_channels, inter_channels, out_channels, [in_channels] * len(self.rates))
 
-    def forward(self, x: Tensor) -> Tensor:
-        outs = [conv(x) for conv in self.conv_list]
-        pooled = self.pooling(x)
-        outs.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False))
-        return self.process3(self.process2(torch.cat(outs, dim=1)) + self.process1(x))
+    def branches(self, x: Tensor) -> list[Tensor]:
+        return [conv(x) for conv in self.conv_list]
 
 
 def _bn_relu_conv(

@@ -13,6 +13,7 @@ from typing import Literal
 
 from ...errors import ConfigError
 from ...models.registry import get_model_info, resolve_model_name
+from ..config import check_settings, common_checks
 
 __all__ = ["PretrainConfig", "validate_pretrain_config"]
 
@@ -104,37 +105,27 @@ class PretrainConfig:
 
 def validate_pretrain_config(cfg: PretrainConfig) -> PretrainConfig:
     """Every check possible before the run; the error names the key and its value."""
-    try:
-        name = resolve_model_name(cfg.model.name)
-    except ConfigError as e:
-        raise ConfigError(f"model.name: {e}") from None
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.train
+    try:
+        classifier = get_model_info(resolve_model_name(m.name)).task == "classification"
+    except ConfigError:
+        classifier = True  # check_settings names the unknown model
     checks = [
-        (get_model_info(name).task == "classification", "model.name", "is not a classifier (dsnet_imagenet, ...)"),
-        (m.num_classes >= 1, "model.num_classes", "must be >= 1"),
-        (d.root is not None and d.root.strip() != "", "data.root", "is not set: give the ImageNet folder"),
+        (classifier, "model.name", "is not a classifier (dsnet_imagenet, ...)"),
         (d.crop_size >= 16 and d.eval_size >= 16, "data.crop_size", "and data.eval_size must be >= 16"),
         (len(d.scale_range) == 2 and 0 < d.scale_range[0] <= d.scale_range[1] <= 1, "data.scale_range", "bad"),
         (0 < d.eval_crop_ratio <= 1, "data.eval_crop_ratio", "must be in (0, 1]"),
         (d.batch_size >= 2, "data.batch_size", "must be >= 2 (BatchNorm on MSAF's pooled maps)"),
-        (d.num_workers >= 0, "data.num_workers", "must be >= 0"),
-        (o.lr > 0, "optim.lr", "must be positive"),
         (o.lr_batch is None or o.lr_batch > 0, "optim.lr_batch", "must be positive or null"),
         (0 <= o.label_smoothing < 1, "optim.label_smoothing", "must be in [0, 1)"),
         (o.mixup_alpha >= 0 and o.cutmix_alpha >= 0, "optim.mixup_alpha", "and cutmix_alpha must be >= 0"),
-        (o.grad_accum >= 1, "optim.grad_accum", "must be >= 1"),
         (o.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0"),
         (o.ema_decay is None or 0 < o.ema_decay < 1, "optim.ema_decay", "must be in (0, 1) or null"),
         (list(o.steps) == sorted(o.steps), "optim.steps", "must be increasing"),
         (t.iters is not None or t.epochs is not None, "train.iters", "or train.epochs must be set"),
         (t.iters is None or t.iters > 0, "train.iters", "must be positive"),
         (t.epochs is None or t.epochs > 0, "train.epochs", "must be positive"),
-        (t.log_interval > 0 and t.checkpoint_interval > 0, "train.log_interval", "and checkpoint_interval > 0"),
         (t.val_interval is None or t.val_interval > 0, "train.val_interval", "must be positive or null"),
-        (t.max_val_samples is None or t.max_val_samples > 0, "train.max_val_samples", "must be positive or null"),
     ]
-    for ok, key, problem in checks:
-        if not ok:
-            section, attr = key.split(".", 1)
-            raise ConfigError(f"{key}={getattr(getattr(cfg, section), attr)!r} {problem}")
+    check_settings(cfg, common_checks(cfg) + checks)
     return cfg

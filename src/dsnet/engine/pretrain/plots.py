@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ..observe import read_metrics
+from ..observe import plot_curves
 
 __all__ = ["plot_pretrain_curves"]
 
 
 def plot_pretrain_curves(metrics_path: Path, out_path: Path) -> Path | None:
-    import matplotlib
+    """Loss, top-1/top-5 and learning rate against iterations, as one PNG (``None``: nothing logged yet)."""
+    return plot_curves(metrics_path, out_path, _draw)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    records = read_metrics(metrics_path)
-    train = [r for r in records if r["kind"] == "train"]
-    val = [r for r in records if r["kind"] == "val"]
-    if not train and not val:
-        return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+def _draw(axes: Any, train: list[dict[str, Any]], val: list[dict[str, Any]]) -> None:
     if train:
         its = [r["iter"] for r in train]
         axes[0].plot(its, [r["loss"] for r in train], label="train loss")
@@ -33,11 +28,5 @@ def plot_pretrain_curves(metrics_path: Path, out_path: Path) -> Path | None:
         axes[1].plot(vits, [100 * r["top5"] for r in val], marker="x", label="val top-5")
     for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate")):
         ax.set_title(title)
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
