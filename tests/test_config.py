@@ -10,8 +10,11 @@ import pytest
 import dsnet
 from dsnet.engine.build import build_datasets
 from dsnet.engine.config import Config, ConfigError, apply_overrides, config_to_dict, load_config, validate_config
+from dsnet.engine.pretrain import load_pretrain_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = [p for p in ALL_CONFIGS if "imagenet" not in p.stem]  # segmentation runs
+PRETRAIN_CONFIGS = [p for p in ALL_CONFIGS if "imagenet" in p.stem]  # `dsnet pretrain` recipes
 NAME = re.compile(
     r"dsnet-(?P<model>head64|head128|head256|base)_(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<iters>[\d.]+)k_"
     r"(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
@@ -30,6 +33,28 @@ def test_there_is_a_config_for_every_run_of_the_authors() -> None:
         ("base", "camvid"),
     }
     assert expected <= runs
+
+
+PRETRAIN_NAME = re.compile(
+    r"dsnet-(?P<model>(?:base-)?imagenet)_(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<epochs>\d+)e_imagenet-(?P<size>\d+)"
+)
+
+
+def test_every_config_is_a_segmentation_or_a_pretraining_run() -> None:
+    assert len(CONFIGS) >= 7 and len(PRETRAIN_CONFIGS) >= 2
+    assert set(CONFIGS) | set(PRETRAIN_CONFIGS) == set(ALL_CONFIGS)
+
+
+@pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=[p.stem for p in PRETRAIN_CONFIGS])
+def test_pretrain_config_loads_and_its_name_matches_its_content(path: Path) -> None:
+    cfg = load_pretrain_config(path)
+    m = PRETRAIN_NAME.fullmatch(path.stem)
+    assert m, f"{path.name} does not follow dsnet-[base-]imagenet_<gpus>xb<batch>-<epochs>e_imagenet-<size>"
+    assert cfg.model.name == "dsnet_" + m["model"].replace("-", "_")
+    assert cfg.model.name in dsnet.list_models(task="classification")
+    assert cfg.data.batch_size == int(m["batch"])
+    assert cfg.train.epochs == int(m["epochs"])
+    assert cfg.data.crop_size == int(m["size"])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
