@@ -17,7 +17,7 @@ import dsnet
 from dsnet.cli import main
 from dsnet.deploy import LoadedExport
 from dsnet.errors import ConfigError, MissingBackendError
-from dsnet.inference import InferenceOptions, predict_labels, predict_probs, predict_scores
+from dsnet.inference import InferenceOptions, argmax_channels, predict_labels, predict_probs, predict_scores
 from dsnet.predict import Predictor
 from dsnet.predict import runtimes as runtimes_module
 from dsnet.predict.backends import LogitsFnModule
@@ -218,3 +218,15 @@ def test_exported_files_and_the_cli_backend_flag(weights: Path, torch_predictor:
         for name, image in images.items():
             label = cv2.imread(str(out / "labels" / name), cv2.IMREAD_UNCHANGED)
             assert np.array_equal(label, torch_predictor(image)), (args, name)
+
+
+@pytest.mark.parametrize("shape", [(2, 11, 9, 13), (1, 1, 4, 5), (3, 150, 6, 7)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_argmax_channels_equals_argmax_ties_included(shape: tuple[int, ...], channels_last: bool) -> None:
+    scores = torch.randn(shape).round(decimals=1)  # many ties: the first maximum must win, as in argmax
+    if shape[1] > 3:
+        scores[:, 3] = scores[:, 1]
+    if channels_last:
+        scores = scores.contiguous(memory_format=torch.channels_last)
+    got = argmax_channels(scores)
+    assert got.dtype == torch.int64 and torch.equal(got, scores.argmax(dim=1))

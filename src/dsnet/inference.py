@@ -23,6 +23,7 @@ from .constants import round_up
 
 __all__ = [
     "InferenceOptions",
+    "argmax_channels",
     "pad_to_multiple",
     "predict_labels",
     "predict_probs",
@@ -166,7 +167,20 @@ def predict_scores(model: nn.Module, image: Tensor, options: InferenceOptions | 
     return predict_probs(model, image, options)
 
 
+def argmax_channels(scores: Tensor) -> Tensor:
+    """``scores.argmax(dim=1)`` for ``(N, C, H, W)`` scores (int64; the first maximum wins), fast on the CPU.
+
+    PyTorch's CPU argmax over the channels of a contiguous NCHW tensor strides through memory by H*W:
+    for 4 images of 360x480 with 11 classes it took longer than dsnet_head64's forward pass in OpenVINO.
+    In channels_last memory the channels of a pixel are adjacent, and the copy plus that argmax took a
+    third of the time (measured on 2 cores); an output already in channels_last is not copied.
+    """
+    if scores.dim() != 4 or scores.device.type != "cpu":
+        return scores.argmax(dim=1)
+    return scores.contiguous(memory_format=torch.channels_last).argmax(dim=1)
+
+
 def predict_labels(model: nn.Module, image: Tensor, options: InferenceOptions | None = None) -> Tensor:
     """Label map ``(N, H, W)`` (int64): the argmax of :func:`predict_probs` (computed from the logits
     when there is a single view)."""
-    return predict_scores(model, image, options).argmax(dim=1)
+    return argmax_channels(predict_scores(model, image, options))

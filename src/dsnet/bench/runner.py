@@ -25,6 +25,7 @@ import torch
 from ..analysis import profile
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..inference import argmax_channels
 from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
 from .backends import BACKENDS, BackendUnavailable, RunFn
 from .system import machine_info, sgemm_peak_gflops
@@ -94,7 +95,7 @@ def _e2e(run: RunFn, png: bytes, device: torch.device) -> Callable[[], Any]:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
         rgb = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) - mean) / std
         x = torch.from_numpy(rgb.transpose(2, 0, 1)).unsqueeze(0).to(device)
-        return run(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
+        return argmax_channels(run(x)).to(torch.uint8).cpu().numpy()
 
     return step
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..constants import IGNORE_INDEX, round_up
 from ..data import worker_init_fn
 from ..errors import DataError
-from ..inference import InferenceOptions, predict_probs
+from ..inference import InferenceOptions, argmax_channels, predict_probs
 from .config import Config, inference_options
 from .distributed import get_rank, get_world_size
 from .metrics import ConfusionMatrix, SegMetrics
@@ -155,7 +155,7 @@ def evaluate(
                 probs = torch.nn.functional.interpolate(
                     probs, size=target.shape[-2:], mode="bilinear", align_corners=False
                 )
-            cm.update(probs.argmax(dim=1), target)
+            cm.update(argmax_channels(probs), target)
             images += len(indices)
         if should_stop is not None:
             for _ in range(done, steps):

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..inference import argmax_channels
 from .label_checks import check_label_values
 
 __all__ = ["ConfusionMatrix", "SegMetrics", "format_table"]
@@ -111,7 +112,7 @@ class ConfusionMatrix:
                     f"logits shape {tuple(pred.shape)} does not match target {tuple(target.shape)} "
                     f"with {self.num_classes} classes"
                 )
-            pred = pred.argmax(dim=1)
+            pred = argmax_channels(pred)
         elif pred.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(pred.shape)} does not match target {tuple(target.shape)}")
         elif pred.is_floating_point():

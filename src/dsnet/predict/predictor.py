@@ -20,7 +20,7 @@ from torch import nn
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
 from ..data.labels import Color, colorize
 from ..errors import ConfigError
-from ..inference import InferenceOptions, predict_probs, predict_scores
+from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
 from ..models import create_model, get_model_info, load_weights
 from ..models.registry import resolve_model_name
 from .backends import RUNTIME_BACKENDS, LogitsFn, LogitsFnModule, check_backend
@@ -246,7 +246,7 @@ class Predictor:
             predict_probs(self.model, batch, options) if return_probs else predict_scores(self.model, batch, options)
         )
         dtype = torch.uint8 if scores.shape[1] <= 256 else torch.int64
-        labels = scores.argmax(dim=1).to(dtype).cpu().numpy()
+        labels = argmax_channels(scores).to(dtype).cpu().numpy()
         probs_np = scores.cpu().numpy() if return_probs else None
         return [Prediction(labels[i], probs_np[i] if probs_np is not None else None) for i in range(len(images))]
 
