@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+import dsnet
 from dsnet.cli import main
 
 
@@ -44,3 +46,20 @@ def test_erf_writes_maps_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest
     assert main(args) == 2 and "already holds" in capsys.readouterr().err
     bad = ["erf", "dsnet_head64", "dsnet_head128", "--weights", "a", "b", "c", "-o", str(tmp_path / "x")]
     assert main(bad) == 2 and "one per model" in capsys.readouterr().err
+
+
+def test_erf_takes_the_class_count_from_the_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Trained weights of another class count than 19 load (initialised runs of the model get the same
+    count), and a checkpoint that does not fit stops the command before it writes anything."""
+    weights = tmp_path / "w11.pth"
+    torch.save(dsnet.create_model("dsnet_head64", num_classes=11).state_dict(), weights)
+    out = tmp_path / "erf"
+    args = ["erf", "dsnet_head64", "--weights", "-", str(weights), "--num-images", "1", "--size", "32", "32"]
+    assert main([*args, "-o", str(out)]) == 0
+    assert len(list(out.glob("*.npy"))) == 2
+    wrong = tmp_path / "w128.pth"
+    torch.save(dsnet.create_model("dsnet_head128", num_classes=11).state_dict(), wrong)
+    bad = ["erf", "dsnet_head64", "--weights", "-", str(wrong), "--num-images", "1", "--size", "32", "32"]
+    assert main([*bad, "-o", str(tmp_path / "bad")]) == 2
+    assert "fits dsnet_head128" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -18,7 +18,14 @@ from .analysis.erf import effective_receptive_field, image_inputs, list_images, 
 from .analysis.plots import plot_erf, plot_erf_grid, plot_padding
 from .errors import ConfigError, OutputError
 from .fileio import atomic_write, check_output_dir
-from .models import create_model, get_model_info, list_models
+from .models import (
+    checkpoint_num_classes,
+    create_model,
+    get_model_info,
+    list_models,
+    normalize_state_dict,
+    read_checkpoint,
+)
 
 __all__ = ["add_analysis_commands"]
 
@@ -105,10 +112,17 @@ def cmd_erf(args: argparse.Namespace) -> int:
     size = tuple(args.size)
     images = list_images(args.images)[: args.num_images] if args.images else None
     out = check_output_dir(args.out, args.overwrite)
-    results, summary = [], []
-    for i, (name, weights) in enumerate(runs):
+    # every checkpoint read and every model built first, so a bad one stops the command before any output;
+    # the class count: --num-classes, else the checkpoint's (shared with the initialised runs of that model)
+    states = [normalize_state_dict(read_checkpoint(w), str(w)) if w else None for _, w in runs]
+    found = {name: checkpoint_num_classes(st) for (name, _), st in zip(runs, states) if st}
+    models = []
+    for (name, _), state in zip(runs, states):
         torch.manual_seed(args.seed)  # the same initialisation for every run of a model
-        model = create_model(name, num_classes=args.num_classes, weights=weights).to(args.device)
+        num_classes = args.num_classes or found.get(name) or 19
+        models.append(create_model(name, num_classes=num_classes, weights=state).to(args.device))
+    results, summary = [], []
+    for i, ((name, weights), model) in enumerate(zip(runs, models)):
         info = get_model_info(name)
         inputs = (
             image_inputs(images, size, info.mean, info.std)
@@ -216,7 +230,7 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", nargs=2, type=int, default=(256, 256), metavar=("H", "W"), help="input size (256 256)")
     p.add_argument("--layer", default=None, help="module whose centre output is traced (default: the model output)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the random inputs")
-    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--num-classes", type=int, default=None, help="default: the weights' class count, else 19")
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
