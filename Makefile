@@ -18,15 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# One pytest worker per CPU core (pytest-xdist), whole test files per worker so that module fixtures
-# (e.g. exported models) are built once; TEST_WORKERS=0 runs everything in this process.
-TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q
 
 # Everything except the tests marked `slow` (subprocess training runs, torchrun).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow"
 
 DEMO_CONFIG := demo/dsnet-head64_1xb8-60it_camvid-mini-192x256.yaml
 DEMO := runs/demo

@@ -8,12 +8,6 @@ import torch
 
 from .synthetic import write_camvid_like
 
-# Under pytest-xdist (`make test` runs one worker per core) each worker computes on one thread, so the
-# workers do not fight over the cores; subprocesses started by the tests inherit it from the environment.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DSNET_SHARED", REPO.parent / "shared"))
 

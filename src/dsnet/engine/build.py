@@ -67,13 +67,12 @@ def build_model(cfg: Config, *, aux_heads: bool = True) -> nn.Module:
     """The config's model, with ``model.pretrained`` loaded (classifier reset when asked)."""
     model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=aux_heads)
     if cfg.model.pretrained:
-        report = load_weights(
+        load_weights(  # logs its report (what loaded, what stayed at initialisation)
             model,
             cfg.model.pretrained,
             part=weights_part(cfg.model.name),  # type: ignore[arg-type]
             reset_classifier=cfg.model.reset_classifier,
         )
-        logger.info("%s", report)
     return model
 
 
