@@ -21,6 +21,7 @@ from dsnet.cli import main
 from dsnet.engine.build import build_split
 from dsnet.engine.config import Config, apply_overrides, load_config, validate_config
 from dsnet.engine.evaluator import evaluate_with_config
+from dsnet.engine.observe import logging_scope, setup_logging
 from dsnet.engine.state import load_training_state
 from dsnet.engine.trainer import Trainer, TrainingInterrupted
 from dsnet.engine.workdir import RunDir
@@ -338,3 +339,49 @@ def test_train_configures_no_logging_and_keeps_the_callers_process_group(tmp_pat
         assert logger.handlers == handlers_before  # no handler added (the CLI adds them)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_cli_logging_ends_with_the_command_and_follows_a_swapped_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process running several commands (tests, notebooks) keeps neither an open log file nor a
+    handler bound to a stderr that was closed since (this once broke a later command's one-line error)."""
+    logger = logging.getLogger("dsnet")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    first, second = _Stream(), _Stream()
+    with logging_scope():
+        monkeypatch.setattr("sys.stderr", first)
+        setup_logging(tmp_path / "run.log", is_main=True)
+        file_handler = next(h for h in logger.handlers if isinstance(h, logging.FileHandler))
+        logger.info("to the first stream")
+        first.close()
+        monkeypatch.setattr("sys.stderr", second)
+        logger.info("to the second stream")
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
+    assert file_handler.stream is None  # closed
+    assert "to the second stream" in second.getvalue() and "Logging error" not in second.getvalue()
+    log = (tmp_path / "run.log").read_text()
+    assert "to the first stream" in log and "to the second stream" in log
+
+
+class _Stream:
+    """A stderr stand-in whose text stays readable after close."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.closed = False
+
+    def write(self, text: str) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)

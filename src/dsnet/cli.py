@@ -20,7 +20,7 @@ from .cli_deploy import add_deploy_commands
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
-from .engine.observe import setup_logging
+from .engine.observe import logging_scope, setup_logging
 from .engine.pretrain import evaluate_pretrain_weights, load_pretrain_config, pretrain
 from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
@@ -278,14 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = list(args.overrides) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return int(args.func(args))
-    except (DSNetError, OSError, ValueError, TypeError) as e:
-        _report_error(args.command, e, args.debug)
-        return 2
-    except KeyboardInterrupt:
-        print(f"dsnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with logging_scope():  # the command's handlers and log file end with it
+        try:
+            return int(args.func(args))
+        except (DSNetError, OSError, ValueError, TypeError) as e:
+            _report_error(args.command, e, args.debug)
+            return 2
+        except KeyboardInterrupt:
+            print(f"dsnet {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

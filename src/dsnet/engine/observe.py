@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ T = TypeVar("T")
 
 __all__ = [
     "setup_logging",
+    "logging_scope",
     "progress_bar",
     "format_train_log",
     "RunRecorder",
@@ -29,15 +31,33 @@ __all__ = [
 ]
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream it was created
+    with: a caller that swaps stderr (pytest, a notebook) never gets records sent to a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # the base class assigns it once; stderr is looked up instead
+        pass
+
+
 def setup_logging(log_file: Path | None, is_main: bool, name: str = "dsnet") -> logging.Logger:
     """Console + ``log_file`` on the main rank; warnings only elsewhere. For applications (the CLI):
-    the library itself never configures logging."""
+    the library itself never configures logging. Pair it with :func:`logging_scope` to undo it."""
     logger = logging.getLogger(name)
+    for handler in logger.handlers:
+        handler.close()
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
+    console = _CurrentStderrHandler()
     console.setFormatter(fmt)
     logger.addHandler(console)
     if is_main and log_file is not None:
@@ -46,6 +66,26 @@ def setup_logging(log_file: Path | None, is_main: bool, name: str = "dsnet") -> 
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger
+
+
+@contextmanager
+def logging_scope(name: str = "dsnet") -> Iterator[logging.Logger]:
+    """Restore the ``name`` logger as it was on entry, closing the handlers added inside (log files).
+
+    One CLI command configures logging for its own run; a process that runs several (tests, a
+    notebook calling ``dsnet.cli.main``) keeps no open log file and no handler of a finished run.
+    """
+    logger = logging.getLogger(name)
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    try:
+        yield logger
+    finally:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def progress_bar(iterable: Iterable[T], desc: str, *, enabled: bool = True, **kwargs: Any) -> Iterable[T]:
