@@ -7,6 +7,7 @@ them; ``make test-fast`` does not). Errors are checked before any export work an
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 import dsnet
 from dsnet.cli import main
 from dsnet.deploy import ExportError, MissingBackendError, export, prepare
+from dsnet.deploy.signal_stack import keep_signal_stack
 from dsnet.errors import ConfigError, DSNetError, OutputError
 
 from .test_deploy_transforms import randomize_batchnorm
@@ -43,7 +45,8 @@ def _run_openvino(path: Path) -> Any:
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    with keep_signal_stack():  # see dsnet.deploy.signal_stack: else a later signal can crash the suite
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda x: np.asarray(compiled(x)[0])
 
 
@@ -151,3 +154,35 @@ def test_prepared_model_is_what_gets_exported(model: torch.nn.Module) -> None:
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
         assert torch.equal(once(x), twice(x))
+
+
+_TWO_MODELS_THEN_A_SIGNAL = """
+import faulthandler, gc, os, signal, sys
+import dsnet
+from dsnet.deploy import load_runner
+from dsnet.deploy.signal_stack import current_signal_stack
+faulthandler.enable()  # like pytest: the thread has an alternate signal stack before OpenVINO runs
+before = current_signal_stack()
+first, second = load_runner(sys.argv[1], "openvino"), load_runner(sys.argv[1], "openvino")
+del first
+gc.collect()
+del second
+gc.collect()
+print("stack kept:", current_signal_stack() == before, flush=True)
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+os.kill(os.getpid(), signal.SIGUSR1)  # a signal handled in Python runs on the alternate stack
+print("handled:", got == [1], flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="alternate signal stacks: Linux")
+def test_openvino_models_leave_the_threads_signal_stack_alive(tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin swaps the thread's signal stack per compiled model; dropping two models
+    out of order used to leave it unmapped, and the next handled signal (here SIGUSR1; in the test
+    suite, SIGCHLD of a finished child process) killed the process with SIGSEGV."""
+    pytest.importorskip("openvino")
+    path = export(dsnet.create_model("dsnet_head64", num_classes=3), "openvino", (64, 64), out=tmp_path / "m.xml").path
+    run = subprocess.run([sys.executable, "-c", _TWO_MODELS_THEN_A_SIGNAL, str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}{run.stderr[-1500:]}"
+    assert "stack kept: True" in run.stdout and "handled: True" in run.stdout

@@ -28,6 +28,7 @@ from .backends import require
 from .export import export, output_files, save_openvino
 from .prepare import prepare
 from .runtime import load_runner
+from .signal_stack import keep_signal_stack
 
 __all__ = ["PRESETS", "QuantizeResult", "quantize_openvino", "quantize_model"]
 
@@ -72,15 +73,16 @@ def quantize_model(
         raise ConfigError(f"int8 preset {preset!r}: expected one of {', '.join(PRESETS)}")
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     ignored = nncf.IgnoredScope(types=list(ignored_types), validate=False) if ignored_types else None
-    return nncf.quantize(
-        ov_model,
-        nncf.Dataset(calibration),
-        preset=presets[preset],
-        target_device=nncf.TargetDevice.CPU,
-        subset_size=num_samples,
-        fast_bias_correction=fast_bias_correction,
-        **({"ignored_scope": ignored} if ignored else {}),
-    )
+    with keep_signal_stack():  # NNCF compiles the model with OpenVINO to collect statistics
+        return nncf.quantize(
+            ov_model,
+            nncf.Dataset(calibration),
+            preset=presets[preset],
+            target_device=nncf.TargetDevice.CPU,
+            subset_size=num_samples,
+            fast_bias_correction=fast_bias_correction,
+            **({"ignored_scope": ignored} if ignored else {}),
+        )
 
 
 def _count_fake_quantize(ov_model: Any) -> int:

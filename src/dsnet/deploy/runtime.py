@@ -14,6 +14,7 @@ import torch
 
 from ..errors import ExportError
 from .backends import require
+from .signal_stack import keep_signal_stack
 
 __all__ = ["LoadedExport", "Runner", "load_export", "load_runner"]
 
@@ -77,7 +78,8 @@ def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     model = core.read_model(str(path))
-    compiled = core.compile_model(model, "CPU", config)
+    with keep_signal_stack():  # OpenVINO swaps the thread's signal stack per compiled model
+        compiled = core.compile_model(model, "CPU", config)
     return LoadedExport(
         lambda x: np.asarray(compiled(x)[0]),
         _openvino_dims(model.inputs[0].get_partial_shape()),
