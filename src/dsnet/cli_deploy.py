@@ -83,13 +83,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         check=not args.no_check,
     )
-    h, w = result.size
-    shape = "dynamic batch and H, W (multiples of 8)" if result.dynamic else f"input 1x{model.in_channels}x{h}x{w}"
+    shape = _input_shape(result.dynamic, model.in_channels, result.size)
     print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
     print(f"  {result.folded_bn} BatchNorms folded into their convolutions, auxiliary heads dropped")
     for size, error in result.parity.items():
         print(f"  max |exported - PyTorch float64| / max |PyTorch| at {size}: {error:.2e}")
     return 0
+
+
+def _input_shape(dynamic: bool, channels: int, size: tuple[int, int]) -> str:
+    return "dynamic batch and H, W (multiples of 8)" if dynamic else f"input 1x{channels}x{size[0]}x{size[1]}"
 
 
 def _export_int8(args: argparse.Namespace) -> int:
@@ -111,11 +114,7 @@ def _export_int8(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         check_images=0 if args.no_check else 8,
     )
-    shape = (
-        "dynamic batch and H, W (multiples of 8)"
-        if result.dynamic
-        else f"input 1x{model.in_channels}x{size[0]}x{size[1]}"
-    )
+    shape = _input_shape(result.dynamic, model.in_channels, size)
     print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")
     print(
         f"  {result.fake_quantize_ops} FakeQuantize ops, preset {result.preset}, "
