@@ -51,9 +51,7 @@ def setup_logging(log_file: Path | None, is_main: bool, name: str = "dsnet") -> 
     """Console + ``log_file`` on the main rank; warnings only elsewhere. For applications (the CLI):
     the library itself never configures logging. Pair it with :func:`logging_scope` to undo it."""
     logger = logging.getLogger(name)
-    for handler in logger.handlers:
-        handler.close()
-    logger.handlers.clear()
+    logger.handlers.clear()  # detached, not closed: they may be the caller's, which logging_scope puts back
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
