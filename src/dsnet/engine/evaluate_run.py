@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from .observe import plot_class_iou
 from .run_files import resolve_work_dir, write_json
 
 __all__ = ["evaluate_weights"]
-
-logger = logging.getLogger("dsnet")
 
 
 def _segmentation_weights(weights: str | os.PathLike) -> dict[str, Any]:

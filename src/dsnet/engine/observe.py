@@ -35,9 +35,6 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream it was created
     with: a caller that swaps stderr (pytest, a notebook) never gets records sent to a closed file."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
     def stream(self):  # type: ignore[no-untyped-def]
         return sys.stderr
