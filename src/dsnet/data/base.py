@@ -124,8 +124,9 @@ class DatasetInfo:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
     def to_metadata(self) -> dict[str, str]:
-        """The string metadata that carries this description in a weights file."""
-        return {LABEL_SPACE_KEY: self.to_json(), "num_classes": str(self.num_classes)}
+        """The string metadata that carries this description in a weights file (``dataset``: its name, for
+        readers that know only that key)."""
+        return {LABEL_SPACE_KEY: self.to_json(), "num_classes": str(self.num_classes), "dataset": self.name}
 
     @classmethod
     def from_dict(cls, data: Any) -> DatasetInfo:
