@@ -117,7 +117,7 @@ def read_weights_source(path: str | os.PathLike) -> WeightsSource:
             weights, meta = {k: v for k, v in obj.items() if k != "meta"}, {str(k): str(v) for k, v in stored.items()}
         else:
             weights, meta = obj, {}
-    found = weights_num_classes(weights)
+    found = weights_num_classes(weights) if isinstance(weights, (Path, Mapping)) else None  # else: the loader says
     stated = _meta_int(meta, "num_classes", path)
     if found is not None and stated is not None and found != stated:
         raise CheckpointError(f"{path}: metadata num_classes={stated} but the classifier has {found} classes")
