@@ -19,7 +19,7 @@ from .deploy import PRESETS, export, output_files, quantize_openvino
 from .engine.run_files import write_json
 from .errors import ConfigError
 from .inference import InferenceOptions
-from .models import create_model, get_model_info, list_models
+from .models import check_num_classes, create_model, get_model_info, list_models, weights_num_classes
 from .predict import (
     AVAILABLE_BACKENDS,
     OutputWriter,
@@ -73,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     output_files(args.output, args.format, args.overwrite)  # format, suffix, existing files: before any work
     if args.int8 or args.calib:
         return _export_int8(args)
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    model = _weights_model(args)
     result = export(
         model,
         args.format,
@@ -91,6 +91,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The model of ``--weights`` with their class count (``--num-classes`` may only repeat it)."""
+    num_classes = check_num_classes(weights_num_classes(args.weights), args.num_classes, args.weights)
+    return create_model(args.model, num_classes=num_classes, weights=args.weights)
+
+
 def _input_shape(dynamic: bool, channels: int, size: tuple[int, int]) -> str:
     return "dynamic batch and H, W (multiples of 8)" if dynamic else f"input 1x{channels}x{size[0]}x{size[1]}"
 
@@ -101,7 +107,7 @@ def _export_int8(args: argparse.Namespace) -> int:
     info = get_model_info(args.model)
     size = (args.size[0], args.size[1])
     calibration = CalibrationSet(args.calib, size, count=args.calib_count, mean=info.mean, std=info.std)
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    model = _weights_model(args)
     print(f"calibrating on {len(calibration)} images of {args.calib} at {size[0]}x{size[1]}")
     result = quantize_openvino(
         model,
@@ -190,7 +196,9 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     )
     p_pred.add_argument("--video-labels", action="store_true", help="also write a label PNG per video frame")
     p_pred.add_argument("--dataset", default=None, help="class names/colours/ids of this dataset (default: metadata)")
-    p_pred.add_argument("--num-classes", type=int, default=None, help="for weights without metadata")
+    p_pred.add_argument(
+        "--num-classes", type=int, default=None, help="default: the weights' (must agree with them if given)"
+    )
     p_pred.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p_pred.add_argument("--batch-size", type=int, default=4, help="images of one size per forward pass")
     p_pred.add_argument("--slide", action="store_true", help="sliding-window inference for every image")
@@ -220,7 +228,9 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p_export.add_argument("--format", required=True, choices=["onnx", "openvino", "torch", "tensorrt"])
     p_export.add_argument("--size", nargs=2, type=int, required=True, metavar=("H", "W"), help="example input size")
     p_export.add_argument("--dynamic", action="store_true", help="batch, H and W free at run time")
-    p_export.add_argument("--num-classes", type=int, default=19)
+    p_export.add_argument(
+        "--num-classes", type=int, default=None, help="default: the weights' (must agree with them if given)"
+    )
     p_export.add_argument("-o", "--output", required=True, help="file: .onnx, .xml (+ .bin) or .pt2")
     p_export.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
     p_export.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")

@@ -7,9 +7,9 @@ image/label pairing), one module per dataset, ``builder`` (registry), ``transfor
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import DataError
 from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataset, ade20k_classes
-from .base import DatasetInfo, SegmentationDataset
+from .base import LABEL_SPACE_KEY, DatasetInfo, SegmentationDataset
 from .bdd100k import BDD100KDataset
-from .builder import DATASETS, build_dataset, list_datasets
+from .builder import DATASET_ALIASES, DATASETS, build_dataset, describe_dataset, list_datasets
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, CityscapesDataset
 from .folder import FolderConfig, FolderDataset, load_folder_config
@@ -27,6 +27,8 @@ __all__ = [
     "CITYSCAPES_LABEL_TO_TRAIN",
     "CITYSCAPES_PALETTE",
     "DATASETS",
+    "DATASET_ALIASES",
+    "LABEL_SPACE_KEY",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ADE20KDataset",
@@ -47,6 +49,7 @@ __all__ = [
     "decode_color_label",
     "decode_index_label",
     "denormalize",
+    "describe_dataset",
     "generate_palette",
     "list_datasets",
     "load_folder_config",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 from ..constants import IGNORE_INDEX
 from ..errors import DataError
@@ -213,6 +214,19 @@ class ADE20KDataset(SegmentationDataset):
     ALIASES = {"train": "training", "val": "validation"}
     label_lut = _ADE_LUT
 
+    @staticmethod
+    def _resolve_root(root: PathLike) -> Path:
+        root = Path(root)
+        return root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
+
+    @classmethod
+    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
+        """The 150 classes (names from ``objectInfo150.csv`` under ``root`` when there is one); the files
+        hold 1..150 and 0 for "other" (reduce-zero-label undone)."""
+        classes = ade20k_classes(None if root is None else cls._resolve_root(root) / "objectInfo150.csv")
+        ids = tuple(range(1, len(classes) + 1))
+        return DatasetInfo("ade20k", classes, ADE20K_PALETTE, dataset_ids=ids, dataset_ignore_id=0)
+
     def __init__(
         self,
         root: PathLike,
@@ -223,12 +237,10 @@ class ADE20KDataset(SegmentationDataset):
     ) -> None:
         split = self.ALIASES.get(split, split)
         check_split(split, self.SPLITS + tuple(self.ALIASES), "ade20k")
-        root = Path(root)
-        if (root / "ADEChallengeData2016").is_dir():
-            root = root / "ADEChallengeData2016"
+        root = self._resolve_root(root)
         images = FolderSpec(root / "images" / split, "ADE20K image")
         labels = FolderSpec(root / "annotations" / split, "ADE20K annotation", (".png",))
         samples = pair_folders(images, labels, on_bad_sample)
-        info = DatasetInfo("ade20k", ade20k_classes(root / "objectInfo150.csv"), ADE20K_PALETTE)
+        info = self.describe(root)
         self.root, self.split = root, split
         super().__init__(samples, info, transform, seed, on_bad_sample, source=images.folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,10 @@ from .labels import ColorCodec, decode_color_label, decode_index_label, make_lut
 
 __all__ = ["BDD100K_INFO", "BDD100KDataset"]
 
-BDD100K_INFO = DatasetInfo("bdd100k", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)
+# the masks hold the training ids themselves (255: ignore)
+BDD100K_INFO = DatasetInfo(
+    "bdd100k", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, dataset_ids=tuple(range(len(CITYSCAPES_CLASSES)))
+)
 _TRAIN_ID_LUT_19 = make_lut({**{k: k for k in range(19)}, IGNORE_INDEX: IGNORE_INDEX})
 
 
@@ -30,6 +34,10 @@ class BDD100KDataset(SegmentationDataset):
     SPLITS = ("train", "val")
     LABEL_SOURCES = ("masks", "colormaps")
     label_lut = _TRAIN_ID_LUT_19
+
+    @classmethod
+    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
+        return BDD100K_INFO
 
     def __init__(
         self,
@@ -51,7 +59,7 @@ class BDD100KDataset(SegmentationDataset):
         samples = pair_folders(images, labels, on_bad_sample)
         self.root, self.split, self.label_source = root, split, label_source
         self._codec = ColorCodec(CITYSCAPES_PALETTE, range(len(CITYSCAPES_PALETTE)))
-        super().__init__(samples, BDD100K_INFO, transform, seed, on_bad_sample, source=images.folder)
+        super().__init__(samples, self.describe(), transform, seed, on_bad_sample, source=images.folder)
 
     def decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         if raw.ndim == 3:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ..errors import ConfigError, DSNetError
 from .ade20k import ADE20KDataset
-from .base import SegmentationDataset, Transform
+from .base import DatasetInfo, SegmentationDataset, Transform
 from .bdd100k import BDD100KDataset
 from .camvid import CamVidDataset
 from .cityscapes import CityscapesDataset
 from .folder import FolderDataset
 from .io import PathLike
 
-__all__ = ["DATASETS", "build_dataset", "list_datasets"]
+__all__ = ["DATASETS", "DATASET_ALIASES", "build_dataset", "describe_dataset", "list_datasets"]
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
     "cityscapes": CityscapesDataset,
@@ -24,8 +25,36 @@ DATASETS: dict[str, type[SegmentationDataset]] = {
 }
 
 
+#: Names of a registered dataset with constructor options that change its label space (the name its
+#: :class:`DatasetInfo` carries), so a label space can be asked for by that name alone.
+DATASET_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "camvid-dsnet": ("camvid", {"class_order": "dsnet"}),
+}
+
+
 def list_datasets() -> list[str]:
     return sorted(DATASETS)
+
+
+def describe_dataset(name: str, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+    """The label space of a registered dataset (or alias) with these options, without listing its files.
+
+    None where it cannot be known without ``root`` (a folder dataset's classes live in its YAML).
+    An unknown name is a ConfigError naming the valid ones.
+    """
+    key = name.lower()
+    if key in DATASET_ALIASES:
+        key, preset = DATASET_ALIASES[key]
+        options = {**preset, **options}
+    if key not in DATASETS:
+        valid = ", ".join(sorted([*DATASETS, *DATASET_ALIASES]))
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {valid}")
+    try:
+        return DATASETS[key].describe(root, **options)
+    except ValueError as e:
+        if isinstance(e, DSNetError):
+            raise
+        raise ConfigError(str(e)) from None
 
 
 def build_dataset(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "CAMVID_CLASSES",
     "CAMVID_DSNET_ORDER",
     "CAMVID_PALETTE",
+    "CAMVID_VOID_ID",
     "CamVidDataset",
     "camvid_color_codec",
 ]
@@ -136,6 +138,9 @@ CAMVID32_TO_11: dict[str, str] = {
 # Entry k is the SegNet-order id of the authors' training id k.
 CAMVID_DSNET_ORDER: tuple[int, ...] = (10, 1, 8, 2, 7, 9, 3, 4, 6, 0, 5)
 
+#: SegNet's id of void pixels.
+CAMVID_VOID_ID = 11
+
 
 _CAMVID_GROUP_ID = {name: i for i, name in enumerate(CAMVID_CLASSES)}
 
@@ -185,6 +190,21 @@ class CamVidDataset(SegmentationDataset):
     ENCODINGS = ("auto", "index", "color")
     CLASS_ORDERS = ("segnet", "dsnet")
 
+    @classmethod
+    def describe(cls, root: PathLike | None = None, *, class_order: str = "segnet", **options: Any) -> DatasetInfo:
+        """The 11 classes in ``class_order``; the dataset ids are SegNet's (void: 11) in either order."""
+        if class_order not in cls.CLASS_ORDERS:
+            raise ValueError(f"camvid: class_order must be one of {cls.CLASS_ORDERS}, got {class_order!r}")
+        order = tuple(range(11)) if class_order == "segnet" else CAMVID_DSNET_ORDER
+        return DatasetInfo(
+            "camvid" if class_order == "segnet" else "camvid-dsnet",
+            tuple(CAMVID_CLASSES[k] for k in order),
+            tuple(CAMVID_PALETTE[k] for k in order),
+            dataset_ids=order,
+            dataset_ignore_id=CAMVID_VOID_ID,
+            class_order=class_order,
+        )
+
     def __init__(
         self,
         root: PathLike,
@@ -212,11 +232,11 @@ class CamVidDataset(SegmentationDataset):
         to_train = [0] * 11  # SegNet id -> training id in the chosen order
         for train_id, segnet_id in enumerate(order):
             to_train[segnet_id] = train_id
-        self.label_lut = make_lut({**dict(enumerate(to_train)), 11: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX})
+        self.label_lut = make_lut(
+            {**dict(enumerate(to_train)), CAMVID_VOID_ID: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX}
+        )
         self._codec = camvid_color_codec(merge_32_classes, to_train)
-        name = "camvid" if class_order == "segnet" else "camvid-dsnet"
-        info = DatasetInfo(name, tuple(CAMVID_CLASSES[k] for k in order), tuple(CAMVID_PALETTE[k] for k in order))
-        super().__init__(samples, info, transform, seed, on_bad_sample, source=source)
+        super().__init__(samples, self.describe(class_order=class_order), transform, seed, on_bad_sample, source=source)
 
     # ---- listing
     def _list_samples(

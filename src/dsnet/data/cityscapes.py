@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..constants import IGNORE_INDEX
 from .base import DatasetInfo, FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
@@ -84,7 +85,14 @@ CITYSCAPES_LABEL_TO_TRAIN: dict[int, int] = {
     33: 18,
 }
 
-CITYSCAPES_INFO = DatasetInfo("cityscapes", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)
+# the dataset ids are the labelIds (what the benchmark server wants); ignored pixels stay 255 (Cityscapes has
+# several void labelIds, none of which is "the" ignore id)
+CITYSCAPES_INFO = DatasetInfo(
+    "cityscapes",
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    dataset_ids=tuple(sorted(CITYSCAPES_LABEL_TO_TRAIN, key=CITYSCAPES_LABEL_TO_TRAIN.__getitem__)),
+)
 _CITYSCAPES_LUT = make_lut({v: CITYSCAPES_LABEL_TO_TRAIN.get(v, IGNORE_INDEX) for v in range(256)})
 
 
@@ -96,6 +104,10 @@ class CityscapesDataset(SegmentationDataset):
     IMAGE_SUFFIX = "_leftImg8bit.png"
     LABEL_SUFFIX = "_gtFine_labelIds.png"
     label_lut = _CITYSCAPES_LUT
+
+    @classmethod
+    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
+        return CITYSCAPES_INFO
 
     def __init__(
         self,
@@ -111,4 +123,4 @@ class CityscapesDataset(SegmentationDataset):
         labels = FolderSpec(root / "gtFine" / split, "Cityscapes label", (self.LABEL_SUFFIX,), depth=1)
         samples = pair_folders(images, labels, on_bad_sample)
         self.root, self.split = root, split
-        super().__init__(samples, CITYSCAPES_INFO, transform, seed, on_bad_sample, source=images.folder)
+        super().__init__(samples, self.describe(), transform, seed, on_bad_sample, source=images.folder)

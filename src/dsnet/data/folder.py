@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -140,6 +140,29 @@ class FolderDataset(SegmentationDataset):
     Unknown keys are errors.
     """
 
+    @staticmethod
+    def _config_path(root: PathLike) -> tuple[Path, Path]:
+        """(the YAML file, the folder its paths are relative to) of ``root`` (a folder or the YAML itself)."""
+        root = Path(root)
+        if root.is_file() or root.suffix.lower() in (".yaml", ".yml"):
+            return root, root.parent
+        return root / FOLDER_CONFIG_NAME, root
+
+    @classmethod
+    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+        """The label space its ``dataset.yaml`` declares (None without ``root``: the names live there)."""
+        if root is None:
+            return None
+        return cls._info(load_folder_config(cls._config_path(root)[0]))
+
+    @staticmethod
+    def _info(cfg: FolderConfig) -> DatasetInfo:
+        """Mask value k is class k, so the dataset ids are the training ids; ``ignore_index`` is the masks'."""
+        n = len(cfg.classes)
+        palette = cfg.palette if cfg.palette is not None else generate_palette(n)
+        ignore = None if cfg.ignore_index == IGNORE_INDEX else cfg.ignore_index
+        return DatasetInfo(str(cfg.name), cfg.classes, palette, dataset_ids=tuple(range(n)), dataset_ignore_id=ignore)
+
     def __init__(
         self,
         root: PathLike,
@@ -148,11 +171,7 @@ class FolderDataset(SegmentationDataset):
         seed: int = 0,
         on_bad_sample: str = "error",
     ) -> None:
-        root = Path(root)
-        if root.is_file() or root.suffix.lower() in (".yaml", ".yml"):
-            config_path, base = root, root.parent
-        else:
-            config_path, base = root / FOLDER_CONFIG_NAME, root
+        config_path, base = self._config_path(root)
         cfg = load_folder_config(config_path)
         self.config, self.config_path, self.root, self.split = cfg, config_path, base, split
 
@@ -166,8 +185,7 @@ class FolderDataset(SegmentationDataset):
             image_dir, mask_dir = image_dir / split, mask_dir / split
         samples = pair_folders(FolderSpec(image_dir, "image"), FolderSpec(mask_dir, "mask"), on_bad_sample)
 
-        palette = cfg.palette if cfg.palette is not None else generate_palette(len(cfg.classes))
-        info = DatasetInfo(str(cfg.name), cfg.classes, palette)
+        info = self._info(cfg)
         self.label_lut = make_lut({**{k: k for k in range(len(cfg.classes))}, cfg.ignore_index: IGNORE_INDEX})
         self._codec = None
         if cfg.palette is not None and cfg.mask_encoding != "index":

@@ -61,6 +61,9 @@ class TrainingRun(StepMechanics):
     score_label = "mIoU"
     #: the dataset named in the weights' metadata
     dataset_name = ""
+    #: the training data's label space (a :class:`~dsnet.data.DatasetInfo`), written whole into the weights'
+    #: metadata so inference names and colours the classes as the dataset does; None: only ``dataset_name``
+    label_space: Any = None
 
     # set by the subclass's _setup (with train_set, model, ddp, optimizer: see StepMechanics)
     val_set: Any
@@ -329,6 +332,8 @@ class TrainingRun(StepMechanics):
     def _metadata(self, m: Any | None = None) -> dict[str, str]:
         c = self.cfg
         meta = {"model": c.model.name, "num_classes": str(c.model.num_classes), "dataset": self.dataset_name}
+        if self.label_space is not None:
+            meta = {**self.label_space.to_metadata(), **meta}
         return {**meta, "iteration": str(self.iteration), **({self.score_name: f"{self._score(m):.6f}"} if m else {})}
 
     def _finish(self, last_val: Any | None) -> dict[str, Any]:

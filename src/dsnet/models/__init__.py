@@ -5,6 +5,7 @@ from .ablations import ABLATION_BASE, ablation_name
 from .blocks import MFACB, MSAF, SPASPP, AuxiliaryHead, BasicBlock, Bottleneck, ConvBNReLU, SegmentationHead
 from .checkpoint import (
     LoadReport,
+    check_num_classes,
     checkpoint_num_classes,
     load_weights,
     normalize_state_dict,
@@ -12,6 +13,7 @@ from .checkpoint import (
     save_authors_checkpoint,
     save_weights,
     to_authors_state_dict,
+    weights_num_classes,
 )
 from .classifier import ENCODER_MODULES, ClassifierHead, DSNetClassifier
 from .context import ASPP, DAPPM
@@ -55,6 +57,7 @@ __all__ = [
     "DSNetOutput",
     "ModelInfo",
     "PaperResult",
+    "check_num_classes",
     "checkpoint_num_classes",
     "create_model",
     "get_model_info",
@@ -69,4 +72,5 @@ __all__ = [
     "save_authors_checkpoint",
     "save_weights",
     "to_authors_state_dict",
+    "weights_num_classes",
 ]

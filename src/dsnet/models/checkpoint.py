@@ -20,12 +20,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, CheckpointMismatchError
+from ..errors import CheckpointError, CheckpointMismatchError, ConfigError
 from ..fileio import atomic_write, read_torch_file
 from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES
 from .registry import get_model_constructor, list_models
@@ -33,6 +33,8 @@ from .registry import get_model_constructor, list_models
 __all__ = [
     "LoadReport",
     "checkpoint_num_classes",
+    "check_num_classes",
+    "weights_num_classes",
     "read_checkpoint",
     "normalize_state_dict",
     "load_weights",
@@ -162,6 +164,42 @@ def checkpoint_num_classes(sd: Mapping[str, Tensor]) -> int | None:
     """The class count of a normalised state dict (its classifier's output channels), or None without one."""
     head = sd.get("lastlayer.conv2.weight")
     return int(head.shape[0]) if head is not None and head.dim() == 4 else None
+
+
+_CLASSIFIER_KEY = "lastlayer.conv2.weight"
+
+
+def weights_num_classes(weights: WeightsLike) -> int | None:
+    """The class count of a checkpoint (its classifier's output channels), None without a classifier.
+
+    A safetensors file is read from its header alone, so the tensors are read once, by the loader.
+    """
+    if isinstance(weights, (str, os.PathLike)) and Path(weights).suffix == ".safetensors" and Path(weights).is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                for key in f.keys():  # noqa: SIM118 (a safe_open handle is not iterable)
+                    parts = key.split(".")
+                    wrapped = all(p + "." in _WRAPPER_PREFIXES for p in parts[:-3])
+                    if parts[-3:] == _CLASSIFIER_KEY.split(".") and wrapped:
+                        shape = f.get_slice(key).get_shape()
+                        return int(shape[0]) if len(shape) == 4 else None
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
+        return None
+    raw = read_checkpoint(weights) if isinstance(weights, (str, os.PathLike)) else weights  # (missing file: its error)
+    return checkpoint_num_classes(normalize_state_dict(raw, _describe(weights)))
+
+
+def check_num_classes(
+    found: int | None, requested: int | None, source: str | os.PathLike, what: str = "--num-classes"
+) -> int | None:
+    """The class count to build: the weights' (``found``), which a requested count (``what``, as the
+    user named it) must not contradict: a one-line ConfigError naming both."""
+    if found is not None and requested is not None and found != requested:
+        raise ConfigError(f"{source}: the weights have {found} classes, but {what} is {requested}")
+    return found if found is not None else requested
 
 
 def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
@@ -306,20 +344,44 @@ def load_weights(
     return report
 
 
+class LabelSpaceLike(Protocol):
+    """What :func:`save_weights` needs of a label space (:class:`dsnet.data.DatasetInfo` is one)."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def to_metadata(self) -> dict[str, str]: ...
+
+
 def save_weights(
     model: nn.Module | Mapping[str, Tensor],
     path: str | os.PathLike,
     metadata: Mapping[str, str] | None = None,
+    *,
+    label_space: LabelSpaceLike | None = None,
 ) -> Path:
     """Write weights atomically: safetensors for ``*.safetensors``, else a weights-only torch file.
 
     ``metadata`` (string pairs) is stored in the safetensors header or as ``{'meta': ...}`` beside
-    ``{'state_dict': ...}`` in a torch file.
+    ``{'state_dict': ...}`` in a torch file. ``label_space`` (a dataset's
+    :class:`~dsnet.data.DatasetInfo`) adds its description (keys ``label_space``, ``num_classes``,
+    and ``dataset`` unless ``metadata`` names one), so inference names and colours the classes as
+    the dataset does; a class count that contradicts the classifier's is a ConfigError.
     """
     path = Path(path)
     sd = model.state_dict() if isinstance(model, nn.Module) else dict(model)
     sd = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in sd.items())
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    if label_space is not None:
+        described = dict(label_space.to_metadata())
+        n = label_space.num_classes
+        found = checkpoint_num_classes(normalize_state_dict(sd, str(path)))
+        if found is not None and found != n:
+            raise ConfigError(f"{path}: the label space has {n} classes but the model's classifier {found}")
+        if meta.get("num_classes", str(n)) != str(n):
+            raise ConfigError(f"{path}: metadata num_classes={meta['num_classes']} but the label space has {n} classes")
+        dataset = meta.get("dataset", described.get("dataset"))
+        meta = {**meta, **described, **({"dataset": dataset} if dataset else {})}
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 

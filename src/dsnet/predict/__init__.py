@@ -9,7 +9,7 @@ module each backend runs: torch's deploy form, ONNX Runtime/OpenVINO on an expor
 """
 
 from .backends import AVAILABLE_BACKENDS, LogitsFn, LogitsFnModule
-from .labelspace import LabelSpace, known_label_spaces, label_space, read_weights_source
+from .labelspace import LabelSpace, known_label_spaces, label_space, label_space_from_metadata, read_weights_source
 from .predictor import LARGE_IMAGE_PIXELS, Prediction, Predictor
 from .run import RunSummary, describe, predict_files
 from .runtimes import EXPORT_SUFFIXES, export_format
@@ -36,6 +36,7 @@ __all__ = [
     "export_format",
     "known_label_spaces",
     "label_space",
+    "label_space_from_metadata",
     "predict_files",
     "read_video",
     "read_weights_source",

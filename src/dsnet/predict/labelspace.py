@@ -1,9 +1,11 @@
 """What a prediction's ids mean: class names, colours and the dataset's own label ids.
 
-Taken from the weights' metadata (``dataset``, ``num_classes``, ``model``, written by training and
-:func:`dsnet.save_weights`) or from a dataset name; a class count alone gets generated names and a
-generated palette. Reading the metadata touches only the safetensors header, so the tensors are
-read once, by the model loader.
+The label space is the dataset's own description (:class:`dsnet.data.DatasetInfo`), which training
+writes whole into the weights' metadata (key ``label_space``, JSON; see :meth:`DatasetInfo.to_json`).
+Older weights that carry only ``dataset=<name>`` get that dataset's default description from the
+dataset registry; a class count alone gets generated names and a generated palette. No dataset's
+names or colours are kept here. Reading the metadata touches only the safetensors header, so the
+tensors are read once, by the model loader.
 """
 
 from __future__ import annotations
@@ -14,99 +16,90 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from ..constants import IGNORE_INDEX
-from ..data.ade20k import ADE20K_CLASSES, ADE20K_PALETTE
-from ..data.builder import DATASETS
-from ..data.camvid import CAMVID_CLASSES, CAMVID_DSNET_ORDER, CAMVID_PALETTE
-from ..data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE
-from ..data.labels import Color, generate_palette
+from ..data.base import LABEL_SPACE_KEY, DatasetInfo
+from ..data.builder import DATASET_ALIASES, describe_dataset, list_datasets
 from ..errors import CheckpointError, ConfigError
 from ..fileio import read_torch_file
+from ..models import weights_num_classes
 
-__all__ = ["LabelSpace", "WeightsSource", "label_space", "known_label_spaces", "read_weights_source"]
+__all__ = [
+    "LabelSpace",
+    "WeightsSource",
+    "known_label_spaces",
+    "label_space",
+    "label_space_from_metadata",
+    "read_weights_source",
+]
 
-
-@dataclass(frozen=True)
-class LabelSpace:
-    """Class names and colours of the training ids ``0..num_classes-1``; ``dataset_ids[train_id]`` is the
-    id the dataset itself uses (what benchmark servers want), or None where it has no other ids."""
-
-    name: str | None
-    classes: tuple[str, ...]
-    palette: tuple[Color, ...]
-    dataset_ids: np.ndarray | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def to_dataset_ids(self, label: np.ndarray) -> np.ndarray:
-        """Train ids (uint8) -> the dataset's own ids; ignored pixels stay 255."""
-        if self.dataset_ids is None:
-            raise ConfigError(f"dataset {self.name!r}: no dataset label ids are known beyond the training ids")
-        return self.dataset_ids[np.asarray(label, np.uint8)]
+#: A label space is a dataset's description (the name predict's API has always used for it).
+LabelSpace = DatasetInfo
 
 
-def _lut(train_to_dataset: Mapping[int, int]) -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, np.uint8)
-    for train_id, dataset_id in train_to_dataset.items():
-        lut[train_id] = dataset_id
-    return lut
+def known_label_spaces() -> dict[str, DatasetInfo]:
+    """The default label spaces of the registered datasets (and aliases) that need no files to describe."""
+    spaces = {name: describe_dataset(name) for name in [*list_datasets(), *DATASET_ALIASES]}
+    return {name: space for name, space in spaces.items() if space is not None}
 
 
-def known_label_spaces() -> dict[str, LabelSpace]:
-    """The label spaces of the built-in datasets, by the names configs use (``data.dataset``)."""
-    cityscapes_ids = _lut({t: raw for raw, t in CITYSCAPES_LABEL_TO_TRAIN.items()})
-    order = CAMVID_DSNET_ORDER
-    return {
-        "cityscapes": LabelSpace("cityscapes", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, cityscapes_ids),
-        "bdd100k": LabelSpace("bdd100k", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, _lut({k: k for k in range(19)})),
-        # ADE20K files hold 1..150 (0 = other): reduce-zero-label undone
-        "ade20k": LabelSpace("ade20k", ADE20K_CLASSES, ADE20K_PALETTE, _lut({k: k + 1 for k in range(150)})),
-        "camvid": LabelSpace("camvid", CAMVID_CLASSES, CAMVID_PALETTE, _lut({k: k for k in range(11)})),
-        # the DSNet/PIDNet alphabetical order; the dataset ids are SegNet's
-        "camvid-dsnet": LabelSpace(
-            "camvid-dsnet",
-            tuple(CAMVID_CLASSES[k] for k in order),
-            tuple(CAMVID_PALETTE[k] for k in order),
-            _lut(dict(enumerate(order))),
-        ),
-    }
+def _checked(space: DatasetInfo, num_classes: int | None, what: str) -> DatasetInfo:
+    if num_classes is not None and num_classes != space.num_classes:
+        raise ConfigError(f"{what} has {space.num_classes} classes, but the model has {num_classes}")
+    return space
 
 
-def label_space(dataset: str | None, num_classes: int | None) -> LabelSpace:
-    """The label space of ``dataset`` (checked against ``num_classes``), or a generated one."""
-    known = known_label_spaces()
-    if dataset is not None and dataset.lower() in known:
-        space = known[dataset.lower()]
-        if num_classes is not None and num_classes != space.num_classes:
-            raise ConfigError(f"dataset {dataset!r} has {space.num_classes} classes, but the model has {num_classes}")
-        return space
-    if dataset is not None and dataset.lower() not in DATASETS:
-        valid = ", ".join(sorted(known))
-        raise ConfigError(f"unknown dataset {dataset!r} for class names; known: {valid} (or give only num_classes)")
+def label_space(dataset: str | DatasetInfo | None, num_classes: int | None) -> DatasetInfo:
+    """The label space of ``dataset`` (a registered name or a description; checked against ``num_classes``),
+    or a generated one where the dataset cannot describe itself without its files."""
+    if isinstance(dataset, DatasetInfo):
+        return _checked(dataset, num_classes, f"label space {dataset.name!r}")
+    space = describe_dataset(dataset) if dataset is not None else None
+    if space is not None:
+        return _checked(space, num_classes, f"dataset {dataset!r}")
     if num_classes is None:
         raise ConfigError(f"dataset {dataset!r}: class names are not built in; the number of classes is needed")
-    if not 1 <= num_classes <= 255:
-        raise ConfigError(f"num_classes must be in 1..255 for label images, got {num_classes}")
-    classes = tuple(f"class_{k}" for k in range(num_classes))
-    return LabelSpace(dataset, classes, generate_palette(num_classes))
+    return DatasetInfo.generated(num_classes, dataset)
+
+
+def label_space_from_metadata(
+    metadata: Mapping[str, str], num_classes: int | None, source: str | os.PathLike
+) -> DatasetInfo | None:
+    """The label space the weights' metadata describes (``label_space``, else ``dataset``), None if neither."""
+    text = metadata.get(LABEL_SPACE_KEY)
+    if text is not None:
+        try:
+            space = DatasetInfo.from_json(text)
+        except ValueError as e:
+            raise CheckpointError(f"{source}: metadata {LABEL_SPACE_KEY}: {e}") from None
+        return _checked(space, num_classes, f"{source}: the label space in the metadata")
+    dataset = metadata.get("dataset") or None
+    return label_space(dataset, num_classes) if dataset is not None else None
 
 
 @dataclass(frozen=True)
 class WeightsSource:
     """A checkpoint ready for :func:`dsnet.create_model`: the path (safetensors) or the state read once
-    (torch files), and the string metadata stored with it (empty for the authors' files)."""
+    (torch files), the string metadata stored with it (empty for the authors' files), and its class
+    count (metadata ``num_classes``, else the classifier's shape; None for encoder-only weights)."""
 
     weights: str | Path | Mapping[str, Any]
     metadata: dict[str, str]
+    num_classes: int | None = None
+
+
+def _meta_int(meta: Mapping[str, str], key: str, source: object) -> int | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise CheckpointError(f"{source}: metadata {key}={value!r} is not an integer") from None
 
 
 def read_weights_source(path: str | os.PathLike) -> WeightsSource:
-    """Metadata of a checkpoint file without reading its tensors twice."""
+    """Metadata and class count of a checkpoint file without reading its tensors twice."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
@@ -116,10 +109,16 @@ def read_weights_source(path: str | os.PathLike) -> WeightsSource:
                 meta = dict(f.metadata() or {})
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
-        return WeightsSource(path, meta)
-    obj = read_torch_file(path, "weights file")
-    meta = obj.get("meta") if isinstance(obj, Mapping) else None
-    if isinstance(obj, Mapping) and isinstance(meta, Mapping):
-        state = {k: v for k, v in obj.items() if k != "meta"}
-        return WeightsSource(state, {str(k): str(v) for k, v in meta.items()})
-    return WeightsSource(obj, {})
+        weights: str | Path | Mapping[str, Any] = path
+    else:
+        obj = read_torch_file(path, "weights file")
+        stored = obj.get("meta") if isinstance(obj, Mapping) else None
+        if isinstance(obj, Mapping) and isinstance(stored, Mapping):
+            weights, meta = {k: v for k, v in obj.items() if k != "meta"}, {str(k): str(v) for k, v in stored.items()}
+        else:
+            weights, meta = obj, {}
+    found = weights_num_classes(weights) if isinstance(weights, (Path, Mapping)) else None  # else: the loader says
+    stated = _meta_int(meta, "num_classes", path)
+    if found is not None and stated is not None and found != stated:
+        raise CheckpointError(f"{path}: metadata num_classes={stated} but the classifier has {found} classes")
+    return WeightsSource(weights, meta, found if found is not None else stated)

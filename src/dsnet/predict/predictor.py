@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
+from ..data.base import DatasetInfo
 from ..data.labels import Color, colorize
 from ..errors import ConfigError
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
-from ..models import create_model, get_model_info, load_weights
+from ..models import check_num_classes, create_model, get_model_info, load_weights
 from ..models.registry import resolve_model_name
 from .backends import RUNTIME_BACKENDS, LogitsFn, LogitsFnModule, check_backend
-from .labelspace import LabelSpace, label_space, read_weights_source
+from .labelspace import LabelSpace, label_space, label_space_from_metadata, read_weights_source
 from .runtimes import Runtime, backend_for_export, export_format, load_exported, runtime_for, torch_module
 from .sources import ImageLike, to_rgb
 
@@ -48,12 +49,15 @@ class Predictor:
 
     Args:
         model_or_name: a registered name (``"dsnet_head128"``) or a built ``nn.Module``.
-        weights: checkpoint file, whose metadata (``model``, ``num_classes``, ``dataset``) fills in
-            what is not given explicitly; or an exported ``.onnx`` / OpenVINO ``.xml`` file (then
-            ``model_or_name`` is the registered name, for the normalisation and the input multiple).
+        weights: checkpoint file, whose metadata (``model``, ``num_classes``, the dataset's
+            ``label_space``, or for older weights ``dataset``) fills in what is not given explicitly;
+            or an exported ``.onnx`` / OpenVINO ``.xml`` file (then ``model_or_name`` is the
+            registered name, for the normalisation and the input multiple).
         device: "cuda", "cpu", ... (default: CUDA when available; ONNX Runtime and OpenVINO: the CPU).
-        num_classes: output classes (default: metadata or the exported file, else the dataset's, else 19).
-        dataset: names the classes/colours/dataset ids (overrides the metadata's).
+        num_classes: output classes (default: the weights' (metadata, else the classifier's shape) or
+            the exported file's, else the dataset's, else 19); one that contradicts the weights is an error.
+        dataset: a registered dataset name or a :class:`~dsnet.data.DatasetInfo`: the classes' names,
+            colours and dataset ids (overrides the metadata's).
         options: whole/slide/multi-scale/flip settings (default: whole image).
         batch_size: most inputs of one size per forward pass.
         backend: "torch", "onnxruntime", "openvino" (checkpoint weights are then exported once, with
@@ -74,7 +78,7 @@ class Predictor:
         weights: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         num_classes: int | None = None,
-        dataset: str | None = None,
+        dataset: str | DatasetInfo | None = None,
         options: InferenceOptions | None = None,
         batch_size: int = 4,
         backend: str | LogitsFn | None = None,
@@ -116,11 +120,17 @@ class Predictor:
             if num_classes is not None and runtime.num_classes is not None and num_classes != runtime.num_classes:
                 raise ConfigError(f"{weights}: the export outputs {runtime.num_classes} classes, not {num_classes}")
             num_classes = num_classes or runtime.num_classes
-        num_classes = num_classes or _meta_int(meta, "num_classes", weights)
-        dataset = dataset or meta.get("dataset") or None
+        if source is not None:
+            num_classes = check_num_classes(source.num_classes, num_classes, str(weights))
         if num_classes is None and dataset is None and isinstance(model_or_name, nn.Module):
             num_classes = getattr(model_or_name, "num_classes", None)
-        self.labels: LabelSpace = label_space(dataset, num_classes) if dataset else label_space(None, num_classes or 19)
+        described = label_space_from_metadata(meta, num_classes, str(weights)) if dataset is None else None
+        if described is not None:
+            self.labels: LabelSpace = described
+        elif dataset is not None:
+            self.labels = label_space(dataset, num_classes)
+        else:
+            self.labels = label_space(None, num_classes or 19)
         num_classes = self.labels.num_classes
 
         self.mean: tuple[float, float, float] = info.mean if info else IMAGENET_MEAN
@@ -249,13 +259,3 @@ class Predictor:
         labels = argmax_channels(scores).to(dtype).cpu().numpy()
         probs_np = scores.cpu().numpy() if return_probs else None
         return [Prediction(labels[i], probs_np[i] if probs_np is not None else None) for i in range(len(images))]
-
-
-def _meta_int(meta: dict[str, str], key: str, source: object) -> int | None:
-    value = meta.get(key)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{source}: metadata {key}={value!r} is not an integer") from None
