@@ -120,7 +120,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     for (name, _), state in zip(runs, states):
         torch.manual_seed(args.seed)  # the same initialisation for every run of a model
         num_classes = args.num_classes or found.get(name) or 19
-        models.append(create_model(name, num_classes=num_classes, weights=state).to(args.device))
+        models.append(create_model(name, num_classes=num_classes, weights=state, fine_tuning=False).to(args.device))
     results, summary = [], []
     for i, ((name, weights), model) in enumerate(zip(runs, models)):
         info = get_model_info(name)

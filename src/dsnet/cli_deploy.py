@@ -73,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     output_files(args.output, args.format, args.overwrite)  # format, suffix, existing files: before any work
     if args.int8 or args.calib:
         return _export_int8(args)
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights, fine_tuning=False)
     result = export(
         model,
         args.format,
@@ -101,7 +101,7 @@ def _export_int8(args: argparse.Namespace) -> int:
     info = get_model_info(args.model)
     size = (args.size[0], args.size[1])
     calibration = CalibrationSet(args.calib, size, count=args.calib_count, mean=info.mean, std=info.std)
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights, fine_tuning=False)
     print(f"calibrating on {len(calibration)} images of {args.calib} at {size[0]}x{size[1]}")
     result = quantize_openvino(
         model,

@@ -61,7 +61,8 @@ def evaluate_weights(
             check_writable(out_path.parent)
         dataset = build_split(cfg, split, train=False)
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=False)
-        load_weights(model, _segmentation_weights(weights), part="full", source=str(weights))  # logs its report
+        state = _segmentation_weights(weights)
+        load_weights(model, state, part="full", source=str(weights), fine_tuning=False)  # logs its report
         model.to(env.device).eval()
         metrics = evaluate_with_config(
             model, dataset, cfg, device=env.device, progress=f"eval {split}" if progress and env.is_main else False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
 from ..data.labels import Color, colorize
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsNotFoundError
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
 from ..models import create_model, get_model_info, load_weights
 from ..models.registry import resolve_model_name
@@ -87,6 +88,8 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
+        if weights is not None and not Path(weights).is_file():
+            raise WeightsNotFoundError(f"{weights}: weights file not found")
         backend = check_backend(backend)
         exported = export_format(weights)
         if exported is not None:
@@ -135,10 +138,11 @@ class Predictor:
             if isinstance(model_or_name, nn.Module):
                 model = model_or_name
                 if source is not None:
-                    load_weights(model, source.weights)
+                    load_weights(model, source.weights, fine_tuning=False)
             else:
                 assert name is not None
-                model = create_model(name, num_classes=num_classes, weights=source.weights if source else None)
+                weights_ = source.weights if source else None
+                model = create_model(name, num_classes=num_classes, weights=weights_, fine_tuning=False)
             if backend == "torch":
                 self.model = torch_module(model, self.device, deploy_form)
             else:

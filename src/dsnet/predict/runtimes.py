@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..deploy import FORMATS, export, load_export, prepare
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsNotFoundError
 from .backends import RUNTIME_BACKENDS, LogitsFnModule
 
 __all__ = [
@@ -84,7 +84,7 @@ def backend_for_export(path: str | os.PathLike, format: str, backend: str | None
 def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, threads: int | None) -> Runtime:
     """An exported file loaded by ``backend`` (``threads`` intra-op threads; None: the runtime's choice)."""
     if not Path(path).is_file():
-        raise ConfigError(f"{path}: exported model file not found")
+        raise WeightsNotFoundError(f"{path}: exported model file not found")
     loaded = load_export(path, RUNTIME_BACKENDS[backend], threads)
     size = loaded.static_size
     if size is not None and (size[0] % input_multiple or size[1] % input_multiple):
