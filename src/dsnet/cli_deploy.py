@@ -85,6 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         dynamic=args.dynamic,
         overwrite=args.overwrite,
         check=not args.no_check,
+        name=get_model_info(args.model).name,
     )
     shape = _input_shape(result.dynamic, model.in_channels, result.size)
     print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")

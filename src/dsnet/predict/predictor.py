@@ -116,6 +116,11 @@ class Predictor:
                 raise ConfigError(f"{weights}: an exported file needs the model's registered name (for normalisation)")
             assert isinstance(backend, str) and weights is not None
             runtime = load_exported(weights, backend, info.input_multiple, threads)
+            if runtime.model is not None and runtime.model != name:
+                raise ConfigError(
+                    f"{weights}: exported from {runtime.model}, not {name}; run it as that model "
+                    f"(dsnet predict {runtime.model} ... --weights {weights})"
+                )
             if num_classes is not None and runtime.num_classes is not None and num_classes != runtime.num_classes:
                 raise ConfigError(f"{weights}: the export outputs {runtime.num_classes} classes, not {num_classes}")
             num_classes = num_classes or runtime.num_classes

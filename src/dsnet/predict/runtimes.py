@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..deploy import FORMATS, export, load_export, prepare
+from ..deploy.export import MODEL_KEY
 from ..errors import ConfigError, WeightsNotFoundError
 from .backends import RUNTIME_BACKENDS, LogitsFnModule
 
@@ -54,6 +55,8 @@ class Runtime:
     module: LogitsFnModule
     num_classes: int | None
     workdir: tempfile.TemporaryDirectory[str] | None = None
+    #: the registered model name the file was exported from, when it says (``dsnet export`` stores it)
+    model: str | None = None
 
     @property
     def static_size(self) -> tuple[int, int] | None:
@@ -96,7 +99,7 @@ def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, th
         batch=loaded.static_batch,
         min_size=0 if size is not None else 2 * input_multiple,  # a dynamic DSNet export takes 16 and up
     )
-    return Runtime(module, loaded.num_classes)
+    return Runtime(module, loaded.num_classes, model=loaded.metadata.get(MODEL_KEY) or None)
 
 
 def runtime_for(model: nn.Module, backend: str, threads: int | None) -> Runtime:
