@@ -59,9 +59,9 @@ def evaluate_weights(
     try:
         if env.is_main:
             check_writable(out_path.parent)
+        state = _segmentation_weights(weights)  # a wrong or missing file is named before the dataset scan
         dataset = build_split(cfg, split, train=False)
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=False)
-        state = _segmentation_weights(weights)
         load_weights(model, state, part="full", source=str(weights), fine_tuning=False)  # logs its report
         model.to(env.device).eval()
         metrics = evaluate_with_config(
