@@ -59,10 +59,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temp_file(path)
+        mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({describe_os_error(e)})") from e
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # some writers replace the file with a private one (safetensors: 0600)
         os.replace(tmp, path)
     except BaseException as e:
         free = _free_bytes(path.parent)  # before the partial file goes: a full disk shows as ~0 free
@@ -79,7 +81,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
 
 def _new_temp_file(path: Path) -> str:
     """An empty, new file beside ``path`` created with mode 0o666 less the umask, as ``open`` would
-    (``tempfile.mkstemp`` makes 0600 files, and the rename would keep that mode)."""
+    (``tempfile.mkstemp`` makes 0600 files, and the rename keeps the mode)."""
     while True:
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
