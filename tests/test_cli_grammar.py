@@ -212,12 +212,16 @@ def test_failed_predict_removes_the_output_folder_it_created(
     assert existing.is_dir()
 
 
-def test_failed_train_leaves_no_work_dir_or_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_train_leaves_no_work_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "no-data", iters=1, val_interval=1)
     work = tmp_path / "runs" / "new"
-    assert main(["train", str(config), "--work-dir", str(work)]) == 2
+    assert main(["train", str(config), "--work-dir", str(work), "--device", "foo"]) == 2
+    assert "--device foo" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no work dir, no train.log, no lock
+    assert main(["train", str(config), "--work-dir", str(work)]) == 2  # fails once the run has started:
     assert "no-data" in capsys.readouterr().err
-    assert not (tmp_path / "runs").exists()  # no train.log, no lock, no empty folders
+    assert sorted(p.name for p in work.iterdir()) == [".dsnet.lock", "train.log"]  # its log says why
+    assert "no-data" in (work / "train.log").read_text()
 
 
 def test_new_outputs_keep_a_folder_that_holds_a_result(tmp_path: Path) -> None:
@@ -225,9 +229,10 @@ def test_new_outputs_keep_a_folder_that_holds_a_result(tmp_path: Path) -> None:
     outputs.watch(tmp_path / "a" / "run")
     outputs.watch(tmp_path / "b" / "x.json", file=True)
     (tmp_path / "a" / "run").mkdir(parents=True)
-    (tmp_path / "a" / "run" / "train.log").write_text("error")
+    (tmp_path / "a" / "run" / ".dsnet.lock").write_text("1")
     (tmp_path / "a" / "run" / "last.pth").write_bytes(b"a checkpoint")
-    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "sub").mkdir(parents=True)
+    (tmp_path / "b" / "sub" / ".dsnet.lock").write_text("1")
     assert outputs.remove_unused() == [tmp_path / "b"]
     assert (tmp_path / "a" / "run" / "last.pth").exists() and not (tmp_path / "b").exists()
 

@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"dsnet {args.command}: interrupted", file=sys.stderr)
                 code = 130
     finally:
-        if code != 0 and _is_main_process():  # a failed command leaves no empty output folder or lone log
+        if code != 0 and _is_main_process():  # a failed command leaves no empty output folder behind
             args.new_outputs.remove_unused()
     return code
 

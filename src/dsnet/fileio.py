@@ -245,15 +245,16 @@ def check_output_files(files: Sequence[str | os.PathLike], overwrite: bool) -> l
 
 
 #: Files a failed command may leave in a folder it created, which alone make it no result worth keeping.
-DISPOSABLE_FILES = ("train.log", "ablate.log", ".dsnet.lock", "config.yaml")
+#: A run's log (train.log, ablate.log) is not one of them: it records the error that stopped the run.
+DISPOSABLE_FILES = (".dsnet.lock", "config.yaml")
 
 
 class NewOutputs:
     """Output folders a command is about to create, removed again when it fails before writing a result.
 
     :meth:`watch` notes the outermost missing folder of a path; :meth:`remove_unused` deletes each such
-    folder if it holds nothing but empty folders, temporary files and :data:`DISPOSABLE_FILES` (a log,
-    a lock), and leaves it whole otherwise (an interrupted run's checkpoints are kept).
+    folder if it holds nothing but empty folders, temporary files and :data:`DISPOSABLE_FILES` (a lock,
+    a config), and leaves it whole otherwise (a run's log with its error, an interrupted run's checkpoints).
     """
 
     def __init__(self) -> None:
