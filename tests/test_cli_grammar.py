@@ -380,3 +380,10 @@ def test_rf_unknown_branch_is_an_error(capsys: pytest.CaptureFixture[str]) -> No
     assert "--branch 'foo': no such branch in dsnet_head64" in err and "spatial" in err
     assert main(["rf", "dsnet_head64", "--size", "64", "64", "--branch", "spatial"]) == 0
     assert "spatial" in capsys.readouterr().out
+
+
+def test_predictor_checks_its_device_in_one_line() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ConfigError, match=r"^device cuda: not available \(.*\); available: cpu$"):
+        Predictor("dsnet_head64", device="cuda")

@@ -117,6 +117,7 @@ def _export_int8(args: argparse.Namespace) -> int:
         ignored_types=[t for t in args.int8_ignore_types.split(",") if t],
         overwrite=args.overwrite,
         check_images=0 if args.no_check else 8,
+        name=info.name,
     )
     shape = _input_shape(result.dynamic, model.in_channels, size)
     print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")

@@ -156,14 +156,15 @@ def _write_openvino(
     with warnings.catch_warnings():  # OpenVINO traces with TorchScript: DSNet's input checks warn, harmlessly
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         converted = ov.convert_model(model, example_input=example, input=[ov.PartialShape(shape)])
-    for key, value in metadata.items():
-        converted.set_rt_info(value, key.split("."))
-    save_openvino(converted, out)
+    save_openvino(converted, out, metadata)
 
 
-def save_openvino(converted: Any, out: Path) -> None:
-    """Write an OpenVINO model as ``out`` (.xml) and its .bin, both or neither (weights kept float32)."""
+def save_openvino(converted: Any, out: Path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write an OpenVINO model as ``out`` (.xml) and its .bin, both or neither (weights kept float32),
+    with ``metadata`` (e.g. ``dsnet.model``) in its rt_info."""
     ov = require("openvino", "OpenVINO export")
+    for key, value in (metadata or {}).items():
+        converted.set_rt_info(value, key.split("."))
     tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         ov.save_model(converted, str(tmp_dir / out.name), compress_to_fp16=False)

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
 from ..data.labels import Color, colorize
+from ..devices import check_device
 from ..errors import ConfigError, WeightsNotFoundError
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
 from ..models import create_model, get_model_info, load_weights
@@ -88,6 +89,7 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
+        check_device(device, "device")  # one line naming it and what is available, not a traceback later
         if weights is not None and not Path(weights).is_file():
             raise WeightsNotFoundError(f"{weights}: weights file not found")
         backend = check_backend(backend)
