@@ -99,7 +99,7 @@ def _prepare_run(args: argparse.Namespace, load: Callable[..., Any]) -> tuple[An
     if args.work_dir:
         cfg.train.work_dir = args.work_dir
     work_dir = resolve_work_dir(cfg)
-    args.new_outputs.watch(work_dir)  # a run that fails before its first result leaves no folder behind
+    args.new_outputs.watch(work_dir)  # a run that fails before writing anything leaves no empty folder behind
     _configure_logging(work_dir / "train.log")
     return cfg, work_dir, True if resume == "auto" else resume
 
@@ -146,7 +146,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         metrics, extra = evaluate_pretrain_weights(cfg, args.weights, args.device)
         print(f"top-1 {100 * metrics.top1:.2f}%  top-5 {100 * metrics.top5:.2f}%  on {metrics.num_images} images")
         out = resolve_work_dir(cfg) / "eval_val.json"
-        args.new_outputs.watch(out, file=True)
         write_json(out, {**extra, **metrics.to_dict()})
         print(f"saved {out}")
         return 0
