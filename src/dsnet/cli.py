@@ -17,6 +17,7 @@ from .analysis import profile
 from .cli_ablate import add_ablate_parser, cmd_list_ablations
 from .cli_analysis import add_analysis_commands
 from .cli_deploy import add_deploy_commands
+from .devices import check_device, check_threads
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
 from .engine.metrics import format_table
@@ -26,6 +27,7 @@ from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError
+from .fileio import NewOutputs, check_output_files
 from .models import create_model, get_model_info, list_models
 
 
@@ -97,6 +99,7 @@ def _prepare_run(args: argparse.Namespace, load: Callable[..., Any]) -> tuple[An
     if args.work_dir:
         cfg.train.work_dir = args.work_dir
     work_dir = resolve_work_dir(cfg)
+    args.new_outputs.watch(work_dir)  # a run that fails before writing anything leaves no empty folder behind
     _configure_logging(work_dir / "train.log")
     return cfg, work_dir, True if resume == "auto" else resume
 
@@ -154,10 +157,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    split = args.split or cfg.data.val_split
+    out = Path(args.out) if args.out else resolve_work_dir(cfg) / f"eval_{split}.json"
+    if out.suffix != ".json":
+        raise ConfigError(f"-o {out}: eval writes a .json file (and a .png beside it); name it so")
+    args.new_outputs.watch(out, file=True)
+    check_output_files([out, out.with_suffix(".png")], args.overwrite)  # before the evaluation
     _configure_logging(None)
-    result = evaluate_weights(
-        cfg, args.weights, split=args.split, out=args.out, device=args.device, progress=cfg.train.progress
-    )
+    result = evaluate_weights(cfg, args.weights, split=split, out=out, device=args.device, progress=cfg.train.progress)
     if "outputs" in result:  # the main rank
         metrics = result["metrics"]
         print(format_table(metrics, result["class_names"]))
@@ -211,7 +218,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
         "value, the config's work dir",
     )
     p.add_argument("--overwrite", action="store_true", help="start afresh in a work dir that holds another run's files")
-    p.add_argument("--work-dir", help="output folder (default: runs/<config name>)")
+    p.add_argument("--work-dir", metavar="DIR", help="output folder (default: runs/<config name>)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
 
 
@@ -260,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. eval.flip=true")
     p_eval.add_argument("--weights", required=True, help="checkpoint: ours or the authors' (any layout)")
     p_eval.add_argument("--split", default=None, help="dataset split (default: data.val_split)")
-    p_eval.add_argument("--out", default=None, help="JSON results file (default: WORK_DIR/eval_<split>.json)")
-    p_eval.add_argument("--device", default=None)
+    p_eval.add_argument(
+        "-o",
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="results file, .json, with its per-class IoU plot beside it as .png (default: WORK_DIR/eval_<split>.json)",
+    )
+    p_eval.add_argument("--overwrite", action="store_true", help="replace existing result files (refused otherwise)")
+    p_eval.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p_eval.set_defaults(func=cmd_eval)
 
     add_deploy_commands(sub)
@@ -278,15 +292,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = list(args.overrides) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    with logging_scope():  # the command's handlers and log file end with it
-        try:
-            return int(args.func(args))
-        except (DSNetError, OSError, ValueError, TypeError) as e:
-            _report_error(args.command, e, args.debug)
-            return 2
-        except KeyboardInterrupt:
-            print(f"dsnet {args.command}: interrupted", file=sys.stderr)
-            return 130
+    args.new_outputs = NewOutputs()
+    code = 1
+    try:
+        with logging_scope():  # the command's handlers and log file end with it
+            try:
+                check_device(getattr(args, "device", None))  # every command that takes them, before any work
+                check_threads(getattr(args, "threads", None))
+                code = int(args.func(args))
+            except (DSNetError, OSError, ValueError, TypeError) as e:
+                _report_error(args.command, e, args.debug)
+                code = 2
+            except KeyboardInterrupt:
+                print(f"dsnet {args.command}: interrupted", file=sys.stderr)
+                code = 130
+    finally:
+        if code != 0 and _is_main_process():  # a failed command leaves no empty output folder behind
+            args.new_outputs.remove_unused()
+    return code
 
 
 if __name__ == "__main__":

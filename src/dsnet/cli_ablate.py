@@ -44,6 +44,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     work_dir = Path(args.work_dir or Path("runs") / f"ablate-{cfg.name}")
     main = os.environ.get("RANK", "0") == "0"
+    args.new_outputs.watch(work_dir)  # removed again if the command fails before any result
     setup_logging(work_dir / "ablate.log" if main else None, main)
     try:
         result = run_ablation(
@@ -83,7 +84,7 @@ def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="YAML training config shared by every variant (model.name is replaced)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.iters=500")
     p.add_argument("--variants", required=True, help="comma-separated model names (dsnet list --ablations)")
-    p.add_argument("--work-dir", help="output folder (default: runs/ablate-<config name>)")
+    p.add_argument("--work-dir", metavar="DIR", help="output folder (default: runs/ablate-<config name>)")
     p.add_argument("--overwrite", action="store_true", help="retrain every variant from scratch")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--shard", default=None, metavar="I/N", help="train only variants I, I+N, ... (one per GPU)")

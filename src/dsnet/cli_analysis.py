@@ -16,8 +16,8 @@ import torch
 from .analysis import TABLE1_SCHEDULES, RFRow, atrous_padding, receptive_fields, schedule_padding
 from .analysis.erf import effective_receptive_field, image_inputs, list_images, random_inputs
 from .analysis.plots import plot_erf, plot_erf_grid, plot_padding
-from .errors import ConfigError, OutputError
-from .fileio import atomic_write, check_output_dir
+from .errors import ConfigError
+from .fileio import atomic_write, check_output_dir, check_output_files
 from .models import (
     checkpoint_num_classes,
     create_model,
@@ -65,6 +65,10 @@ def _format_rf(rows: list[RFRow]) -> str:
 def cmd_rf(args: argparse.Namespace) -> int:
     model = create_model(args.model, num_classes=args.num_classes)
     rows = receptive_fields(model, tuple(args.size), within=args.within)
+    branches = sorted({r.branch for r in rows if r.branch})
+    if args.branch is not None and args.branch not in branches:
+        where = f"{args.model}'s {args.within}" if args.within else args.model
+        raise ConfigError(f"--branch {args.branch!r}: no such branch in {where}; branches: {', '.join(branches)}")
     base = args.within.count(".") + 1 if args.within else 0
     shown = [
         r
@@ -111,6 +115,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     runs = _erf_runs(args)
     size = tuple(args.size)
     images = list_images(args.images)[: args.num_images] if args.images else None
+    args.new_outputs.watch(args.out)
     out = check_output_dir(args.out, args.overwrite)
     # every checkpoint read and every model built first, so a bad one stops the command before any output;
     # the class count: --num-classes, else the checkpoint's (shared with the initialised runs of that model)
@@ -120,7 +125,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     for (name, _), state in zip(runs, states):
         torch.manual_seed(args.seed)  # the same initialisation for every run of a model
         num_classes = args.num_classes or found.get(name) or 19
-        models.append(create_model(name, num_classes=num_classes, weights=state).to(args.device))
+        models.append(create_model(name, num_classes=num_classes, weights=state, fine_tuning=False).to(args.device))
     results, summary = [], []
     for i, ((name, weights), model) in enumerate(zip(runs, models)):
         info = get_model_info(name)
@@ -170,9 +175,8 @@ def cmd_atrous_padding(args: argparse.Namespace) -> int:
     if args.plot_dir:
         plots = {"model": Path(args.plot_dir) / f"atrous_padding_{args.model}.png"}
         plots["table1"] = Path(args.plot_dir) / "atrous_padding_table1.png"
-        existing = [str(p) for p in plots.values() if p.exists()]
-        if existing and not args.overwrite:
-            raise OutputError(f"{', '.join(existing)}: exists; pass --overwrite to replace it")
+        args.new_outputs.watch(args.plot_dir)
+        check_output_files(list(plots.values()), args.overwrite)  # existing or unwritable: before any work
     model = create_model(args.model)
     per_size = [atrous_padding(model, s, include_dense=args.all) for s in sizes]
     schedules = {name: [schedule_padding(rates, s) for s in sizes] for name, rates in TABLE1_SCHEDULES.items()}
@@ -231,8 +235,10 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", default=None, help="module whose centre output is traced (default: the model output)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the random inputs")
     p.add_argument("--num-classes", type=int, default=None, help="default: the weights' class count, else 19")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "-o", "--out", required=True, metavar="DIR", help="output folder (one that holds files needs --overwrite)"
+    )
     p.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
     p.set_defaults(func=cmd_erf)
 
@@ -240,7 +246,15 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help=f"one of {models}")
     p.add_argument("--size", nargs=2, type=int, action="append", metavar=("H", "W"), help="repeat (224 224, 1024 2048)")
     p.add_argument("--all", action="store_true", help="also the dense (dilation 1) k>1 convolutions")
-    p.add_argument("--plot-dir", default=None, help="write atrous_padding_<model>.png and atrous_padding_table1.png")
+    p.add_argument(
+        "-o",
+        "--out",
+        "--plot-dir",
+        dest="plot_dir",
+        default=None,
+        metavar="DIR",
+        help="write atrous_padding_<model>.png and atrous_padding_table1.png into this folder",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing plots")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_atrous_padding)

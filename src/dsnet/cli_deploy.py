@@ -18,13 +18,13 @@ from .data.calibration import CalibrationSet
 from .deploy import PRESETS, export, output_files, quantize_openvino
 from .engine.run_files import write_json
 from .errors import ConfigError
+from .fileio import check_output_dir, check_output_files
 from .inference import InferenceOptions
 from .models import check_num_classes, create_model, get_model_info, list_models, weights_num_classes
 from .predict import (
     AVAILABLE_BACKENDS,
     OutputWriter,
     Predictor,
-    check_output_dir,
     describe,
     discover_inputs,
     export_format,
@@ -36,6 +36,7 @@ __all__ = ["add_deploy_commands"]
 
 def cmd_predict(args: argparse.Namespace) -> int:
     inputs = discover_inputs(args.inputs, exclude=args.out)
+    args.new_outputs.watch(args.out)
     out_dir = check_output_dir(args.out, args.overwrite)
     crop = tuple(args.slide_crop)
     if args.threads:
@@ -70,7 +71,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    output_files(args.output, args.format, args.overwrite)  # format, suffix, existing files: before any work
+    files = output_files(args.out, args.format, args.overwrite)  # format, suffix, existing files: before any work
+    args.new_outputs.watch(args.out, file=True)
+    check_output_files(files, args.overwrite)
     if args.int8 or args.calib:
         return _export_int8(args)
     model = _weights_model(args)
@@ -78,10 +81,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         model,
         args.format,
         tuple(args.size),
-        out=args.output,
+        out=args.out,
         dynamic=args.dynamic,
         overwrite=args.overwrite,
         check=not args.no_check,
+        name=get_model_info(args.model).name,
     )
     shape = _input_shape(result.dynamic, model.in_channels, result.size)
     print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
@@ -94,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _weights_model(args: argparse.Namespace) -> torch.nn.Module:
     """The model of ``--weights`` with their class count (``--num-classes`` may only repeat it)."""
     num_classes = check_num_classes(weights_num_classes(args.weights), args.num_classes, args.weights)
-    return create_model(args.model, num_classes=num_classes, weights=args.weights)
+    return create_model(args.model, num_classes=num_classes, weights=args.weights, fine_tuning=False)
 
 
 def _input_shape(dynamic: bool, channels: int, size: tuple[int, int]) -> str:
@@ -113,12 +117,13 @@ def _export_int8(args: argparse.Namespace) -> int:
         model,
         calibration,
         size,
-        out=args.output,
+        out=args.out,
         dynamic=args.dynamic,
         preset=args.int8_preset,
         ignored_types=[t for t in args.int8_ignore_types.split(",") if t],
         overwrite=args.overwrite,
         check_images=0 if args.no_check else 8,
+        name=info.name,
     )
     shape = _input_shape(result.dynamic, model.in_channels, size)
     print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")
@@ -136,6 +141,11 @@ def _export_int8(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.out:
+        if Path(args.out).suffix != ".json":
+            raise ConfigError(f"-o {args.out}: bench writes its report as a .json file; name it so")
+        args.new_outputs.watch(args.out, file=True)
+        check_output_files([args.out], args.overwrite)  # before the benchmark, not after it
     if args.threads:
         torch.set_num_threads(args.threads)
     report = run_bench(
@@ -184,7 +194,9 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
         "onnxruntime/openvino (needs the [deploy] extra)",
     )
     p_pred.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
-    p_pred.add_argument("-o", "--out", required=True, help="output folder")
+    p_pred.add_argument(
+        "-o", "--out", required=True, metavar="DIR", help="output folder (one that holds files needs --overwrite)"
+    )
     p_pred.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
     p_pred.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
     p_pred.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in overlays (default 0.5)")
@@ -218,9 +230,12 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p_bench.add_argument("--batch-size", type=int, default=1)
     p_bench.add_argument("--seconds", type=float, default=6.0, help="timed seconds per backend (default 6)")
     p_bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p_bench.add_argument("--device", default=None)
+    p_bench.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p_bench.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
-    p_bench.add_argument("--out", default=None, help="also write the whole report as JSON to this file")
+    p_bench.add_argument(
+        "-o", "--out", default=None, metavar="FILE", help="also write the whole report to this .json file"
+    )
+    p_bench.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p_bench.set_defaults(func=cmd_bench)
     p_export = sub.add_parser("export", help="export for deployment (BN folded, no aux heads): onnx, openvino, torch")
     p_export.add_argument("model", help=f"one of {', '.join(list_models())}")
@@ -231,7 +246,9 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p_export.add_argument(
         "--num-classes", type=int, default=None, help="default: the weights' (must agree with them if given)"
     )
-    p_export.add_argument("-o", "--output", required=True, help="file: .onnx, .xml (+ .bin) or .pt2")
+    p_export.add_argument(
+        "-o", "--out", "--output", dest="out", required=True, metavar="FILE", help="file: .onnx, .xml (+ .bin) or .pt2"
+    )
     p_export.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
     p_export.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")
     p_export.add_argument("--int8", action="store_true", help="INT8 post-training quantization (openvino, NNCF)")

@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "CheckpointMismatchError",
+    "WeightsNotFoundError",
     "OutputError",
     "WorkDirError",
     "ExportError",
@@ -50,6 +51,10 @@ class CheckpointMismatchError(CheckpointError):
         self.missing = missing
         self.unexpected = unexpected
         self.shape_mismatch = shape_mismatch
+
+
+class WeightsNotFoundError(CheckpointError, FileNotFoundError):
+    """A weights file (checkpoint or export) given by path does not exist; the message names the path."""
 
 
 class OutputError(DSNetError, OSError):

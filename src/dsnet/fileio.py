@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
+import shutil
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointError, OutputError
+from .errors import CheckpointError, OutputError, WeightsNotFoundError
 
 __all__ = [
+    "DISPOSABLE_FILES",
     "TEMP_SUFFIX",
+    "NewOutputs",
     "atomic_write",
     "check_output_dir",
+    "check_output_files",
     "check_writable",
+    "describe_export_file",
     "describe_os_error",
     "read_torch_file",
+    "refuse_existing",
     "remove_stale_temp_files",
 ]
 
@@ -50,12 +58,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-        os.close(fd)
+        tmp = _new_temp_file(path)
+        mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({describe_os_error(e)})") from e
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # some writers replace the file with a private one (safetensors: 0600)
         os.replace(tmp, path)
     except BaseException as e:
         free = _free_bytes(path.parent)  # before the partial file goes: a full disk shows as ~0 free
@@ -68,6 +77,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
             raise OutputError(f"{path}: cannot write ({cause})") from e
         raise
     return path
+
+
+def _new_temp_file(path: Path) -> str:
+    """An empty, new file beside ``path`` created with mode 0o666 less the umask, as ``open`` would
+    (``tempfile.mkstemp`` makes 0600 files, and the rename keeps the mode)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
@@ -110,11 +131,15 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 def read_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load(weights_only=True)`` with errors that tell apart a missing file, bytes that
-    are not a torch file at all, and a real pickle that holds code (refused, never executed)."""
+    """``torch.load(weights_only=True)`` with errors that tell apart a missing file, one of dsnet's own
+    exports given where a checkpoint belongs, bytes that are not a torch file at all, and a real pickle
+    that holds code (refused, never executed)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise WeightsNotFoundError(f"{path}: {what} not found")
+    export = describe_export_file(path)
+    if export is not None:
+        raise CheckpointError(f"{path}: {export}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, zip errors, EOFError ...
@@ -128,6 +153,47 @@ def read_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         raise CheckpointError(f"{path}: not a readable PyTorch {what} ({_unpickler_detail(text, e)})") from e
 
 
+_NEEDS_CHECKPOINT = "this option needs the checkpoint it was exported from (.safetensors, .pth)"
+_RUNS_IT = f"dsnet predict runs it (predict MODEL INPUT --weights FILE); {_NEEDS_CHECKPOINT}"
+
+
+def describe_export_file(path: str | os.PathLike) -> str | None:
+    """What a file written by ``dsnet export`` is and which command takes it, or None for any other file.
+
+    Recognised by content, the suffix only where the format has no signature: an ONNX model (.onnx),
+    an OpenVINO IR (.xml, and the .bin beside it) and a torch.export program (a zip with an
+    ``archive_format`` entry, .pt2).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    suffix = path.suffix.lower()
+    if head.lstrip().startswith(b"<?xml") and b"<net " in head:
+        return f"an OpenVINO IR model (dsnet export --format openvino), not a checkpoint: {_RUNS_IT}"
+    if suffix == ".bin" and path.with_suffix(".xml").is_file():
+        return (
+            f"the weights of the OpenVINO IR {path.with_suffix('.xml').name}, not a checkpoint: dsnet predict runs the "
+            f".xml; {_NEEDS_CHECKPOINT}"
+        )
+    if suffix == ".onnx" or (head[:1] == b"\x08" and b"\x12\x07pytorch" in head[:16]):
+        return f"an ONNX model (dsnet export --format onnx), not a checkpoint: {_RUNS_IT}"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                program = any(n == "archive_format" or n.endswith("/archive_format") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            program = False
+        if program:
+            return (
+                "a torch.export program (dsnet export --format torch), not a checkpoint: load it in Python with "
+                "torch.export.load; dsnet predict runs .onnx and OpenVINO .xml exports; " + _NEEDS_CHECKPOINT
+            )
+    return None
+
+
 def _unpickler_detail(text: str, error: BaseException | None = None) -> str:
     """The one informative line of torch's long weights-only message."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -139,10 +205,11 @@ def _unpickler_detail(text: str, error: BaseException | None = None) -> str:
 
 
 def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
-    """Create ``out_dir``, refusing one that holds files of an earlier run unless ``overwrite``."""
+    """Create ``out_dir``, refusing one that holds files of an earlier run unless ``overwrite``, and
+    check that it can be written: before any work."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
+        raise OutputError(f"{out}: exists and is not a folder; name an output folder")
     if out.is_dir() and not overwrite:
         count = sum(1 for p in out.rglob("*") if p.is_file())
         if count:
@@ -151,3 +218,67 @@ def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
                 "pass --overwrite to write over them, or choose another output folder"
             )
     return check_writable(out)
+
+
+def refuse_existing(files: Sequence[str | os.PathLike], overwrite: bool) -> list[Path]:
+    """``files`` as paths; unless ``overwrite``, an :class:`OutputError` naming those that exist.
+    A folder where a file is to be written is refused in any case."""
+    paths = [Path(f) for f in files]
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise OutputError(f"{', '.join(folders)}: is a folder; name the output file")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"{', '.join(existing)}: already exists; choose another output or pass --overwrite (overwrite=True)"
+        )
+    return paths
+
+
+def check_output_files(files: Sequence[str | os.PathLike], overwrite: bool) -> list[Path]:
+    """The existence rule of output files (:func:`refuse_existing`) and a write check of their folders
+    (created if needed): both before any work."""
+    paths = refuse_existing(files, overwrite)
+    for folder in dict.fromkeys(p.parent for p in paths):
+        check_writable(folder)
+    return paths
+
+
+#: Files a failed command may leave in a folder it created, which alone make it no result worth keeping.
+#: A run's log (train.log, ablate.log) is not one of them: it records the error that stopped the run.
+DISPOSABLE_FILES = (".dsnet.lock", "config.yaml")
+
+
+class NewOutputs:
+    """Output folders a command is about to create, removed again when it fails before writing a result.
+
+    :meth:`watch` notes the outermost missing folder of a path; :meth:`remove_unused` deletes each such
+    folder if it holds nothing but empty folders, temporary files and :data:`DISPOSABLE_FILES` (a lock,
+    a config), and leaves it whole otherwise (a run's log with its error, an interrupted run's checkpoints).
+    """
+
+    def __init__(self) -> None:
+        self._roots: list[Path] = []
+
+    def watch(self, path: str | os.PathLike, *, file: bool = False) -> None:
+        """Note the folder ``path`` (or, with ``file``, the folder of the file ``path``) if it is missing."""
+        folder = Path(path).absolute()
+        folder = folder.parent if file else folder
+        top = None
+        while not folder.exists() and folder != folder.parent:
+            top, folder = folder, folder.parent
+        if top is not None and top not in self._roots:
+            self._roots.append(top)
+
+    def remove_unused(self, disposable: Iterable[str] = DISPOSABLE_FILES) -> list[Path]:
+        """Remove the watched folders that hold no result; returns the removed ones."""
+        names = set(disposable)
+        removed = []
+        for root in self._roots:
+            if not root.is_dir():
+                continue
+            files = [p for p in root.rglob("*") if not p.is_dir()]
+            if all(p.name in names or p.name.endswith(TEMP_SUFFIX) for p in files):
+                shutil.rmtree(root, ignore_errors=True)
+                removed.append(root)
+        return removed

@@ -77,7 +77,7 @@ def _build_model(name: str, num_classes: int | None, weights: str | os.PathLike 
         raise ConfigError(f"{weights}: no classifier (lastlayer.conv2.weight) found; is it a full DSNet checkpoint?")
     if num_classes is not None and num_classes != found:
         raise ConfigError(f"{weights}: the checkpoint has {found} classes, not {num_classes}")
-    return create_model(name, num_classes=found, weights=state, aux_heads=False).eval()
+    return create_model(name, num_classes=found, weights=state, aux_heads=False, fine_tuning=False).eval()
 
 
 def _sync(device: torch.device) -> None:

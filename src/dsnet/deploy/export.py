@@ -12,10 +12,13 @@ packages needed) and is saved in float32.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +28,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ExportError, OutputError
-from ..fileio import atomic_write, describe_os_error
+from ..fileio import atomic_write, describe_os_error, refuse_existing
 from .backends import require
 from .prepare import prepare, prepare_with_report
 from .runtime import load_runner
 
-__all__ = ["FORMATS", "ExportResult", "export", "output_files", "save_openvino"]
+__all__ = ["FORMATS", "MODEL_KEY", "ExportResult", "export", "output_files", "save_openvino"]
 
 #: Formats :func:`export` writes, with the suffix its output must have.
 FORMATS: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "torch": ".pt2"}
@@ -66,12 +69,7 @@ def output_files(out: str | os.PathLike, format: str, overwrite: bool = True) ->
     if out.suffix != FORMATS[format]:
         raise ConfigError(f"{out}: a {format} export is written as a {FORMATS[format]} file; name the output so")
     files = [out, out.with_suffix(".bin")] if format == "openvino" else [out]
-    existing = [str(f) for f in files if f.exists()]
-    if existing and not overwrite:
-        raise OutputError(
-            f"{', '.join(existing)}: already exists; choose another output or pass --overwrite (overwrite=True)"
-        )
-    return files
+    return refuse_existing(files, overwrite)
 
 
 def _names() -> str:
@@ -95,11 +93,35 @@ def _dynamic_shapes(multiple: int) -> tuple[dict[int, Any]]:
     return ({0: torch.export.Dim("batch", min=1), 2: multiple * h, 3: multiple * w},)
 
 
-def _write_onnx(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path) -> None:
+#: Key of the registered model name in an export's metadata (ONNX metadata_props, OpenVINO rt_info).
+MODEL_KEY = "dsnet.model"
+
+
+class _NoTorchvisionNotice(logging.Filter):
+    """Drops the exporter's "torchvision is not installed. Skipping torchvision::nms" lines (DSNet uses
+    no torchvision op)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextmanager
+def _quiet_onnx_registry() -> Iterator[None]:
+    """For one export only: the notices come from the exporter's op registry, logged when it is built."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    notice = _NoTorchvisionNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path, metadata: Mapping[str, str]) -> None:
     require("onnx", "ONNX export")
     require("onnxscript", "ONNX export")
-    with warnings.catch_warnings():  # the exporter's own deprecation notices, nothing the user can act on
-        warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings(), _quiet_onnx_registry():  # notices the user can do nothing about
+        warnings.simplefilter("ignore", FutureWarning)  # the exporter's own deprecation notices
         program = torch.onnx.export(
             model,
             (example,),
@@ -112,10 +134,11 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path
         )
     if program is None:
         raise ExportError("torch.onnx.export returned no program")
+    program.model.metadata_props.update(metadata)
     atomic_write(out, lambda tmp: program.save(tmp))
 
 
-def _write_torch(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path) -> None:
+def _write_torch(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path, metadata: Mapping[str, str]) -> None:
     program = torch.export.export(model, (example,), dynamic_shapes=dynamic)
 
     def write(tmp: str) -> None:
@@ -125,18 +148,23 @@ def _write_torch(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Pat
     atomic_write(out, write)
 
 
-def _write_openvino(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path) -> None:
+def _write_openvino(
+    model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path, metadata: Mapping[str, str]
+) -> None:
     ov = require("openvino", "OpenVINO export")
     shape = [-1, example.shape[1], -1, -1] if dynamic else list(example.shape)
     with warnings.catch_warnings():  # OpenVINO traces with TorchScript: DSNet's input checks warn, harmlessly
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         converted = ov.convert_model(model, example_input=example, input=[ov.PartialShape(shape)])
-    save_openvino(converted, out)
+    save_openvino(converted, out, metadata)
 
 
-def save_openvino(converted: Any, out: Path) -> None:
-    """Write an OpenVINO model as ``out`` (.xml) and its .bin, both or neither (weights kept float32)."""
+def save_openvino(converted: Any, out: Path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write an OpenVINO model as ``out`` (.xml) and its .bin, both or neither (weights kept float32),
+    with ``metadata`` (e.g. ``dsnet.model``) in its rt_info."""
     ov = require("openvino", "OpenVINO export")
+    for key, value in (metadata or {}).items():
+        converted.set_rt_info(value, key.split("."))
     tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         ov.save_model(converted, str(tmp_dir / out.name), compress_to_fp16=False)
@@ -179,6 +207,7 @@ def export(
     batch: int = 1,
     overwrite: bool = False,
     check: bool = True,
+    name: str | None = None,
 ) -> ExportResult:
     """Export the deploy form of ``model`` (see :func:`dsnet.deploy.prepare`) to ``out``.
 
@@ -190,6 +219,8 @@ def export(
         overwrite: replace existing output files (refused otherwise).
         check: run the written file with its runtime at ``size`` (and, when dynamic, at a second
             size not divisible by 16) and report the error relative to eager PyTorch.
+        name: the model's registered name, stored in the ONNX and OpenVINO files (``dsnet.model``) so
+            that running the file as another model is an error.
     """
     files = output_files(out, format, overwrite)
     path = files[0]
@@ -207,7 +238,7 @@ def export(
     example_batch = max(batch, 2) if dynamic else batch  # a dynamic batch must not be traced at size 1
     example = torch.randn(example_batch, getattr(model, "in_channels", 3), h, w)
     dynamic_shapes = _dynamic_shapes(multiple) if dynamic else None
-    _WRITERS[format](deployed, example, dynamic_shapes, path)
+    _WRITERS[format](deployed, example, dynamic_shapes, path, {MODEL_KEY: name} if name else {})
 
     result = ExportResult(format, path, files, (h, w), dynamic, len(report.folded))
     if check:

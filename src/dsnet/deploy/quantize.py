@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError, ExportError
 from .backends import require
-from .export import export, output_files, save_openvino
+from .export import MODEL_KEY, export, output_files, save_openvino
 from .prepare import prepare
 from .runtime import load_runner
 from .signal_stack import keep_signal_stack
@@ -118,6 +118,7 @@ def quantize_openvino(
     fast_bias_correction: bool = True,
     overwrite: bool = False,
     check_images: int = 8,
+    name: str | None = None,
 ) -> QuantizeResult:
     """Export the deploy form of ``model`` to OpenVINO, quantize it to INT8 and write ``out`` (.xml).
 
@@ -128,6 +129,7 @@ def quantize_openvino(
         preset: ``mixed`` (asymmetric activations; the default) or ``performance`` (symmetric).
         ignored_types: OpenVINO op types left in float (e.g. ``["Sigmoid", "Multiply"]``).
         check_images: compare this many calibration images with eager PyTorch (0: no check).
+        name: the model's registered name, stored in the file's rt_info (see :func:`dsnet.deploy.export`).
     """
     files = output_files(out, "openvino", overwrite)
     path = files[0]
@@ -152,7 +154,7 @@ def quantize_openvino(
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_openvino(quantized, path)
+    save_openvino(quantized, path, {MODEL_KEY: name} if name else None)
     result = QuantizeResult(
         path=path,
         files=files,

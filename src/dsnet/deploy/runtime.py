@@ -5,7 +5,7 @@ dynamic axes) and how many classes it outputs, read from the file itself."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ class LoadedExport:
     run: Runner
     input_shape: tuple[Dim, ...]
     output_shape: tuple[Dim, ...]
+    #: string metadata of the file (``dsnet.model``: the registered model name, when the export stored it)
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int | None:
@@ -67,6 +69,7 @@ def _onnx_export(path: Path, threads: int | None) -> LoadedExport:
         lambda x: session.run(None, {name: x})[0],
         _onnx_dims(session.get_inputs()[0].shape),
         _onnx_dims(session.get_outputs()[0].shape),
+        dict(session.get_modelmeta().custom_metadata_map),
     )
 
 
@@ -84,7 +87,14 @@ def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
         lambda x: np.asarray(compiled(x)[0]),
         _openvino_dims(model.inputs[0].get_partial_shape()),
         _openvino_dims(model.outputs[0].get_partial_shape()),
+        _openvino_metadata(model),
     )
+
+
+def _openvino_metadata(model: Any) -> dict[str, str]:
+    """The ``dsnet.*`` entries of an OpenVINO model's rt_info (written by ``dsnet export``)."""
+    key = ["dsnet", "model"]
+    return {"dsnet.model": model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
 
 
 def _torch_export(path: Path, threads: int | None) -> LoadedExport:

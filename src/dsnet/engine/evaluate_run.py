@@ -61,11 +61,11 @@ def evaluate_weights(
     try:
         if env.is_main:
             check_writable(out_path.parent)
-        state = _segmentation_weights(weights)
+        state = _segmentation_weights(weights)  # a wrong or missing file is named before the dataset scan
         check_num_classes(checkpoint_num_classes(state), cfg.model.num_classes, weights, "model.num_classes")
         dataset = build_split(cfg, split, train=False)
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, aux_heads=False)
-        load_weights(model, state, part="full", source=str(weights))  # logs its report
+        load_weights(model, state, part="full", source=str(weights), fine_tuning=False)  # logs its report
         model.to(env.device).eval()
         metrics = evaluate_with_config(
             model, dataset, cfg, device=env.device, progress=f"eval {split}" if progress and env.is_main else False

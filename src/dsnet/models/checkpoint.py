@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, CheckpointMismatchError, ConfigError
+from ..errors import CheckpointError, CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from ..fileio import atomic_write, read_torch_file
 from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES
 from .registry import get_model_constructor, list_models
@@ -99,7 +99,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise WeightsNotFoundError(f"{path}: checkpoint not found")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -202,8 +202,8 @@ def check_num_classes(
     return found if found is not None else requested
 
 
-def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
-    """Name of the registered variant (and class count) whose shapes this checkpoint fits."""
+def _guess_variant(sd: Mapping[str, Tensor]) -> tuple[str, int] | None:
+    """The registered variant and class count whose shapes this state dict fits."""
     num_classes = checkpoint_num_classes(sd) or 19
     for name in list_models():
         with torch.device("meta"):
@@ -211,8 +211,23 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
         body = {k: v for k, v in sd.items() if not k.startswith(AUX_HEAD_PREFIXES)}
         ref_body = {k: v for k, v in ref.items() if not k.startswith(AUX_HEAD_PREFIXES)}
         if body.keys() == ref_body.keys() and all(body[k].shape == ref_body[k].shape for k in body):
-            return f"{name} with num_classes={num_classes}"
+            return name, num_classes
     return None
+
+
+def _fit_hint(sd: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> str | None:
+    """Which variant the checkpoint fits, and whether only the variant or only the class count differs."""
+    fits = _guess_variant(sd)
+    if fits is None:
+        return None
+    name, num_classes = fits
+    hint = f"the checkpoint fits {name} with num_classes={num_classes}"
+    model = _guess_variant(own)
+    if model is not None and model[0] != name and model[1] == num_classes:
+        return f"{hint} (the model is {model[0]}, with the same class count): these weights fit {name}"
+    if model is not None and model[0] == name and model[1] != num_classes:
+        return f"{hint} (the model has {model[1]} classes)"
+    return hint
 
 
 def _guess_encoder(sd: Mapping[str, Tensor]) -> str | None:
@@ -224,7 +239,7 @@ def _guess_encoder(sd: Mapping[str, Tensor]) -> str | None:
         enc = {k: v.shape for k, v in ref.items() if not k.startswith(DECODER_PREFIXES)}
         if all(k in sd and sd[k].shape == shape for k, shape in enc.items()):
             fits.append(name)
-    return f"the encoder of {', '.join(fits)}" if fits else None
+    return f"the checkpoint fits the encoder of {', '.join(fits)}" if fits else None
 
 
 def load_weights(
@@ -234,6 +249,7 @@ def load_weights(
     part: Literal["auto", "full", "encoder", "compatible"] = "auto",
     reset_classifier: bool = False,
     source: str | None = None,
+    fine_tuning: bool = True,
 ) -> LoadReport:
     """Load weights into ``model`` strictly after mapping the keys.
 
@@ -253,6 +269,8 @@ def load_weights(
             checkpoint's class count differs; the report lists them. Without it a class-count
             mismatch is an error.
         source: how to name the weights in messages (default: the path, or "<in-memory state dict>").
+        fine_tuning: whether the caller can fine-tune (train): only then does a class-count mismatch
+            suggest ``reset_classifier``; inference and export pass False.
 
     A checkpoint without auxiliary heads loads into a model with them (the heads keep their
     initialisation and a warning says so); auxiliary keys are ignored by a model built with
@@ -315,14 +333,15 @@ def load_weights(
         if shape_mismatch:
             shown = [f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in shape_mismatch]
             lines.append(f"  wrongly shaped keys ({len(shape_mismatch)}): {_format_list(shown, 20)}")
-            if any(k.startswith(CLASSIFIER_PREFIXES) for k, _, _ in shape_mismatch) and not reset_classifier:
+            classifier = any(k.startswith(CLASSIFIER_PREFIXES) for k, _, _ in shape_mismatch)
+            if classifier and fine_tuning and not reset_classifier:
                 lines.append(
                     "  to fine-tune to another number of classes, pass reset_classifier=True "
                     "(config: model.reset_classifier=true)"
                 )
-        guess = _guess_variant(sd) if part == "full" else _guess_encoder(sd)
+        guess = _fit_hint(sd, own) if part == "full" else _guess_encoder(sd)
         if guess:
-            lines.append(f"  the checkpoint fits {guess}")
+            lines.append(f"  {guess}")
         raise CheckpointMismatchError("\n".join(lines), missing, unexpected, shape_mismatch)
 
     to_load = {k: sd[k] for k in usable}

@@ -29,6 +29,7 @@ def create_model(
     weights: str | Path | Mapping[str, Any] | None = None,
     *,
     reset_classifier: bool = False,
+    fine_tuning: bool = True,
     **overrides: Any,
 ) -> nn.Module:
     """Build a registered model, optionally loading weights.
@@ -42,11 +43,15 @@ def create_model(
         reset_classifier: load ``weights`` trained for another number of classes, keeping the
             classifier layers at their initialisation (fine-tuning); see :func:`dsnet.load_weights`.
             An ablation variant loads the keys it shares with the weights (:func:`weights_part`).
+        fine_tuning: False where the caller cannot fine-tune (inference, export): a class-count mismatch
+            then does not suggest ``reset_classifier`` (see :func:`dsnet.load_weights`).
         **overrides: architecture fields of ``DSNetArch`` or ``aux_heads`` / ``in_channels``.
     """
     if num_classes is None:
         num_classes = get_model_info(name).default_num_classes
     model = get_model_constructor(name)(num_classes=num_classes, **overrides)
     if weights is not None:
-        load_weights(model, weights, part=weights_part(name), reset_classifier=reset_classifier)  # type: ignore[arg-type]
+        load_weights(  # type: ignore[arg-type]
+            model, weights, part=weights_part(name), reset_classifier=reset_classifier, fine_tuning=fine_tuning
+        )
     return model

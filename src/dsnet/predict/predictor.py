@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from torch import nn
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
 from ..data.base import DatasetInfo
 from ..data.labels import Color, colorize
-from ..errors import ConfigError
+from ..devices import check_device
+from ..errors import ConfigError, WeightsNotFoundError
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
 from ..models import check_num_classes, create_model, get_model_info, load_weights
 from ..models.registry import resolve_model_name
@@ -91,6 +93,9 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
+        check_device(device, "device")  # one line naming it and what is available, not a traceback later
+        if weights is not None and not Path(weights).is_file():
+            raise WeightsNotFoundError(f"{weights}: weights file not found")
         backend = check_backend(backend)
         exported = export_format(weights)
         if exported is not None:
@@ -117,6 +122,11 @@ class Predictor:
                 raise ConfigError(f"{weights}: an exported file needs the model's registered name (for normalisation)")
             assert isinstance(backend, str) and weights is not None
             runtime = load_exported(weights, backend, info.input_multiple, threads)
+            if runtime.model is not None and runtime.model != name:
+                raise ConfigError(
+                    f"{weights}: exported from {runtime.model}, not {name}; run it as that model "
+                    f"(dsnet predict {runtime.model} ... --weights {weights})"
+                )
             if num_classes is not None and runtime.num_classes is not None and num_classes != runtime.num_classes:
                 raise ConfigError(f"{weights}: the export outputs {runtime.num_classes} classes, not {num_classes}")
             num_classes = num_classes or runtime.num_classes
@@ -145,10 +155,11 @@ class Predictor:
             if isinstance(model_or_name, nn.Module):
                 model = model_or_name
                 if source is not None:
-                    load_weights(model, source.weights)
+                    load_weights(model, source.weights, fine_tuning=False)
             else:
                 assert name is not None
-                model = create_model(name, num_classes=num_classes, weights=source.weights if source else None)
+                weights_ = source.weights if source else None
+                model = create_model(name, num_classes=num_classes, weights=weights_, fine_tuning=False)
             if backend == "torch":
                 self.model = torch_module(model, self.device, deploy_form)
             else:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from ..deploy import FORMATS, export, load_export, prepare
-from ..errors import ConfigError
+from ..deploy.export import MODEL_KEY
+from ..errors import ConfigError, WeightsNotFoundError
 from .backends import RUNTIME_BACKENDS, LogitsFnModule
 
 __all__ = [
@@ -54,6 +55,8 @@ class Runtime:
     module: LogitsFnModule
     num_classes: int | None
     workdir: tempfile.TemporaryDirectory[str] | None = None
+    #: the registered model name the file was exported from, when it says (``dsnet export`` stores it)
+    model: str | None = None
 
     @property
     def static_size(self) -> tuple[int, int] | None:
@@ -84,7 +87,7 @@ def backend_for_export(path: str | os.PathLike, format: str, backend: str | None
 def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, threads: int | None) -> Runtime:
     """An exported file loaded by ``backend`` (``threads`` intra-op threads; None: the runtime's choice)."""
     if not Path(path).is_file():
-        raise ConfigError(f"{path}: exported model file not found")
+        raise WeightsNotFoundError(f"{path}: exported model file not found")
     loaded = load_export(path, RUNTIME_BACKENDS[backend], threads)
     size = loaded.static_size
     if size is not None and (size[0] % input_multiple or size[1] % input_multiple):
@@ -96,7 +99,7 @@ def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, th
         batch=loaded.static_batch,
         min_size=0 if size is not None else 2 * input_multiple,  # a dynamic DSNet export takes 16 and up
     )
-    return Runtime(module, loaded.num_classes)
+    return Runtime(module, loaded.num_classes, model=loaded.metadata.get(MODEL_KEY) or None)
 
 
 def runtime_for(model: nn.Module, backend: str, threads: int | None) -> Runtime:
