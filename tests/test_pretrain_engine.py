@@ -20,7 +20,7 @@ from dsnet.engine.trainer import TrainingInterrupted
 from dsnet.engine.workdir import RunDir
 from dsnet.errors import WorkDirError
 
-from .helpers import PretrainStopAt
+from .helpers import Killed, PretrainKilledInValidation, PretrainStopAt, same_run_records
 from .test_pretrain_data import write_imagenet_like
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
@@ -91,6 +91,26 @@ def test_resume_mid_epoch_is_bit_exact(tiny_imagenet: Path, tmp_path: Path) -> N
     assert [r["loss"] for r in _records(tmp_path / "a", "train")] == [
         r["loss"] for r in _records(tmp_path / "b", "train")
     ]
+
+
+@pytest.mark.slow
+def test_a_kill_9_during_validation_is_redone_on_resume(tiny_imagenet: Path, tmp_path: Path) -> None:
+    # checkpoints every 2 iterations, validation at 2 and 4: last.pth of iteration 2 comes before its validation
+    cfg_path = _config(tmp_path / "c.yaml", tiny_imagenet, train={"iters": 4, "val_interval": 2})
+    pretrain(load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'a'}"]))
+    cfg = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"])
+    killed = PretrainKilledInValidation(cfg)
+    with pytest.raises(Killed):
+        killed.run()
+    killed.close()
+    pretrain(load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"]), resume=True)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert same_run_records(a, b) and [r["iter"] for r in _records(b, "val")] == [2, 4]
+    for name in ("best.safetensors", "final.safetensors"):
+        wa, wb = load_file(a / name), load_file(b / name)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert (sa["best_top1"], sa["best_iteration"]) == (sb["best_top1"], sb["best_iteration"])
 
 
 def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

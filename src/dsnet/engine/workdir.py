@@ -128,13 +128,14 @@ class RunDir:
     def remove_stale_temp_files(self) -> list[Path]:
         return remove_stale_temp_files(self.path)
 
-    def truncate_metrics(self, iteration: int) -> int:
-        """Drop ``metrics.jsonl`` records after ``iteration`` (a resumed run writes them again)."""
+    def truncate_metrics(self, iteration: int, drop_val_at_iteration: bool = False) -> int:
+        """Drop ``metrics.jsonl`` records after ``iteration`` (a resumed run writes them again), and the
+        validation record of ``iteration`` itself when ``drop_val_at_iteration`` (the resumed run redoes it)."""
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return 0
         lines = path.read_text().splitlines()
-        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("iter", 0) <= iteration]
+        keep = [ln for ln in lines if ln.strip() and _kept(json.loads(ln), iteration, drop_val_at_iteration)]
         dropped = len([ln for ln in lines if ln.strip()]) - len(keep)
         if dropped:
             atomic_write(path, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in keep)))
@@ -151,6 +152,11 @@ class RunDir:
                 f"train.checkpoint_interval iterations and when it is stopped)"
             )
         return path
+
+
+def _kept(record: dict[str, Any], iteration: int, drop_val_at_iteration: bool) -> bool:
+    it = record.get("iter", 0)
+    return it < iteration or (it == iteration and not (drop_val_at_iteration and record.get("kind") == "val"))
 
 
 def load_run_config(resume: str | os.PathLike, overrides: list[str] | None = None, cls: type[Any] = Config) -> Any:
