@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, OutputError
+from .locking import LOCK_FILE
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -144,7 +145,7 @@ def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
     if out.is_dir() and not overwrite:
-        count = sum(1 for p in out.rglob("*") if p.is_file())
+        count = sum(1 for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE)  # not a run's lock
         if count:
             raise OutputError(
                 f"{out}: already holds {count} file(s), e.g. from an earlier run; "
