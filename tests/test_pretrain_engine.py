@@ -14,8 +14,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import dsnet
 from dsnet.cli import main
 from dsnet.engine.pretrain import load_pretrain_config, pretrain
+from dsnet.engine.pretrain.build import build_classifier
 from dsnet.engine.trainer import TrainingInterrupted
 from dsnet.engine.workdir import RunDir
 from dsnet.errors import WorkDirError
@@ -131,6 +133,23 @@ def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, c
     assert code == 0 and "on 8 images" in out and (work / "eval_val.json").is_file()
     assert main(["pretrain", str(cfg), "model.name=dsnet_head128", "--work-dir", str(tmp_path / "x")]) == 2
     assert "model.name=" in capsys.readouterr().err
+
+
+def test_pretrain_with_weights_starts_from_them(tiny_imagenet: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # one step at a learning rate of 1e-12: the run ends with the weights it started from, up to 1e-9
+    cfg = _config(tmp_path / "c.yaml", tiny_imagenet, optim={"lr": 1e-12}, train={"iters": 1, "val_interval": 1})
+    torch.manual_seed(1234)  # not the run's seed: other weights than a fresh run's
+    start = build_classifier(load_pretrain_config(cfg))
+    weights = dsnet.save_weights(start, tmp_path / "start.safetensors")
+    work = tmp_path / "run"
+    assert main(["pretrain", str(cfg), "--weights", str(weights), "--work-dir", str(work), "--device", "cpu"]) == 0
+    final, expected = load_file(work / "final.safetensors"), load_file(weights)
+    params = [name for name, _ in start.named_parameters()]
+    assert params and all(torch.allclose(final[k], expected[k], rtol=0, atol=1e-9) for k in params)
+    assert yaml.safe_load((work / "config.yaml").read_text())["model"]["pretrained"] == str(weights)
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(work), "--weights", str(weights)]) == 2  # resuming: refused, not ignored
+    assert "--weights" in capsys.readouterr().err
 
 
 @pytest.mark.slow
