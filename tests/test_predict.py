@@ -3,6 +3,7 @@ from weights metadata, and the command's outputs, naming, video, overwrite and b
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -293,7 +294,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_before_any_work(
 
 
 def test_inputs_inside_the_output_folder_are_named_as_left_out(
-    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -302,6 +303,11 @@ def test_inputs_inside_the_output_folder_are_named_as_left_out(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "1 image/video file(s) inside it were left out" in err
     assert f"output folder {out.resolve()}" in err
+    Image.fromarray(_image(16, 24)).save(tmp_path / "b.png")
+    with caplog.at_level(logging.WARNING, logger="dsnet"):
+        found = discover_inputs([str(tmp_path)], exclude=out)
+    assert [f.path.name for f in found] == ["b.png"]  # the others run; the left-out one is still named
+    assert f"1 image/video file(s) inside the output folder {out.resolve()} were left out" in caplog.text
 
 
 def _write_video(path: Path, frames: int, size: tuple[int, int] = (48, 64)) -> None:

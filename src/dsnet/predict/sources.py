@@ -11,6 +11,7 @@ that matches nothing is an error before any work starts.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 ImageLike = np.ndarray | PathLike | Image.Image
+
+logger = logging.getLogger("dsnet")
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -181,6 +184,12 @@ def discover_inputs(args: Sequence[str], exclude: PathLike | None = None) -> lis
             found.setdefault(f.resolve(), None)
     if not found:
         raise DataError(f"{', '.join(args)}: no image or video files found{_left_out(search)}")
+    if search.left_out:
+        logger.warning(
+            "%d image/video file(s) inside the output folder %s were left out (taken for earlier outputs)",
+            search.left_out,
+            search.exclude,
+        )
     files = list(found)
     base = Path(os.path.commonpath([str(b) for b in bases] + [str(f.parent) for f in files]))
     rels = _unique_names(files, base)
