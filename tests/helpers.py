@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -29,6 +30,39 @@ class StopAt(_StopAtStep, Trainer):
 
 class PretrainStopAt(_StopAtStep, PretrainTrainer):
     """The pre-training trainer, stopped by a signal during iteration ``stop_at``."""
+
+
+class Killed(BaseException):
+    """Stands for a kill -9: nothing of the run's own clean-up that writes files runs after it."""
+
+
+class _KilledInValidation:
+    """Mixin for a trainer: the process dies (as with kill -9) during the validation of iteration ``kill_at``."""
+
+    kill_at = 2
+
+    def _evaluate(self):  # type: ignore[no-untyped-def]
+        if self.iteration == self.kill_at:  # type: ignore[attr-defined]
+            raise Killed(f"killed while validating iteration {self.kill_at}")
+        return super()._evaluate()  # type: ignore[misc]
+
+
+class KilledInValidation(_KilledInValidation, Trainer):
+    """The segmentation trainer, killed outright during the validation of iteration ``kill_at``."""
+
+
+class PretrainKilledInValidation(_KilledInValidation, PretrainTrainer):
+    """The pre-training trainer, killed outright during the validation of iteration ``kill_at``."""
+
+
+def same_run_records(a: Path, b: Path) -> bool:
+    """Whether two work dirs' ``metrics.jsonl`` hold the same records, timings aside."""
+
+    def records(work: Path) -> list[dict]:
+        rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
+
+    return records(a) == records(b)
 
 
 def write_tiny_config(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import dsnet.engine.ablate as ablate_module
 import dsnet.engine.trainer as trainer_module
 from dsnet.analysis import profile
 from dsnet.cli import main
@@ -76,6 +77,30 @@ def test_ablate_trains_resumes_and_compares(
     other = load_config(config, ["train.iters=6"])
     with pytest.raises(ConfigError, match="differs in train.iters"):
         run_ablation(other, VARIANTS, work, device="cpu")
+
+
+def test_a_rerun_with_fewer_variants_keeps_every_finished_row(
+    synthetic_camvid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_config(write_tiny_config(tmp_path / "tiny.yaml", synthetic_camvid, iters=4, val_interval=4))
+    work = tmp_path / "ablate"
+
+    def finish(sub, overwrite, device):  # type: ignore[no-untyped-def]  # a finished run, without the training
+        run = Path(sub.train.work_dir)
+        run.mkdir(parents=True, exist_ok=True)
+        miou = 0.25 if sub.model.name == VARIANTS[0] else 0.5
+        summary = {"iterations": 4, "best_miou": miou, "best_iteration": 4, "final": {"miou": miou}}
+        (run / "summary.json").write_text(json.dumps(summary))
+
+    monkeypatch.setattr(ablate_module, "_train_variant", finish)
+    run_ablation(cfg, VARIANTS, work, device="cpu", fps_size=(32, 32), fps_seconds=0.01)
+    (work / "dsnet_head128").mkdir()  # a variant stopped before it finished: no row
+    (work / "dsnet_head128" / "last.pth").write_bytes(b"")
+    result = run_ablation(cfg, VARIANTS[1:], work, device="cpu", fps_size=(32, 32), fps_seconds=0.01)
+    assert [r["variant"] for r in result["rows"]] == [VARIANTS[1], VARIANTS[0]]
+    assert [r["miou"] for r in result["rows"]] == [0.5, 0.25]
+    md = (work / "ablation.md").read_text()
+    assert all(f"| `{v}` |" in md for v in VARIANTS) and "`dsnet_head128`" not in md
 
 
 def test_ablate_rejects_bad_variant_lists(synthetic_camvid: Path, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ from weights metadata, and the command's outputs, naming, video, overwrite and b
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -16,7 +18,15 @@ import dsnet
 from dsnet.cli import main
 from dsnet.data import ADE20K_CLASSES, CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_LABEL_TO_TRAIN, colorize, normalize
 from dsnet.errors import ConfigError
-from dsnet.predict import Predictor, blend, discover_inputs, known_label_spaces, label_space
+from dsnet.predict import (
+    Predictor,
+    blend,
+    discover_inputs,
+    known_label_spaces,
+    label_space,
+    locked_output_dir,
+    to_rgb,
+)
 from dsnet.predict.backends import LogitsFn
 
 MODEL = "dsnet_head64"
@@ -78,6 +88,27 @@ def test_arrays_paths_and_pil_images_give_identical_labels(predictor: Predictor,
     assert np.array_equal(predictor(str(path)), from_array)
     assert np.array_equal(predictor(Image.open(path)), from_array)
     assert len(np.unique(from_array)) > 1  # a real prediction, not a constant
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_16_bit_png_decodes_alike_from_its_path_its_pil_image_and_its_array(
+    predictor: Predictor, tmp_path: Path, channels: int
+) -> None:
+    rng = np.random.default_rng(channels)
+    rgb16 = (cv2.resize(_image(40, 56, seed=3), (56, 40)).astype(np.uint16) << 8) + rng.integers(
+        0, 256, (40, 56, 3), dtype=np.uint16
+    )  # the high byte carries the picture, the low byte noise: PIL's clipping to 255 would lose it all
+    pixels = rgb16[:, :, 0] if channels == 1 else rgb16
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), pixels if channels == 1 else pixels[:, :, ::-1])  # OpenCV writes BGR
+    with Image.open(path) as pil:
+        pil.load()
+    expected = (np.repeat(pixels[:, :, None], 3, axis=2) if channels == 1 else pixels) >> 8
+    from_path, from_pil = to_rgb(path), to_rgb(pil)
+    assert np.array_equal(from_path, expected) and np.array_equal(from_pil, expected)
+    assert np.array_equal(to_rgb(expected.astype(np.uint16) << 8 | 0xFF), expected)  # a uint16 array: >> 8 too
+    label = predictor(path)
+    assert np.array_equal(predictor(pil), label) and len(np.unique(label)) > 1
 
 
 @pytest.mark.parametrize("size", [(45, 61), (100, 150)])
@@ -230,6 +261,53 @@ def test_cli_names_files_that_differ_only_by_suffix_apart(tmp_path: Path) -> Non
     (tmp_path / "notes.txt").write_text("not an image: globs and folders pass it over")
     rels = sorted(str(i.rel) for i in discover_inputs([str(tmp_path / "*.*")]))
     assert rels == ["p_jpg", "p_png", "q"]
+
+
+def test_output_names_are_unique_whatever_the_input_names(weights: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    names = ("p.png", "p.jpg", "p_png.png", "p_jpg.jpeg", "x_y.png", "x.y.png", "x.y.jpg", "x_y_png.bmp")
+    images = {name: _image(16, 24, seed=k) for k, name in enumerate(names)}
+    (tmp_path / "in").mkdir()
+    for name, image in images.items():
+        assert cv2.imwrite(str(tmp_path / "in" / name), image)
+    rels = [str(i.rel) for i in discover_inputs([str(tmp_path / "in")])]
+    assert len(set(rels)) == len(names)
+    out = tmp_path / "out"
+    assert main(["predict", MODEL, str(tmp_path / "in"), "--weights", str(weights), "-o", str(out)]) == 0
+    assert f"predicted {len(names)} image(s)" in capsys.readouterr().out
+    assert len(list((out / "labels").iterdir())) == len(names)  # one label file per input, none overwritten
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_before_any_work(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.fromarray(_image(16, 24)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["predict", MODEL, str(tmp_path / "a.png"), "--weights", str(weights), "-o", str(out)]
+    with locked_output_dir(out):  # another run (here: this process through another handle) writes there
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{out}: in use by another process (pid {os.getpid()}" in err
+        assert not (out / "labels").exists()
+    assert not any(out.iterdir())  # the lock file goes with the lock
+    assert main(args) == 0 and [p.name for p in (out / "labels").iterdir()] == ["a.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["labels"]
+
+
+def test_inputs_inside_the_output_folder_are_named_as_left_out(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.fromarray(_image(16, 24)).save(out / "a.png")
+    assert main(["predict", MODEL, str(out), "--weights", str(weights), "-o", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1 image/video file(s) inside it were left out" in err
+    assert f"output folder {out.resolve()}" in err
+    Image.fromarray(_image(16, 24)).save(tmp_path / "b.png")
+    with caplog.at_level(logging.WARNING, logger="dsnet"):
+        found = discover_inputs([str(tmp_path)], exclude=out)
+    assert [f.path.name for f in found] == ["b.png"]  # the others run; the left-out one is still named
+    assert f"1 image/video file(s) inside the output folder {out.resolve()} were left out" in caplog.text
 
 
 def _write_video(path: Path, frames: int, size: tuple[int, int] = (48, 64)) -> None:

@@ -129,6 +129,51 @@ def test_a_static_export_runs_its_size_tiles_larger_images_and_refuses_smaller(
         Predictor(MODEL, weights=fake_static_export, threads=1, options=InferenceOptions(scales=(0.5, 1.0)))
 
 
+@pytest.fixture
+def fake_dynamic_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predictor, tmp_path: Path) -> Path:
+    """A ".onnx" file whose 'runtime' is the torch deploy model, declared dynamic in batch and H, W."""
+    model = torch_predictor.model
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).numpy()
+
+    def load_export(path: object, format: str, threads: int | None) -> LoadedExport:
+        return LoadedExport(run, (None, 3, None, None), (None, 19, None, None))
+
+    monkeypatch.setattr(runtimes_module, "load_export", load_export)
+    path = tmp_path / "dynamic.onnx"
+    path.write_bytes(b"fake")
+    return path
+
+
+@pytest.mark.parametrize("export", ["fake_static_export", "fake_dynamic_export"])
+def test_an_image_an_export_cannot_run_is_skipped_and_named_and_the_others_run(
+    export: str,
+    request: pytest.FixtureRequest,
+    torch_predictor: Predictor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    onnx = request.getfixturevalue(export)
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    sizes = {"a.png": (64, 96), "b_tiny.png": (1, 1), "c.png": (60, 90), "d_small.png": (7, 5), "e.png": (64, 96)}
+    images = {name: _image(h, w, seed=k) for k, (name, (h, w)) in enumerate(sizes.items())}
+    for name, image in images.items():
+        Image.fromarray(image).save(folder / name)
+    args = ["predict", MODEL, str(folder), "--weights", str(onnx), "--dataset", "cityscapes", "--threads", "1"]
+    assert main([*args, "-o", str(out)]) == 1  # as for an unreadable input: named, skipped, listed, exit 1
+    captured = capsys.readouterr()
+    assert "predicted 3 image(s)" in captured.out and "2 input(s) skipped" in captured.out
+    skipped = [line for line in captured.err.splitlines() if line.startswith("dsnet predict: skipped")]
+    assert len(skipped) == 2 and "b_tiny.png: image 1x1" in skipped[0] and "d_small.png: image 7x5" in skipped[1]
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["a.png", "c.png", "e.png"]
+    for name in ("a.png", "c.png", "e.png"):
+        label = cv2.imread(str(out / "labels" / name), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(label, torch_predictor(images[name])), name
+
+
 # ------------------------------------------------------------------------------ errors
 
 

@@ -14,13 +14,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import dsnet
 from dsnet.cli import main
 from dsnet.engine.pretrain import load_pretrain_config, pretrain
+from dsnet.engine.pretrain.build import build_classifier
 from dsnet.engine.trainer import TrainingInterrupted
 from dsnet.engine.workdir import RunDir
 from dsnet.errors import WorkDirError
 
-from .helpers import PretrainStopAt
+from .helpers import Killed, PretrainKilledInValidation, PretrainStopAt, same_run_records
 from .test_pretrain_data import write_imagenet_like
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
@@ -93,6 +95,26 @@ def test_resume_mid_epoch_is_bit_exact(tiny_imagenet: Path, tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.slow
+def test_a_kill_9_during_validation_is_redone_on_resume(tiny_imagenet: Path, tmp_path: Path) -> None:
+    # checkpoints every 2 iterations, validation at 2 and 4: last.pth of iteration 2 comes before its validation
+    cfg_path = _config(tmp_path / "c.yaml", tiny_imagenet, train={"iters": 4, "val_interval": 2})
+    pretrain(load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'a'}"]))
+    cfg = load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"])
+    killed = PretrainKilledInValidation(cfg)
+    with pytest.raises(Killed):
+        killed.run()
+    killed.close()
+    pretrain(load_pretrain_config(cfg_path, [f"train.work_dir={tmp_path / 'b'}"]), resume=True)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert same_run_records(a, b) and [r["iter"] for r in _records(b, "val")] == [2, 4]
+    for name in ("best.safetensors", "final.safetensors"):
+        wa, wb = load_file(a / name), load_file(b / name)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert (sa["best_top1"], sa["best_iteration"]) == (sb["best_top1"], sb["best_iteration"])
+
+
 def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     cfg = _config(tmp_path / "c.yaml", tiny_imagenet, train={"iters": 2, "val_interval": 2})
     work = tmp_path / "run"
@@ -111,6 +133,23 @@ def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, c
     assert code == 0 and "on 8 images" in out and (work / "eval_val.json").is_file()
     assert main(["pretrain", str(cfg), "model.name=dsnet_head128", "--work-dir", str(tmp_path / "x")]) == 2
     assert "model.name=" in capsys.readouterr().err
+
+
+def test_pretrain_with_weights_starts_from_them(tiny_imagenet: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # one step at a learning rate of 1e-12: the run ends with the weights it started from, up to 1e-9
+    cfg = _config(tmp_path / "c.yaml", tiny_imagenet, optim={"lr": 1e-12}, train={"iters": 1, "val_interval": 1})
+    torch.manual_seed(1234)  # not the run's seed: other weights than a fresh run's
+    start = build_classifier(load_pretrain_config(cfg))
+    weights = dsnet.save_weights(start, tmp_path / "start.safetensors")
+    work = tmp_path / "run"
+    assert main(["pretrain", str(cfg), "--weights", str(weights), "--work-dir", str(work), "--device", "cpu"]) == 0
+    final, expected = load_file(work / "final.safetensors"), load_file(weights)
+    params = [name for name, _ in start.named_parameters()]
+    assert params and all(torch.allclose(final[k], expected[k], rtol=0, atol=1e-9) for k in params)
+    assert yaml.safe_load((work / "config.yaml").read_text())["model"]["pretrained"] == str(weights)
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(work), "--weights", str(weights)]) == 2  # resuming: refused, not ignored
+    assert "--weights" in capsys.readouterr().err
 
 
 @pytest.mark.slow

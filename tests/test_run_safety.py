@@ -27,7 +27,7 @@ from dsnet.engine.trainer import Trainer, TrainingInterrupted
 from dsnet.engine.workdir import RunDir
 from dsnet.errors import ConfigError, DataError, DSNetError, OutputError, WorkDirError
 
-from .helpers import StopAt, write_tiny_config
+from .helpers import Killed, KilledInValidation, StopAt, same_run_records, write_tiny_config
 from .synthetic import write_camvid_like
 
 
@@ -207,6 +207,35 @@ def test_ctrl_c_during_validation_stops_at_once_and_resume_validates_first(tmp_p
     resumed = load_file(str(tmp_path / "run" / "final.safetensors"))
     uninterrupted = load_file(str(tmp_path / "ref" / "run" / "final.safetensors"))
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """The work dir of a 4-iteration run validated at 2 and 4, never stopped."""
+    base = tmp_path_factory.mktemp("uninterrupted")
+    Trainer(_cfg(base, data_root, iters=4, val=2)).run()
+    return base / "run"
+
+
+@pytest.mark.parametrize("kill_at", [2, 4])
+def test_a_kill_9_during_validation_is_redone_on_resume(
+    tmp_path: Path, data_root: Path, uninterrupted_run: Path, kill_at: int
+) -> None:
+    # last.pth of iteration 2 is written before iteration 2's validation; 4 is the last (validated) iteration
+    cfg = _cfg(tmp_path, data_root, iters=4, val=2)
+    killed = type("K", (KilledInValidation,), {"kill_at": kill_at})(cfg)
+    with pytest.raises(Killed):
+        killed.run()
+    assert load_training_state(tmp_path / "run" / "last.pth")["iteration"] == 2
+    Trainer(cfg, resume=True).run()
+    run, ref = tmp_path / "run", uninterrupted_run
+    assert same_run_records(run, ref)  # every validation once, none lost, none repeated
+    for name in ("best.safetensors", "final.safetensors"):
+        a, b = load_file(str(run / name)), load_file(str(ref / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert json.loads((run / "best_metrics.json").read_text()) == json.loads((ref / "best_metrics.json").read_text())
+    summary, expected = (json.loads((d / "summary.json").read_text()) for d in (run, ref))
+    assert (summary["best_miou"], summary["best_iteration"]) == (expected["best_miou"], expected["best_iteration"])
 
 
 def test_a_second_signal_exits_at_once(tmp_path: Path, data_root: Path) -> None:

@@ -149,7 +149,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         write_json(out, {**extra, **metrics.to_dict()})
         print(f"saved {out}")
         return 0
-    work_dir, summary, code = _run_training(args, load_pretrain_config, pretrain)
+    if args.weights is not None:  # a new run starts from these weights (never ignored)
+        if args.resume is not None:
+            raise ConfigError(
+                f"--weights {args.weights}: a new run starts from these weights, a resumed run from its checkpoint; "
+                "drop --weights to resume, or --resume to start a new run from them"
+            )
+        if not Path(args.weights).is_file():
+            raise ConfigError(f"--weights {args.weights}: no such file")
+
+    def load(config: str | None, overrides: list[str], resume: str | None) -> Any:
+        cfg = load_pretrain_config(config, overrides, resume)
+        if args.weights is not None:
+            cfg.model.pretrained = args.weights  # what a config says with model.pretrained
+        return cfg
+
+    work_dir, summary, code = _run_training(args, load, pretrain)
     if summary is not None:
         print(f"best val top-1 {100 * summary['best_top1']:.2f}% (weights: {work_dir / 'best.safetensors'})")
     return code
@@ -257,7 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_arguments(p_pre, "configs/dsnet-imagenet_8xb128-100e_imagenet-224.yaml")
     p_pre.add_argument("--eval-only", action="store_true", help="top-1/top-5 of --weights on the val split")
-    p_pre.add_argument("--weights", default=None, help="classifier weights for --eval-only")
+    p_pre.add_argument(
+        "--weights",
+        default=None,
+        help="classifier weights: the ones --eval-only evaluates, else the ones a new run starts from "
+        "(as model.pretrained; e.g. the previous, lower-resolution phase's)",
+    )
     p_pre.set_defaults(func=cmd_pretrain)
 
     add_ablate_parser(sub)

@@ -23,11 +23,13 @@ from .inference import InferenceOptions
 from .models import check_num_classes, create_model, get_model_info, list_models, weights_num_classes
 from .predict import (
     AVAILABLE_BACKENDS,
+    InputFile,
     OutputWriter,
     Predictor,
     describe,
     discover_inputs,
     export_format,
+    locked_output_dir,
     predict_files,
 )
 
@@ -36,7 +38,12 @@ __all__ = ["add_deploy_commands"]
 
 def cmd_predict(args: argparse.Namespace) -> int:
     inputs = discover_inputs(args.inputs, exclude=args.out)
-    args.new_outputs.watch(args.out)
+    args.new_outputs.watch(args.out)  # a folder this run creates goes again if it fails
+    with locked_output_dir(args.out):  # one run at a time in a folder, refused before any work
+        return _predict_into_locked_folder(args, inputs)
+
+
+def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile]) -> int:
     out_dir = check_output_dir(args.out, args.overwrite)
     crop = tuple(args.slide_crop)
     if args.threads:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, OutputError, WeightsNotFoundError
+from .locking import LOCK_FILE
 
 __all__ = [
     "DISPOSABLE_FILES",
@@ -211,7 +212,7 @@ def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; name an output folder")
     if out.is_dir() and not overwrite:
-        count = sum(1 for p in out.rglob("*") if p.is_file())
+        count = sum(1 for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE)  # not a run's lock
         if count:
             raise OutputError(
                 f"{out}: already holds {count} file(s), e.g. from an earlier run; "
@@ -246,7 +247,7 @@ def check_output_files(files: Sequence[str | os.PathLike], overwrite: bool) -> l
 
 #: Files a failed command may leave in a folder it created, which alone make it no result worth keeping.
 #: A run's log (train.log, ablate.log) is not one of them: it records the error that stopped the run.
-DISPOSABLE_FILES = (".dsnet.lock", "config.yaml")
+DISPOSABLE_FILES = (LOCK_FILE, "config.yaml")
 
 
 class NewOutputs:

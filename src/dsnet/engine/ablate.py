@@ -6,7 +6,8 @@ stopped one resumes from its ``last.pth``, so re-running the same command contin
 stopped. The config is saved as ``WORK_DIR/ablation_config.yaml``; a later call with another
 config (other than the variant list) is refused unless ``overwrite``, so a table never mixes
 budgets. ``shard=(i, n)`` trains every n-th variant from the i-th only and writes no table: run one
-shard per GPU, then the plain command (all trained) measures and writes the comparison.
+shard per GPU, then the plain command (all trained) measures and writes the comparison. The table
+shows every finished variant of the work dir, also those a re-run with fewer variants did not name.
 
 Once every variant is trained: params and paper GFLOPs of the inference model at the FPS size,
 FPS of all variants in one process with their timing rounds interleaved
@@ -16,6 +17,7 @@ run, written as ``ablation.json``, ``ablation.md`` and ``ablation.png``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -120,6 +122,30 @@ def _read_summary(work: Path, variant: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _table_variants(names: list[str], work_dir: Path) -> list[str]:
+    """``names``, then every other variant whose run in ``work_dir`` finished (one config for them all:
+    see :func:`_check_saved_config`), in the earlier table's order, so that re-running the command with
+    fewer variants never drops finished rows from the table."""
+    earlier: list[str] = []
+    # no earlier table (or not one of ours): the folders alone say what finished
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        earlier = [str(r["variant"]) for r in json.loads((work_dir / "ablation.json").read_text())["rows"]]
+    folders = sorted(d.name for d in work_dir.iterdir() if d.is_dir()) if work_dir.is_dir() else []
+    extra: list[str] = []
+    for name in [*earlier, *folders]:
+        if name in names or name in extra or not (work_dir / name / "summary.json").is_file():
+            continue
+        try:
+            registered = resolve_model_name(name) == name
+        except ConfigError:
+            registered = False
+        if registered:
+            extra.append(name)
+    if extra:
+        logger.info("ablate: the table also shows the finished variant(s) %s of %s", ", ".join(extra), work_dir)
+    return [*names, *extra]
+
+
 def run_ablation(
     cfg: Config,
     variants: Sequence[str],
@@ -151,6 +177,7 @@ def run_ablation(
     if shard is not None:
         return {"trained": todo, "work_dir": str(work_dir)}
 
+    names = _table_variants(names, work_dir)
     size = tuple(fps_size) if fps_size else _eval_size(configs[names[0]])
     rows = []
     for variant in names:

@@ -7,6 +7,9 @@ pretrain`` (:class:`dsnet.engine.pretrain.PretrainTrainer`), so that both keep t
   best score, RNG states); resuming truncates ``metrics.jsonl`` to the checkpoint's iteration;
 * SIGINT/SIGTERM stop within one iteration or one validation batch and write a checkpoint; a stop
   during validation makes the resumed run validate first; a second signal exits at once;
+* a checkpoint written at an iteration that is also validated is written before that validation and
+  marked pending: a run killed outright (kill -9) during it redoes it on resume, so a resumed run ends
+  with the same best weights, final weights and ``metrics.jsonl`` as an uninterrupted one;
 * the loop's bookkeeping: averaged logs every ``train.log_interval``, checkpoints, validation and the
   best weights at their intervals, a stop on a non-finite loss; then final weights, plots, summary.
 
@@ -207,7 +210,8 @@ class TrainingRun(StepMechanics):
                 saved_iters,
             )
         if self.env.is_main:
-            self.run_dir.truncate_metrics(self.iteration)
+            # a validation still to do at this iteration is redone: drop any record it left, so none is repeated
+            self.run_dir.truncate_metrics(self.iteration, drop_val_at_iteration=self.pending_validation)
         logger.info(
             "resumed from %s at iteration %d (best %s %.4f)", path, self.iteration, self.score_label, self.best_score
         )
@@ -301,9 +305,12 @@ class TrainingRun(StepMechanics):
                     recorder.log("train", it, avg)
                     logger.info("%s", self._train_message(avg, elapsed / max(count, 1)))
                 totals, count, t_log = {}, 0, time.perf_counter()
+            validate = it % self.val_interval == 0 or it == self.total_iters
             if it % cfg.train.checkpoint_interval == 0 and it != self.total_iters:
-                self.save_checkpoint()
-            if it % self.val_interval == 0 or it == self.total_iters:
+                # written before this iteration's validation: it says so, and a resume (e.g. after a kill -9
+                # during that validation) redoes it instead of losing it
+                self.save_checkpoint(pending_validation=validate)
+            if validate:
                 last_val = self._validate_and_record(recorder)
                 t_log = time.perf_counter()
         self._after_loop()

@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import WorkDirError
 from ..fileio import atomic_write, check_writable, remove_stale_temp_files
+from ..locking import FolderLock
 from .config import Config, apply_overrides, config_from_dict, load_config
 from .distributed import DistEnv, all_ranks_agree
 from .state import load_training_state
@@ -26,7 +26,6 @@ from .state import load_training_state
 __all__ = ["RunDir", "LAST_CHECKPOINT", "RUN_FILES", "load_run_config"]
 
 LAST_CHECKPOINT = "last.pth"
-LOCK_FILE = ".dsnet.lock"
 #: Files and folders a training run writes (removed by ``--overwrite``).
 RUN_FILES = (
     LAST_CHECKPOINT,
@@ -51,7 +50,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, command: str = "train") -> None:
         self.path = Path(path)
         self.command = command  # the ``dsnet`` command whose runs live here (named in the refusal)
-        self._lock: IO[str] | None = None
+        self._lock: FolderLock | None = None
 
     @property
     def last_checkpoint(self) -> Path:
@@ -63,29 +62,18 @@ class RunDir:
 
     def lock(self) -> None:
         """Take the folder for this process; :class:`WorkDirError` when another run holds it."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 (held open while the run lasts)
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        if self._lock is None:
+            self._lock = FolderLock(self.path)
+        holder = self._lock.acquire()
+        if holder is not None:
             raise WorkDirError(
                 f"{self.path}: another dsnet run is using this work dir ({holder}); wait for it to finish "
                 f"or choose another --work-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
-        handle.flush()
-        self._lock = handle
+            )
 
     def unlock(self) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            self._lock.close()
-            self._lock = None
+            self._lock.release()
 
     def claim(self, env: DistEnv, *, resuming: bool, overwrite: bool) -> None:
         """Rank 0 checks, locks and tidies the folder; every rank learns whether that worked."""
@@ -128,13 +116,14 @@ class RunDir:
     def remove_stale_temp_files(self) -> list[Path]:
         return remove_stale_temp_files(self.path)
 
-    def truncate_metrics(self, iteration: int) -> int:
-        """Drop ``metrics.jsonl`` records after ``iteration`` (a resumed run writes them again)."""
+    def truncate_metrics(self, iteration: int, drop_val_at_iteration: bool = False) -> int:
+        """Drop ``metrics.jsonl`` records after ``iteration`` (a resumed run writes them again), and the
+        validation record of ``iteration`` itself when ``drop_val_at_iteration`` (the resumed run redoes it)."""
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return 0
         lines = path.read_text().splitlines()
-        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("iter", 0) <= iteration]
+        keep = [ln for ln in lines if ln.strip() and _kept(json.loads(ln), iteration, drop_val_at_iteration)]
         dropped = len([ln for ln in lines if ln.strip()]) - len(keep)
         if dropped:
             atomic_write(path, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in keep)))
@@ -151,6 +140,11 @@ class RunDir:
                 f"train.checkpoint_interval iterations and when it is stopped)"
             )
         return path
+
+
+def _kept(record: dict[str, Any], iteration: int, drop_val_at_iteration: bool) -> bool:
+    it = record.get("iter", 0)
+    return it < iteration or (it == iteration and not (drop_val_at_iteration and record.get("kind") == "val"))
 
 
 def load_run_config(resume: str | os.PathLike, overrides: list[str] | None = None, cls: type[Any] = Config) -> Any:

@@ -14,7 +14,7 @@ from .predictor import LARGE_IMAGE_PIXELS, Prediction, Predictor
 from .run import RunSummary, describe, predict_files
 from .runtimes import EXPORT_SUFFIXES, export_format
 from .sources import InputFile, discover_inputs, read_video, to_rgb
-from .writers import LABEL_IDS, OutputWriter, blend, check_output_dir
+from .writers import LABEL_IDS, OutputWriter, blend, check_output_dir, locked_output_dir
 
 __all__ = [
     "AVAILABLE_BACKENDS",
@@ -37,6 +37,7 @@ __all__ = [
     "known_label_spaces",
     "label_space",
     "label_space_from_metadata",
+    "locked_output_dir",
     "predict_files",
     "read_video",
     "read_weights_source",

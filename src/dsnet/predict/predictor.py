@@ -254,6 +254,32 @@ class Predictor:
             f"export with --dynamic, or run the checkpoint with backend {self.backend!r}"
         )
 
+    def input_problem(self, height: int, width: int) -> str | None:
+        """Why an image of this size cannot run on this backend, or None when it can.
+
+        Only runtimes have limits: a static export runs its own size (see :meth:`options_for`) and a
+        dynamic one needs ``min_size`` pixels on each side of every (padded) input it is given. A caller
+        running many images skips such an image, as an unreadable one, instead of stopping the others.
+        """
+        try:
+            options = self.options_for(height, width)
+        except ConfigError as e:
+            return str(e)
+        min_size = int(getattr(self.model, "min_size", 0))
+        if not min_size:
+            return None
+        multiple = int(getattr(self.model, "input_multiple", 8))
+        for scale in options.scales:  # the sizes inference.predict_scores runs (views, windows, padding)
+            h, w = (height, width) if scale == 1.0 else (max(8, round(height * scale)), max(8, round(width * scale)))
+            if options.mode == "slide" and options.crop is not None:
+                h, w = min(h, options.crop[0]), min(w, options.crop[1])
+            if min(round_up(h, multiple), round_up(w, multiple)) < min_size:
+                return (
+                    f"image {height}x{width} is too small for the {self.backend} export, which needs at least "
+                    f"{min_size}x{min_size} after padding to a multiple of {multiple}; the torch backend runs it"
+                )
+        return None
+
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], return_probs: bool = False) -> list[Prediction]:
         """One forward pass (per view) over RGB uint8 images of one size. Labels alone are the argmax of

@@ -1,6 +1,7 @@
 """Predicting a list of files into an output folder (what ``dsnet predict`` does).
 
-Bad-input policy: a file that cannot be read (corrupt image, video with no decodable frame) is
+Bad-input policy: a file that cannot be read (corrupt image, video with no decodable frame), or
+whose size the backend cannot run (an export's size limits: see :meth:`Predictor.input_problem`), is
 skipped and reported in :attr:`RunSummary.skipped`, and the run goes on; the caller decides the exit
 status. Problems with the outputs (full disk, read-only folder) stop the run. Images are read in
 input order and consecutive ones of one size are batched; videos stream frame by frame. Reading runs
@@ -53,6 +54,12 @@ def _read(items: Sequence[InputFile]) -> Iterator[tuple[InputFile, np.ndarray | 
             yield item, e
 
 
+def _size_problem(predictor: Predictor, item: InputFile, rgb: np.ndarray) -> str | None:
+    """Why this image's size cannot run on the predictor's backend (a runtime's limits), naming the file."""
+    problem = predictor.input_problem(*rgb.shape[:2])
+    return f"{item.path}: {problem}" if problem is not None else None
+
+
 def _predict_images(
     predictor: Predictor, items: Sequence[InputFile], writer: OutputWriter, summary: RunSummary, bar: tqdm
 ) -> None:
@@ -68,8 +75,9 @@ def _predict_images(
 
         def images() -> Iterator[np.ndarray]:
             for item, rgb in reader:
-                if isinstance(rgb, DataError):
-                    summary.skipped.append(str(rgb))
+                problem = str(rgb) if isinstance(rgb, DataError) else _size_problem(predictor, item, rgb)
+                if problem is not None:
+                    summary.skipped.append(problem)
                     bar.update(1)
                     continue
                 queue.append((item, rgb))
@@ -87,6 +95,10 @@ def _predict_video(predictor: Predictor, item: InputFile, writer: OutputWriter, 
         first = next(frames)
     except (DataError, StopIteration) as e:
         summary.skipped.append(str(e) if isinstance(e, DataError) else f"{item.path}: video has no frames")
+        return
+    problem = _size_problem(predictor, item, first)
+    if problem is not None:
+        summary.skipped.append(problem)
         return
     h, w = first.shape[:2]
     out = writer.open_video(item.rel, item.path.suffix, fps, (w, h))

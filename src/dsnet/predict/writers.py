@@ -5,11 +5,14 @@ Layout: ``OUT/labels/<rel>.png`` (8-bit label ids), ``OUT/color/<rel>.png`` (pal
 relative name (see :mod:`dsnet.predict.sources`). A video gives ``OUT/color/<rel>.<ext>`` and/or
 ``OUT/overlay/<rel>.<ext>`` videos, and per-frame label PNGs ``OUT/labels/<rel>/<frame>.png`` only
 when asked. Images are written atomically; a folder that already holds files is refused unless
-``overwrite`` (which replaces files of the same name and leaves the others alone).
+``overwrite`` (which replaces files of the same name and leaves the others alone), and one that another
+process is writing into is refused (:func:`locked_output_dir`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -17,13 +20,45 @@ import numpy as np
 
 from ..data.labels import colorize
 from ..errors import ConfigError, OutputError
-from ..fileio import atomic_write, check_output_dir
+from ..fileio import atomic_write, check_output_dir, describe_os_error
+from ..locking import FolderLock
 from .labelspace import LabelSpace
 
-__all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir"]
+__all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir", "locked_output_dir"]
 
 LABEL_IDS = ("train", "dataset")
 _VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+
+
+@contextmanager
+def locked_output_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Hold ``out_dir`` for this process while the block runs, as training holds its work dir: two runs
+    writing into one folder at once would overwrite each other's outputs. Another process's run is an
+    :class:`OutputError` naming it, raised before any work; a folder this call created and the block
+    left empty after a failure is removed."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    created = not out.exists()
+    lock = FolderLock(out, remove=True)
+    try:
+        holder = lock.acquire()
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write here ({describe_os_error(e)})") from e
+    if holder is not None:
+        raise OutputError(
+            f"{out}: in use by another process ({holder}) writing its predictions there; "
+            "wait for it to finish or choose another output folder"
+        )
+    try:
+        yield out
+    except BaseException:
+        lock.release()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
+        lock.release()
 
 
 def blend(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""One process at a time in a folder: an exclusive ``fcntl.flock`` on a lock file inside it (a leaf
+module, shared by training's work dirs and ``dsnet predict``'s output folders).
+
+The OS releases the lock when its holder dies, so a killed run never leaves a folder locked. The file
+holds its holder's pid and host, for the message that refuses a second process. ``remove=True``
+deletes the lock file on release (for output folders, which should hold only outputs); a process that
+opened the file just before it went checks after locking that it still holds the file at that path,
+and starts again if not, so two processes never both think they hold one folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+__all__ = ["LOCK_FILE", "FolderLock"]
+
+LOCK_FILE = ".dsnet.lock"
+
+
+class FolderLock:
+    """The lock of ``folder`` (created if needed): :meth:`acquire`, then :meth:`release`."""
+
+    def __init__(self, folder: str | os.PathLike, *, remove: bool = False) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self.remove = remove
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> str | None:
+        """Take the folder: None when it is now this process's, else its holder ("pid N on HOST")."""
+        if self._fd is not None:
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                return holder
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed the file as we opened it: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode())
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if self.remove:
+            with contextlib.suppress(OSError):  # the folder went away or is read-only: the lock goes anyway
+                self.path.unlink()
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
