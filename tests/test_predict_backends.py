@@ -15,7 +15,10 @@ from PIL import Image
 
 import dsnet
 from dsnet.cli import main
+from dsnet.data import DatasetInfo
+from dsnet.data.labels import generate_palette
 from dsnet.deploy import LoadedExport
+from dsnet.deploy.export import MODEL_KEY, export_metadata
 from dsnet.errors import ConfigError, MissingBackendError
 from dsnet.inference import InferenceOptions, argmax_channels, predict_labels, predict_probs, predict_scores
 from dsnet.predict import Predictor
@@ -174,6 +177,29 @@ def test_an_image_an_export_cannot_run_is_skipped_and_named_and_the_others_run(
         assert np.array_equal(label, torch_predictor(images[name])), name
 
 
+def test_an_export_carries_the_label_space_of_its_weights(
+    monkeypatch: pytest.MonkeyPatch, torch_predictor: Predictor, tmp_path: Path
+) -> None:
+    """What ``dsnet export`` stores (export_metadata) is what a predictor on the exported file names its
+    classes by: no --dataset needed, and names the registry does not know (a folder dataset's) survive."""
+    space = DatasetInfo("my-folder", tuple(f"thing{k}" for k in range(19)), generate_palette(19))
+    stored = export_metadata(MODEL, space.to_metadata())
+    assert stored[MODEL_KEY] == MODEL and set(stored) == {MODEL_KEY, "dsnet.label_space", "dsnet.dataset"}
+    model = torch_predictor.model
+
+    def load_export(path: object, format: str, threads: int | None) -> LoadedExport:
+        return LoadedExport(
+            lambda x: model(torch.from_numpy(x)).detach().numpy(), (None, 3, None, None), (None, 19, None, None), stored
+        )
+
+    monkeypatch.setattr(runtimes_module, "load_export", load_export)
+    path = tmp_path / "carried.onnx"
+    path.write_bytes(b"fake")
+    p = Predictor(MODEL, weights=path, threads=1)
+    assert p.labels.name == "my-folder" and p.labels.classes == space.classes and p.labels.palette == space.palette
+    assert Predictor(MODEL, weights=path, threads=1, dataset="cityscapes").labels.name == "cityscapes"  # asked for
+
+
 # ------------------------------------------------------------------------------ errors
 
 
@@ -246,6 +272,8 @@ def test_exported_files_and_the_cli_backend_flag(weights: Path, torch_predictor:
         _agree(p, torch_predictor)
     static = Predictor(MODEL, weights=xml, threads=1)
     assert static.backend == "openvino" and static.input_limit == (64, 96) and static.labels.num_classes == 19
+    assert static.labels == torch_predictor.labels  # the weights' label space travels in the export
+    assert Predictor(MODEL, weights=onnx, threads=1).labels == torch_predictor.labels
     image = _image(64, 96, seed=5)
     assert np.array_equal(static(image), torch_predictor(image))
 

@@ -31,6 +31,7 @@ from .predict import (
     export_format,
     locked_output_dir,
     predict_files,
+    read_weights_source,
 )
 
 __all__ = ["add_deploy_commands"]
@@ -93,6 +94,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         check=not args.no_check,
         name=get_model_info(args.model).name,
+        metadata=read_weights_source(args.weights).metadata,
     )
     shape = _input_shape(result.dynamic, model.in_channels, result.size)
     print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
@@ -131,6 +133,7 @@ def _export_int8(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         check_images=0 if args.no_check else 8,
         name=info.name,
+        metadata=read_weights_source(args.weights).metadata,
     )
     shape = _input_shape(result.dynamic, model.in_channels, size)
     print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")

@@ -95,6 +95,21 @@ def _dynamic_shapes(multiple: int) -> tuple[dict[int, Any]]:
 
 #: Key of the registered model name in an export's metadata (ONNX metadata_props, OpenVINO rt_info).
 MODEL_KEY = "dsnet.model"
+#: Prefix of every key dsnet stores in an export: the weights' metadata keys (``label_space``, ``dataset``)
+#: travel under it, so a prediction with the exported file names and colours the classes as the weights do.
+METADATA_PREFIX = "dsnet."
+#: The weights' metadata keys an export carries (beside the model name).
+EXPORTED_METADATA_KEYS = ("label_space", "dataset")
+
+
+def export_metadata(name: str | None, weights_metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """What an export stores: the model's name and the label space of the weights it was made from."""
+    meta = {MODEL_KEY: name} if name else {}
+    for key in EXPORTED_METADATA_KEYS:
+        value = (weights_metadata or {}).get(key)
+        if value:
+            meta[METADATA_PREFIX + key] = str(value)
+    return meta
 
 
 class _NoTorchvisionNotice(logging.Filter):
@@ -208,6 +223,7 @@ def export(
     overwrite: bool = False,
     check: bool = True,
     name: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportResult:
     """Export the deploy form of ``model`` (see :func:`dsnet.deploy.prepare`) to ``out``.
 
@@ -221,6 +237,8 @@ def export(
             size not divisible by 16) and report the error relative to eager PyTorch.
         name: the model's registered name, stored in the ONNX and OpenVINO files (``dsnet.model``) so
             that running the file as another model is an error.
+        metadata: the weights' metadata; their label space (``label_space``, ``dataset``) is stored
+            in the ONNX and OpenVINO files too (``dsnet.label_space``, ``dsnet.dataset``).
     """
     files = output_files(out, format, overwrite)
     path = files[0]
@@ -238,7 +256,7 @@ def export(
     example_batch = max(batch, 2) if dynamic else batch  # a dynamic batch must not be traced at size 1
     example = torch.randn(example_batch, getattr(model, "in_channels", 3), h, w)
     dynamic_shapes = _dynamic_shapes(multiple) if dynamic else None
-    _WRITERS[format](deployed, example, dynamic_shapes, path, {MODEL_KEY: name} if name else {})
+    _WRITERS[format](deployed, example, dynamic_shapes, path, export_metadata(name, metadata))
 
     result = ExportResult(format, path, files, (h, w), dynamic, len(report.folded))
     if check:

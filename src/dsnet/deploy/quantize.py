@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError, ExportError
 from .backends import require
-from .export import MODEL_KEY, export, output_files, save_openvino
+from .export import export, export_metadata, output_files, save_openvino
 from .prepare import prepare
 from .runtime import load_runner
 from .signal_stack import keep_signal_stack
@@ -119,6 +119,7 @@ def quantize_openvino(
     overwrite: bool = False,
     check_images: int = 8,
     name: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> QuantizeResult:
     """Export the deploy form of ``model`` to OpenVINO, quantize it to INT8 and write ``out`` (.xml).
 
@@ -130,6 +131,7 @@ def quantize_openvino(
         ignored_types: OpenVINO op types left in float (e.g. ``["Sigmoid", "Multiply"]``).
         check_images: compare this many calibration images with eager PyTorch (0: no check).
         name: the model's registered name, stored in the file's rt_info (see :func:`dsnet.deploy.export`).
+        metadata: the weights' metadata, whose label space the file carries (see :func:`dsnet.deploy.export`).
     """
     files = output_files(out, "openvino", overwrite)
     path = files[0]
@@ -154,7 +156,7 @@ def quantize_openvino(
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_openvino(quantized, path, {MODEL_KEY: name} if name else None)
+    save_openvino(quantized, path, export_metadata(name, metadata))
     result = QuantizeResult(
         path=path,
         files=files,

@@ -91,10 +91,18 @@ def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
     )
 
 
+#: The ``dsnet.*`` entries ``dsnet export`` writes into an OpenVINO model's rt_info.
+_OPENVINO_KEYS = ("dsnet.model", "dsnet.label_space", "dsnet.dataset")
+
+
 def _openvino_metadata(model: Any) -> dict[str, str]:
     """The ``dsnet.*`` entries of an OpenVINO model's rt_info (written by ``dsnet export``)."""
-    key = ["dsnet", "model"]
-    return {"dsnet.model": model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
+    found = {}
+    for key in _OPENVINO_KEYS:
+        path = key.split(".")
+        if model.has_rt_info(path):
+            found[key] = model.get_rt_info(path).astype(str)
+    return found
 
 
 def _torch_export(path: Path, threads: int | None) -> LoadedExport:

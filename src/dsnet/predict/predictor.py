@@ -130,6 +130,7 @@ class Predictor:
             if num_classes is not None and runtime.num_classes is not None and num_classes != runtime.num_classes:
                 raise ConfigError(f"{weights}: the export outputs {runtime.num_classes} classes, not {num_classes}")
             num_classes = num_classes or runtime.num_classes
+            meta = runtime.metadata  # the label space of the weights it was exported from
         if source is not None:
             num_classes = check_num_classes(source.num_classes, num_classes, str(weights))
         if num_classes is None and dataset is None and isinstance(model_or_name, nn.Module):

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..deploy import FORMATS, export, load_export, prepare
-from ..deploy.export import MODEL_KEY
+from ..deploy.export import METADATA_PREFIX, MODEL_KEY
 from ..errors import ConfigError, WeightsNotFoundError
 from .backends import RUNTIME_BACKENDS, LogitsFnModule
 
@@ -57,6 +57,8 @@ class Runtime:
     workdir: tempfile.TemporaryDirectory[str] | None = None
     #: the registered model name the file was exported from, when it says (``dsnet export`` stores it)
     model: str | None = None
+    #: the weights' metadata the export carries (``label_space``, ``dataset``), without the ``dsnet.`` prefix
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def static_size(self) -> tuple[int, int] | None:
@@ -99,7 +101,8 @@ def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, th
         batch=loaded.static_batch,
         min_size=0 if size is not None else 2 * input_multiple,  # a dynamic DSNet export takes 16 and up
     )
-    return Runtime(module, loaded.num_classes, model=loaded.metadata.get(MODEL_KEY) or None)
+    carried = {k[len(METADATA_PREFIX) :]: v for k, v in loaded.metadata.items() if k.startswith(METADATA_PREFIX)}
+    return Runtime(module, loaded.num_classes, model=loaded.metadata.get(MODEL_KEY) or None, metadata=carried)
 
 
 def runtime_for(model: nn.Module, backend: str, threads: int | None) -> Runtime:
