@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, OutputError, WeightsNotFoundError
-from .locking import LOCK_FILE
 
 __all__ = [
     "DISPOSABLE_FILES",
+    "LOCK_FILE",
     "TEMP_SUFFIX",
     "NewOutputs",
     "atomic_write",
@@ -33,6 +33,8 @@ __all__ = [
     "remove_stale_temp_files",
 ]
 
+#: The lock file that marks a work dir or output folder in use (see :mod:`dsnet.locking`).
+LOCK_FILE = ".dsnet.lock"
 #: Suffix of the temporary files :func:`atomic_write` writes next to their destination.
 TEMP_SUFFIX = ".tmp"
 # below this many free bytes after a failed write, the disk is reported as full

@@ -1,5 +1,5 @@
 """One process at a time in a folder: an exclusive ``fcntl.flock`` on a lock file inside it (a leaf
-module, shared by training's work dirs and ``dsnet predict``'s output folders).
+module above fileio, shared by training's work dirs and ``dsnet predict``'s output folders).
 
 The OS releases the lock when its holder dies, so a killed run never leaves a folder locked. The file
 holds its holder's pid and host, for the message that refuses a second process. ``remove=True``
@@ -15,9 +15,9 @@ import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["LOCK_FILE", "FolderLock"]
+from .fileio import LOCK_FILE
 
-LOCK_FILE = ".dsnet.lock"
+__all__ = ["LOCK_FILE", "FolderLock"]
 
 
 class FolderLock:
