@@ -1,5 +1,5 @@
-"""One process at a time in a folder: an exclusive ``fcntl.flock`` on a lock file inside it (a leaf
-module above fileio, shared by training's work dirs and ``dsnet predict``'s output folders).
+"""One process at a time in a folder: an exclusive ``fcntl.flock`` on a lock file inside it (a small
+module on top of fileio, shared by training's work dirs and ``dsnet predict``'s output folders).
 
 The OS releases the lock when its holder dies, so a killed run never leaves a folder locked. The file
 holds its holder's pid and host, for the message that refuses a second process. ``remove=True``
