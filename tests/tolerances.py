@@ -41,6 +41,13 @@ def sum_rel(n: int, eps: float = EPS32) -> float:
     return n * eps
 
 
+def reduction_rel(n: int, eps: float = EPS32, k: float = 4.0) -> float:
+    """``k * eps * sqrt(n)``: a dot product or sum of ``n`` terms in another order (blocked, SIMD lanes),
+    relative to the sum of the terms' magnitudes; rounding errors add like a random walk, and k = 4
+    standard deviations. Tighter than :func:`sum_rel` for long reductions, where n * eps says nothing."""
+    return k * eps * math.sqrt(n)
+
+
 def forward_rel(model: nn.Module, eps: float = EPS32) -> float:
     """``eps * sqrt(K) * L``: error of one forward pass relative to max |output|.
 
