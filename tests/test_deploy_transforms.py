@@ -11,6 +11,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import dsnet
 from dsnet.deploy import MatmulAdaptiveAvgPool2d, find_conv_bn_pairs, fold_batchnorm, prepare, prepare_with_report
 
+from .tolerances import EPS32, EPS64, assert_close_to_scale, forward_rel, reduction_rel
+
 
 def randomize_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
     """Non-trivial running statistics and affine parameters, so that folding really changes weights."""
@@ -41,8 +43,10 @@ def test_matmul_pooling_equals_adaptive_avg_pool(hw: tuple[int, int], out: objec
     ref = F.adaptive_avg_pool2d(x, out)
     got = MatmulAdaptiveAvgPool2d(out)(x)
     assert got.shape == ref.shape and got.dtype == dtype
-    tol = 5e-6 if dtype == torch.float32 else 1e-13  # summation order only; a wrong bin is ~1e-1
-    assert rel_error(got, ref) <= tol
+    # summation order only: a mean of at most H x W values, each |x_i| / n <= max|x| / n, so relative to max|x|;
+    # a wrong bin is off by the size of the means themselves (1e-2 of max|x| or more for these bins)
+    rel = reduction_rel(hw[0] * hw[1], EPS32 if dtype == torch.float32 else EPS64)
+    assert_close_to_scale(got, ref, rel=rel, scale=x.abs().max().item(), what=f"pooling {hw} -> {out}")
 
 
 def test_matmul_pooling_is_not_a_plain_resize() -> None:
@@ -81,7 +85,7 @@ def test_fold_finds_only_real_pairs_and_keeps_the_output() -> None:
     ref = model(x)
     assert fold_batchnorm(model) == [("conv_a", "bn_a")]
     assert isinstance(model.bn_a, nn.Identity) and isinstance(model.bn_shared, nn.BatchNorm2d)
-    assert rel_error(model(x), ref) <= 1e-6
+    assert rel_error(model(x), ref) <= 2 * forward_rel(model)  # two float32 runs of a 2-convolution network
 
 
 @pytest.mark.parametrize("name", dsnet.list_models())
@@ -100,9 +104,10 @@ def test_folded_model_matches_the_eval_model(name: str) -> None:
     with torch.no_grad():
         ref32, got32 = model.float()(x), folded(x)
         ref64, got64 = model.double()(x.double()), folded64(x.double())
-    # float32 rounding alone moves these deep random-BN networks by ~5e-5 of the output scale
-    assert rel_error(got32, ref32) <= 3e-4
-    assert rel_error(got64, ref64) <= 1e-10
+    # two runs of the network (folded or not), each off by float32 rounding (measured: 1e-5 to 2e-5 of the
+    # output scale); in float64 the same bound is 2e-12 (measured: 2e-14 to 8e-14), where a wrong fold shows
+    assert rel_error(got32, ref32) <= 2 * forward_rel(model)
+    assert rel_error(got64, ref64) <= 2 * forward_rel(model, EPS64)
 
 
 def test_prepare_leaves_the_input_model_alone() -> None:

@@ -97,13 +97,6 @@ def _wait_all(launched: Sequence[_Launched], deadline: float) -> list[int]:
         pytest.fail(f"torchrun did not finish in {TIMEOUT_S:.0f} s\n{tails}")
 
 
-def _run(torchrun_args: Sequence[str], config: Path, work: Path, name: str) -> _Launched:
-    launched = _Launched(_torchrun(torchrun_args, config, work), work.parent / f"{name}.log", _env())
-    (code,) = _wait_all([launched], time.monotonic() + TIMEOUT_S)
-    assert code == 0, launched.output()[-4000:]
-    return launched
-
-
 def _assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a)), load_file(str(b))
     assert wa.keys() == wb.keys()
@@ -111,7 +104,12 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     assert diff == [], f"{len(diff)} of {len(wa)} tensors differ, e.g. {diff[:3]}"
 
 
-def test_two_nodes_by_c10d_rendezvous(config: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def two_nodes(config: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int], str]:
+    """One uninterrupted run of world size 2 by two agents (nodes): its work dir, exit codes and output.
+    Shared: the two-node test checks it, and it is the elastic test's uninterrupted reference (same world
+    size, ranks, data shards and one thread per worker, so bit for bit the same training)."""
+    tmp_path = tmp_path_factory.mktemp("two-nodes")
     work = tmp_path / "two-nodes"
     port = _free_port()
     rdzv_id = f"dsnet-test-{uuid.uuid4().hex[:8]}"
@@ -140,7 +138,12 @@ def test_two_nodes_by_c10d_rendezvous(config: Path, tmp_path: Path) -> None:
         for agent in agents:
             if agent.proc.poll() is None:
                 agent.kill_group()
-    assert codes == [0, 0], "\n".join(a.output()[-3000:] for a in agents)
+    return work, codes, "\n".join(a.output()[-3000:] for a in agents)
+
+
+def test_two_nodes_by_c10d_rendezvous(two_nodes: tuple[Path, list[int], str]) -> None:
+    work, codes, output = two_nodes
+    assert codes == [0, 0], output
     summary = json.loads((work / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert summary["iterations"] == ITERS
@@ -176,12 +179,14 @@ def _kill_local_rank_1_after_first_checkpoint(agent: _Launched, work: Path, tag:
     return pids[0]
 
 
-def test_elastic_restart_after_a_killed_worker_resumes_bit_for_bit(config: Path, tmp_path: Path) -> None:
+def test_elastic_restart_after_a_killed_worker_resumes_bit_for_bit(
+    config: Path, tmp_path: Path, two_nodes: tuple[Path, list[int], str]
+) -> None:
     """Contract: with TORCHELASTIC_RESTART_COUNT > 0 the trainer resumes from WORK_DIR/last.pth by itself."""
-    reference = tmp_path / "uninterrupted"
+    reference, codes, output = two_nodes  # the uninterrupted run of world size 2
+    assert codes == [0, 0], output
     rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:{port}"]
     single_node = ["--nnodes", "1", "--nproc-per-node", "2", "--local-addr", "127.0.0.1"]
-    _run([*single_node, *(a.format(port=_free_port()) for a in rendezvous)], config, reference, "reference")
 
     work = tmp_path / "elastic"
     tag = uuid.uuid4().hex

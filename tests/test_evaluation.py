@@ -30,9 +30,9 @@ def setup() -> tuple[torch.nn.Module, object, Config]:
     return model, build_split(cfg, "val", train=False), cfg
 
 
-def _run(setup, overrides: list[str], seed: int = 0):  # type: ignore[no-untyped-def]
+def _run(setup, overrides: list[str], seed: int = 0, images: int = 2):  # type: ignore[no-untyped-def]
     model, dataset, cfg = setup
-    cfg = apply_overrides(cfg, [*overrides, "train.max_val_samples=2", f"train.seed={seed}"])
+    cfg = apply_overrides(cfg, [*overrides, f"train.max_val_samples={images}", f"train.seed={seed}"])
     metrics = evaluate_with_config(model, dataset, cfg, device=torch.device("cpu"))
     return metrics, torch.from_numpy(metrics.confusion)  # the metrics carry their confusion matrix
 
@@ -45,9 +45,10 @@ def test_one_window_slide_equals_whole_image(setup) -> None:  # type: ignore[no-
 
 
 def test_overlapping_windows_and_tta_count_every_pixel_once(setup) -> None:  # type: ignore[no-untyped-def]
-    _, whole = _run(setup, [])
-    _, slide = _run(setup, ["eval.mode=slide", "eval.crop_size=[256, 256]", "eval.stride=[128, 128]"])
-    _, tta = _run(setup, ["eval.scales=[0.5, 1.0]", "eval.flip=true"])
+    # one image: overlapping windows and four TTA views cost 2-3 whole passes each
+    _, whole = _run(setup, [], images=1)
+    _, slide = _run(setup, ["eval.mode=slide", "eval.crop_size=[256, 256]", "eval.stride=[128, 128]"], images=1)
+    _, tta = _run(setup, ["eval.scales=[0.5, 1.0]", "eval.flip=true"], images=1)
     assert int(slide.sum()) == int(whole.sum()) == int(tta.sum())
 
 

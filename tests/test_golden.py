@@ -13,6 +13,8 @@ import torch
 
 import dsnet
 
+from .tolerances import forward_rel
+
 # A verbatim copy of ../shared/reference/golden (see tests/golden/README.md), so this test never skips.
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -51,7 +53,13 @@ def _build_inference(state_dict: Mapping[str, torch.Tensor], meta: dict[str, Any
 @pytest.mark.parametrize("builder", [_build, _build_inference], ids=["with-aux", "inference-model"])
 def test_golden_head128_fp32_and_fp64(builder: Any) -> None:
     checker = _checker()
-    report = checker.check_variant("dsnet_head128", builder, str(GOLDEN), modes=("fp32", "fp64"), verbose=False)
+    # fp32: our float32 run against the authors' float32 run, each off by float32 rounding: 2 x forward_rel of
+    # max|ref| (1.2e-3, tighter than the checker's 2e-3; measured 1e-4 to 4e-4 on this fill). fp64 keeps the
+    # checker's 1e-8, the decisive check (measured 0 to 1e-12).
+    rtol = {"fp32": 2 * forward_rel(dsnet.create_model("dsnet_head128", num_classes=19))}
+    report = checker.check_variant(
+        "dsnet_head128", builder, str(GOLDEN), modes=("fp32", "fp64"), rtol=rtol, verbose=False
+    )
     assert report["fill_ok"]
     checked = {(r["mode"], r["input"], name) for r in report["results"] for name in r["outputs"]}
     assert ("fp64", "primary", "main") in checked and ("fp64", "odd", "main") in checked
