@@ -7,13 +7,14 @@ image/label pairing), one module per dataset, ``builder`` (registry), ``transfor
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import DataError
 from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataset, ade20k_classes
-from .base import LABEL_SPACE_KEY, DatasetInfo, SegmentationDataset
+from .base import SegmentationDataset
 from .bdd100k import BDD100KDataset
 from .builder import DATASET_ALIASES, DATASETS, build_dataset, describe_dataset, list_datasets
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, CityscapesDataset
 from .folder import FolderConfig, FolderDataset, load_folder_config
 from .io import read_image, read_label
+from .label_space import LABEL_SPACE_KEY, DatasetInfo
 from .labels import ColorCodec, colorize, decode_color_label, decode_index_label, generate_palette, make_lut
 from .transforms import EvalTransform, TrainTransform, denormalize, normalize
 from .workers import worker_init_fn

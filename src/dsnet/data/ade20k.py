@@ -9,8 +9,9 @@ from typing import Any
 
 from ..constants import IGNORE_INDEX
 from ..errors import DataError
-from .base import DatasetInfo, FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .io import PathLike
+from .label_space import DatasetInfo
 from .labels import Color, generate_palette, make_lut
 
 __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataset", "ade20k_classes"]

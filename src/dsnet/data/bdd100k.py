@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from ..constants import IGNORE_INDEX
-from .base import DatasetInfo, FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from .io import PathLike
+from .label_space import DatasetInfo
 from .labels import ColorCodec, decode_color_label, decode_index_label, make_lut
 
 __all__ = ["BDD100K_INFO", "BDD100KDataset"]

@@ -7,12 +7,13 @@ from typing import Any
 
 from ..errors import ConfigError, DSNetError
 from .ade20k import ADE20KDataset
-from .base import DatasetInfo, SegmentationDataset, Transform
+from .base import SegmentationDataset, Transform
 from .bdd100k import BDD100KDataset
 from .camvid import CamVidDataset
 from .cityscapes import CityscapesDataset
 from .folder import FolderDataset
 from .io import PathLike
+from .label_space import DatasetInfo
 
 __all__ = ["DATASETS", "DATASET_ALIASES", "build_dataset", "describe_dataset", "list_datasets"]
 

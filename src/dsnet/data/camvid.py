@@ -15,8 +15,9 @@ import numpy as np
 
 from ..constants import IGNORE_INDEX
 from ..errors import DataError
-from .base import DatasetInfo, FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .io import PathLike, read_label
+from .label_space import DatasetInfo
 from .labels import Color, ColorCodec, decode_color_label, decode_index_label, make_lut
 
 __all__ = [

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import IGNORE_INDEX
-from .base import DatasetInfo, FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .io import PathLike
+from .label_space import DatasetInfo
 from .labels import Color, make_lut
 
 __all__ = [

@@ -17,8 +17,9 @@ import yaml
 from ..constants import IGNORE_INDEX
 from ..errors import ConfigError, DataError
 from ..typed import from_dict
-from .base import DatasetInfo, FolderSpec, SegmentationDataset, Transform, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform, pair_folders
 from .io import PathLike, read_label
+from .label_space import DatasetInfo
 from .labels import Color, ColorCodec, decode_color_label, decode_index_label, generate_palette, make_lut
 
 __all__ = ["FOLDER_CONFIG_NAME", "FolderConfig", "FolderDataset", "load_folder_config"]

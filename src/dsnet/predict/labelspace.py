@@ -18,8 +18,8 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
-from ..data.base import LABEL_SPACE_KEY, DatasetInfo
 from ..data.builder import DATASET_ALIASES, describe_dataset, list_datasets
+from ..data.label_space import LABEL_SPACE_KEY, DatasetInfo
 from ..errors import CheckpointError, ConfigError
 from ..fileio import read_torch_file
 from ..models import weights_num_classes

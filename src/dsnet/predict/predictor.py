@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
-from ..data.base import DatasetInfo
+from ..data.label_space import DatasetInfo
 from ..data.labels import Color, colorize
 from ..devices import check_device
 from ..errors import ConfigError, WeightsNotFoundError
