@@ -93,7 +93,6 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
-        check_device(device, "device")  # one line naming it and what is available, not a traceback later
         if weights is not None and not Path(weights).is_file():
             raise WeightsNotFoundError(f"{weights}: weights file not found")
         backend = check_backend(backend)
@@ -104,6 +103,10 @@ class Predictor:
                 raise ConfigError(f"{weights}: an exported file runs in its runtime, not in a LogitsFn backend")
             backend = backend_for_export(weights, exported, backend)
         backend = backend or "torch"
+        runtime_backend = isinstance(backend, str) and backend in RUNTIME_BACKENDS
+        if runtime_backend and device is not None and str(device).split(":")[0] != "cpu":
+            raise ConfigError(f"backend {backend!r} runs on the CPU here, not on {device}")
+        check_device(device, "device")  # one line naming it and what is available, not a traceback later
         if threads is not None and backend == "torch":
             raise ConfigError("threads: PyTorch's thread count is process-wide; set it with torch.set_num_threads")
         source = read_weights_source(weights) if weights is not None and exported is None else None
@@ -112,9 +115,6 @@ class Predictor:
         info = get_model_info(name) if name is not None else None
         if not isinstance(backend, str) and info is None:
             raise ConfigError("a LogitsFn backend needs the model's registered name (for normalisation)")
-        runtime_backend = isinstance(backend, str) and backend in RUNTIME_BACKENDS
-        if runtime_backend and device is not None and torch.device(device).type != "cpu":
-            raise ConfigError(f"backend {backend!r} runs on the CPU here, not on {device}")
 
         runtime: Runtime | None = None
         if exported is not None:
