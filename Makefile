@@ -39,9 +39,9 @@ demo: $(STAMP)
 		train.progress=false
 	$(BIN)/dsnet predict dsnet_head64 --weights $(DEMO)/final.safetensors demo/camvid-mini/images/val \
 		-o $(DEMO)/predict --color --overlay --overwrite
-	$(BIN)/dsnet export dsnet_head64 --weights $(DEMO)/final.safetensors --num-classes 11 --format openvino \
+	$(BIN)/dsnet export dsnet_head64 --weights $(DEMO)/final.safetensors --format openvino \
 		--size 240 320 -o $(DEMO)/export/dsnet_head64.xml --overwrite
-	$(BIN)/dsnet bench dsnet_head64 --size 240 320 --num-classes 11 --backends eager,fold_channels_last,openvino \
+	$(BIN)/dsnet bench dsnet_head64 --size 240 320 --weights $(DEMO)/final.safetensors --backends eager,fold_channels_last,openvino \
 		--seconds 2 -o $(DEMO)/bench.json --overwrite
 	@echo "demo outputs: $(DEMO)/ (train.log, curves.png, class_iou.png, best.safetensors), $(DEMO)/eval/val.{json,png},"
 	@echo "              $(DEMO)/predict/{labels,color,overlay}/, $(DEMO)/export/dsnet_head64.{xml,bin}, $(DEMO)/bench.json"
