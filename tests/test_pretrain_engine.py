@@ -131,6 +131,10 @@ def test_cli_work_dir_rules_and_eval_only(tiny_imagenet: Path, tmp_path: Path, c
     )
     out = capsys.readouterr().out
     assert code == 0 and "on 8 images" in out and (work / "eval_val.json").is_file()
+    eval_again = ["pretrain", str(cfg), "--eval-only", "--weights", str(work / "final.safetensors")]
+    assert main([*eval_again, "--work-dir", str(work)]) == 2  # the result exists: the output rule of every command
+    assert "eval_val.json: already exists" in capsys.readouterr().err
+    assert main([*eval_again, "--work-dir", str(work), "--overwrite"]) == 0
     assert main(["pretrain", str(cfg), "model.name=dsnet_head128", "--work-dir", str(tmp_path / "x")]) == 2
     assert "model.name=" in capsys.readouterr().err
 

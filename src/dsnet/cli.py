@@ -26,7 +26,7 @@ from .engine.pretrain import evaluate_pretrain_weights, load_pretrain_config, pr
 from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
-from .errors import ConfigError, DSNetError
+from .errors import ConfigError, DSNetError, WeightsNotFoundError
 from .fileio import NewOutputs, check_output_files
 from .models import create_model, get_model_info, list_models
 
@@ -143,9 +143,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         _config_or_override(args)
         cfg = load_pretrain_config(args.config, args.overrides, args.resume)
         cfg.train.work_dir = args.work_dir or cfg.train.work_dir
+        out = resolve_work_dir(cfg) / "eval_val.json"
+        args.new_outputs.watch(out, file=True)
+        check_output_files([out], args.overwrite)  # the same existence rule as every output: before the work
         metrics, extra = evaluate_pretrain_weights(cfg, args.weights, args.device)
         print(f"top-1 {100 * metrics.top1:.2f}%  top-5 {100 * metrics.top5:.2f}%  on {metrics.num_images} images")
-        out = resolve_work_dir(cfg) / "eval_val.json"
         write_json(out, {**extra, **metrics.to_dict()})
         print(f"saved {out}")
         return 0
@@ -156,7 +158,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                 "drop --weights to resume, or --resume to start a new run from them"
             )
         if not Path(args.weights).is_file():
-            raise ConfigError(f"--weights {args.weights}: no such file")
+            raise WeightsNotFoundError(f"{args.weights}: weights file not found (--weights)")
 
     def load(config: str | None, overrides: list[str], resume: str | None) -> Any:
         cfg = load_pretrain_config(config, overrides, resume)
