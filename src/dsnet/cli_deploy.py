@@ -20,7 +20,7 @@ from .engine.run_files import write_json
 from .errors import ConfigError
 from .fileio import check_output_dir, check_output_files
 from .inference import InferenceOptions
-from .models import check_num_classes, create_model, get_model_info, list_models, weights_num_classes
+from .models import check_num_classes, create_model, get_model_info, list_models
 from .predict import (
     AVAILABLE_BACKENDS,
     InputFile,
@@ -84,7 +84,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_output_files(files, args.overwrite)
     if args.int8 or args.calib:
         return _export_int8(args)
-    model = _weights_model(args)
+    model, metadata = _weights_model(args)
     result = export(
         model,
         args.format,
@@ -94,7 +94,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         check=not args.no_check,
         name=get_model_info(args.model).name,
-        metadata=read_weights_source(args.weights).metadata,
+        metadata=metadata,
     )
     shape = _input_shape(result.dynamic, model.in_channels, result.size)
     print(f"{args.model} -> {result.format}: {', '.join(map(str, result.files))} ({shape})")
@@ -104,10 +104,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights_model(args: argparse.Namespace) -> torch.nn.Module:
-    """The model of ``--weights`` with their class count (``--num-classes`` may only repeat it)."""
-    num_classes = check_num_classes(weights_num_classes(args.weights), args.num_classes, args.weights)
-    return create_model(args.model, num_classes=num_classes, weights=args.weights, fine_tuning=False)
+def _weights_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, str]]:
+    """The model of ``--weights`` with their class count (``--num-classes`` may only repeat it), and the
+    weights' metadata (its label space goes into the export); the file is read once."""
+    source = read_weights_source(args.weights)
+    num_classes = check_num_classes(source.num_classes, args.num_classes, args.weights)
+    model = create_model(args.model, num_classes=num_classes, weights=source.weights, fine_tuning=False)
+    return model, source.metadata
 
 
 def _input_shape(dynamic: bool, channels: int, size: tuple[int, int]) -> str:
@@ -120,7 +123,7 @@ def _export_int8(args: argparse.Namespace) -> int:
     info = get_model_info(args.model)
     size = (args.size[0], args.size[1])
     calibration = CalibrationSet(args.calib, size, count=args.calib_count, mean=info.mean, std=info.std)
-    model = _weights_model(args)
+    model, metadata = _weights_model(args)
     print(f"calibrating on {len(calibration)} images of {args.calib} at {size[0]}x{size[1]}")
     result = quantize_openvino(
         model,
@@ -133,7 +136,7 @@ def _export_int8(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         check_images=0 if args.no_check else 8,
         name=info.name,
-        metadata=read_weights_source(args.weights).metadata,
+        metadata=metadata,
     )
     shape = _input_shape(result.dynamic, model.in_channels, size)
     print(f"{args.model} -> openvino int8: {', '.join(map(str, result.files))} ({shape})")

@@ -31,7 +31,7 @@ from ..errors import ConfigError, ExportError, OutputError
 from ..fileio import atomic_write, describe_os_error, refuse_existing
 from .backends import require
 from .prepare import prepare, prepare_with_report
-from .runtime import load_runner
+from .runtime import EXPORTED_METADATA_KEYS, METADATA_PREFIX, MODEL_KEY, load_runner
 
 __all__ = ["FORMATS", "MODEL_KEY", "ExportResult", "export", "output_files", "save_openvino"]
 
@@ -91,15 +91,6 @@ def _dynamic_shapes(multiple: int) -> tuple[dict[int, Any]]:
     # H = multiple * k declares the divisibility DSNet checks, so the checks need no runtime guard
     h, w = torch.export.Dim("h_blocks", min=2), torch.export.Dim("w_blocks", min=2)
     return ({0: torch.export.Dim("batch", min=1), 2: multiple * h, 3: multiple * w},)
-
-
-#: Key of the registered model name in an export's metadata (ONNX metadata_props, OpenVINO rt_info).
-MODEL_KEY = "dsnet.model"
-#: Prefix of every key dsnet stores in an export: the weights' metadata keys (``label_space``, ``dataset``)
-#: travel under it, so a prediction with the exported file names and colours the classes as the weights do.
-METADATA_PREFIX = "dsnet."
-#: The weights' metadata keys an export carries (beside the model name).
-EXPORTED_METADATA_KEYS = ("label_space", "dataset")
 
 
 def export_metadata(name: str | None, weights_metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -16,7 +16,23 @@ from ..errors import ExportError
 from .backends import require
 from .signal_stack import keep_signal_stack
 
-__all__ = ["LoadedExport", "Runner", "load_export", "load_runner"]
+__all__ = [
+    "EXPORTED_METADATA_KEYS",
+    "METADATA_PREFIX",
+    "MODEL_KEY",
+    "LoadedExport",
+    "Runner",
+    "load_export",
+    "load_runner",
+]
+
+#: Key of the registered model name in an export's metadata (ONNX metadata_props, OpenVINO rt_info).
+MODEL_KEY = "dsnet.model"
+#: Prefix of every key dsnet stores in an export: the weights' metadata keys (``label_space``, ``dataset``)
+#: travel under it, so a prediction with the exported file names and colours the classes as the weights do.
+METADATA_PREFIX = "dsnet."
+#: The weights' metadata keys an export carries (beside the model name).
+EXPORTED_METADATA_KEYS = ("label_space", "dataset")
 
 #: float32 NCHW batch in, logits out.
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -91,14 +107,10 @@ def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
     )
 
 
-#: The ``dsnet.*`` entries ``dsnet export`` writes into an OpenVINO model's rt_info.
-_OPENVINO_KEYS = ("dsnet.model", "dsnet.label_space", "dsnet.dataset")
-
-
 def _openvino_metadata(model: Any) -> dict[str, str]:
     """The ``dsnet.*`` entries of an OpenVINO model's rt_info (written by ``dsnet export``)."""
     found = {}
-    for key in _OPENVINO_KEYS:
+    for key in (MODEL_KEY, *(METADATA_PREFIX + k for k in EXPORTED_METADATA_KEYS)):
         path = key.split(".")
         if model.has_rt_info(path):
             found[key] = model.get_rt_info(path).astype(str)

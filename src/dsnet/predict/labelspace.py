@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..data.builder import DATASET_ALIASES, describe_dataset, list_datasets
 from ..data.label_space import LABEL_SPACE_KEY, DatasetInfo
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 from ..fileio import read_torch_file
 from ..models import weights_num_classes
 
@@ -102,7 +102,7 @@ def read_weights_source(path: str | os.PathLike) -> WeightsSource:
     """Metadata and class count of a checkpoint file without reading its tensors twice."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
+        raise WeightsNotFoundError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:  # reads the header only

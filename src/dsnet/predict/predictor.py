@@ -159,8 +159,9 @@ class Predictor:
                     load_weights(model, source.weights, fine_tuning=False)
             else:
                 assert name is not None
-                weights_ = source.weights if source else None
-                model = create_model(name, num_classes=num_classes, weights=weights_, fine_tuning=False)
+                model = create_model(
+                    name, num_classes=num_classes, weights=source.weights if source else None, fine_tuning=False
+                )
             if backend == "torch":
                 self.model = torch_module(model, self.device, deploy_form)
             else:

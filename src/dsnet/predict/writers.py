@@ -34,12 +34,11 @@ _VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 def locked_output_dir(out_dir: str | Path) -> Iterator[Path]:
     """Hold ``out_dir`` for this process while the block runs, as training holds its work dir: two runs
     writing into one folder at once would overwrite each other's outputs. Another process's run is an
-    :class:`OutputError` naming it, raised before any work; a folder this call created and the block
-    left empty after a failure is removed."""
+    :class:`OutputError` naming it, raised before any work. The lock file goes with the block (a folder
+    left empty by a failed command is removed by the command line's :class:`~dsnet.fileio.NewOutputs`)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    created = not out.exists()
     lock = FolderLock(out, remove=True)
     try:
         holder = lock.acquire()
@@ -52,11 +51,6 @@ def locked_output_dir(out_dir: str | Path) -> Iterator[Path]:
         )
     try:
         yield out
-    except BaseException:
-        lock.release()
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
     finally:
         lock.release()
 
