@@ -11,23 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..hardware import cpu_flags
+
 __all__ = ["cpu_flags", "machine_info", "sgemm_peak_gflops"]
 
-_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 _LIBRARIES = ("torch", "numpy", "onnxruntime", "openvino", "nncf", "tensorrt")
-
-
-def cpu_flags() -> list[str]:
-    """The vector/matrix features that decide fp32 and INT8 speed (Linux /proc/cpuinfo; [] elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in _FLAGS_OF_INTEREST if flag in present]
-    except OSError:
-        pass
-    return []
 
 
 def _cpu_model() -> str:

@@ -9,15 +9,23 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..data import EvalTransform, SegmentationDataset, TrainTransform, build_dataset
+from ..data import (
+    EvalTransform,
+    SegmentationDataset,
+    TrainTransform,
+    balanced_class_weights,
+    build_dataset,
+    class_pixel_counts,
+)
 from ..errors import ConfigError
 from ..models import create_model, get_model_info, load_weights, weights_part
-from .config import Config
+from .config import Config, StageConfig
 from .distributed import DistEnv
 from .losses import CITYSCAPES_CLASS_WEIGHTS, DSNetLoss
 
 __all__ = [
     "build_split",
+    "train_transform",
     "build_datasets",
     "build_model",
     "build_training_model",
@@ -29,21 +37,31 @@ __all__ = [
 logger = logging.getLogger("dsnet")
 
 
+def train_transform(cfg: Config, stage: StageConfig | None = None) -> TrainTransform:
+    """The training augmentation of the ``data`` section, with the sizes of ``stage`` where it sets them."""
+    info = get_model_info(cfg.model.name)
+    d = cfg.data
+    crop = stage.crop_size if stage is not None and stage.crop_size is not None else d.crop_size
+    base = stage.base_size if stage is not None and stage.base_size is not None else d.base_size
+    scales = stage.scale_range if stage is not None and stage.scale_range is not None else d.scale_range
+    return TrainTransform(
+        crop_size=(int(crop[0]), int(crop[1])),
+        base_size=base,
+        scale_range=(float(scales[0]), float(scales[1])),
+        scale_step=d.scale_step,
+        short_side=d.short_side,
+        flip=d.flip,
+        mean=info.mean,
+        std=info.std,
+    )
+
+
 def build_split(cfg: Config, split: str, train: bool) -> SegmentationDataset:
     """One split of the config's dataset, with the training or the evaluation transform."""
     info = get_model_info(cfg.model.name)
     d = cfg.data
     if train:
-        transform: Any = TrainTransform(
-            crop_size=tuple(d.crop_size),
-            base_size=d.base_size,
-            scale_range=tuple(d.scale_range),
-            scale_step=d.scale_step,
-            short_side=d.short_side,
-            flip=d.flip,
-            mean=info.mean,
-            std=info.std,
-        )
+        transform: Any = train_transform(cfg)
     else:
         transform = EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side)
     assert d.root is not None, "validate_config checks data.root"
@@ -99,19 +117,27 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def class_weights(cfg: Config) -> list[float] | None:
+def class_weights(cfg: Config, train_set: SegmentationDataset | None = None) -> list[float] | None:
+    """``data.class_weights``: explicit values, the Cityscapes preset, or weights computed from the labels
+    of ``train_set`` (``median_frequency``, ``sqrt_median_frequency``)."""
     cw = cfg.data.class_weights
     if cw is None:
         return None
-    if isinstance(cw, str):
-        return list(CITYSCAPES_CLASS_WEIGHTS)  # the one preset; validate_config rejects others
+    if cw == "cityscapes":
+        return list(CITYSCAPES_CLASS_WEIGHTS)
+    if isinstance(cw, str):  # validate_config accepts only the known methods
+        if train_set is None:
+            raise ConfigError(f"data.class_weights={cw!r} is computed from the training labels: give the train set")
+        weights = balanced_class_weights(*class_pixel_counts(train_set), cw)
+        logger.info("class weights (%s): %s", cw, " ".join(f"{w:.3f}" for w in weights))
+        return weights
     return list(cw)
 
 
-def build_criterion(cfg: Config, ignore_index: int) -> DSNetLoss:
+def build_criterion(cfg: Config, ignore_index: int, train_set: SegmentationDataset | None = None) -> DSNetLoss:
     return DSNetLoss(
         cfg.model.num_classes,
-        class_weights=class_weights(cfg),
+        class_weights=class_weights(cfg, train_set),
         ohem=cfg.loss.ohem,
         ohem_thresh=cfg.loss.ohem_thresh,
         ohem_min_kept=cfg.loss.ohem_min_kept,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..data import list_datasets
+from ..data import CLASS_BALANCE_METHODS, list_datasets
 from ..errors import ConfigError
 from ..inference import InferenceOptions
 from ..models.registry import resolve_model_name
@@ -24,6 +24,7 @@ __all__ = [
     "Config",
     "ModelConfig",
     "DataConfig",
+    "StageConfig",
     "LossConfig",
     "OptimConfig",
     "TrainConfig",
@@ -51,6 +52,17 @@ class ModelConfig:
 
 
 @dataclass
+class StageConfig:
+    """A later part of a run that trains on other sizes (e.g. full-resolution crops at the end, for thin
+    classes); the keys left out keep the ``data`` section's values."""
+
+    start: float = 0.75  # where it begins, as a fraction of train.iters
+    crop_size: list[int] | None = None
+    base_size: int | None = None
+    scale_range: list[float] | None = None
+
+
+@dataclass
 class DataConfig:
     dataset: str = "cityscapes"  # cityscapes | ade20k | bdd100k | camvid | folder
     root: str | None = None  # required
@@ -64,9 +76,10 @@ class DataConfig:
     flip: bool = True
     batch_size: int = 6  # per device
     num_workers: int = 4
-    class_weights: str | list[float] | None = None  # "cityscapes" or explicit values
+    class_weights: str | list[float] | None = None  # explicit, "cityscapes", or computed: "median_frequency"...
     on_bad_sample: Literal["error", "skip"] = "error"
     options: dict[str, Any] = field(default_factory=dict)  # extra dataset arguments
+    stages: list[StageConfig] = field(default_factory=list)  # later parts of the run with other sizes
 
 
 @dataclass
@@ -83,17 +96,21 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
+    schedule: Literal["poly", "cosine"] = "poly"  # poly: (1 - t)^poly_power (1.0: linear); both reach 0 at the end
     poly_power: float = 0.9
     warmup_iters: int = 0
     warmup_ratio: float = 0.1  # LR factor at iteration 0 of the linear warm-up
     grad_accum: int = 1
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where computed natively
     clip_grad_norm: float | None = None
+    ema_decay: float | None = None  # e.g. 0.998: validate and save an exponential moving average of the weights
 
 
 @dataclass
 class TrainConfig:
     iters: int = 120000
+    # a run length in wall-clock minutes: sets iters from the speed measured before the first step
+    minutes: float | None = None
     seed: int = 304
     work_dir: str | None = None  # default: runs/<config file stem>
     log_interval: int = 50
@@ -235,12 +252,15 @@ def _checks(cfg: Config) -> list[Check]:
         (d.scale_step is None or d.scale_step > 0, "data.scale_step", "must be positive or null"),
         (d.short_side is None or d.short_side > 0, "data.short_side", "must be positive or null"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
+        *_stage_checks(d),
         (len(lo.weights) == 3, "loss.weights", "needs three values (main, aux_p, aux_d)"),
         (0 < lo.ohem_thresh <= 1, "loss.ohem_thresh", "must be in (0, 1]"),
         (lo.ohem_min_kept >= 0, "loss.ohem_min_kept", "must be >= 0"),
         (o.warmup_iters >= 0, "optim.warmup_iters", "must be >= 0"),
+        (o.ema_decay is None or 0 < o.ema_decay < 1, "optim.ema_decay", "must be in (0, 1) or null"),
         (0 <= o.warmup_ratio <= 1, "optim.warmup_ratio", "must be in [0, 1]"),
         (t.iters > 0, "train.iters", "must be positive"),
+        (t.minutes is None or t.minutes > 0, "train.minutes", "must be positive or null"),
         (t.val_interval > 0, "train.val_interval", "must be positive"),
         (t.max_empty_batches > 0, "train.max_empty_batches", "must be positive"),
         (
@@ -275,6 +295,30 @@ def _checks(cfg: Config) -> list[Check]:
     ]
 
 
+def _stage_checks(d: DataConfig) -> list[Check]:
+    checks: list[Check] = []
+    previous = 0.0
+    for i, stage in enumerate(d.stages):
+        key = f"data.stages[{i}]"
+        crop = stage.crop_size
+        checks += [
+            (previous < stage.start < 1, f"{key}.start", "must be in (0, 1) and after the previous stage's"),
+            (
+                crop is None or (len(crop) == 2 and all(v > 0 and v % 8 == 0 for v in crop)),
+                f"{key}.crop_size",
+                "must be [H, W], positive multiples of 8",
+            ),
+            (stage.base_size is None or stage.base_size > 0, f"{key}.base_size", "must be positive"),
+            (
+                stage.scale_range is None or (len(stage.scale_range) == 2 and 0 < stage.scale_range[0] <= stage.scale_range[1]),
+                f"{key}.scale_range",
+                "must be [low, high] with 0 < low <= high",
+            ),
+        ]
+        previous = max(previous, stage.start)
+    return checks
+
+
 def validate_config(cfg: Config) -> Config:
     """Check every setting that can be checked before a job starts; the error names the key.
 
@@ -282,16 +326,23 @@ def validate_config(cfg: Config) -> Config:
     """
     check_settings(cfg, common_checks(cfg) + _checks(cfg))
     cw = cfg.data.class_weights
-    if isinstance(cw, str) and cw != "cityscapes":
-        raise ConfigError(f"data.class_weights={cw!r}: unknown preset (known: 'cityscapes')")
+    presets = ("cityscapes", *CLASS_BALANCE_METHODS)
+    if isinstance(cw, str) and cw not in presets:
+        raise ConfigError(f"data.class_weights={cw!r}: unknown preset (known: {', '.join(presets)})")
     if isinstance(cw, list) and len(cw) != cfg.model.num_classes:
         raise ConfigError(f"data.class_weights has {len(cw)} values for model.num_classes={cfg.model.num_classes}")
     return cfg
 
 
 def _value(cfg: Any, dotted: str) -> Any:
-    section, key = dotted.split(".", 1)
-    return getattr(getattr(cfg, section), key)
+    """The value at a dotted key such as ``data.stages[0].start``."""
+    node = cfg
+    for part in dotted.split("."):
+        name, _, index = part.partition("[")
+        node = getattr(node, name)
+        if index:
+            node = node[int(index.rstrip("]"))]
+    return node
 
 
 def inference_options(cfg: Config) -> InferenceOptions:

@@ -5,6 +5,7 @@ only), AMP loss scaling, gradient clipping; and the resumable stream of training
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,10 +13,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..hardware import resolve_amp
 from .distributed import DistEnv
 from .sampler import resumable_train_loader
 
 __all__ = ["StepMechanics"]
+
+logger = logging.getLogger("dsnet")
 
 
 class StepMechanics:
@@ -29,9 +33,16 @@ class StepMechanics:
     ddp: nn.Module
     optimizer: torch.optim.Optimizer
     iteration: int
+    #: an exponential moving average of ``model`` updated after each optimiser step, or None
+    ema: Any = None
 
     def _setup_amp(self) -> None:
-        amp = self.cfg.optim.amp
+        """Resolve ``optim.amp`` (``auto``: bf16 where the device computes it natively) and write the choice
+        back into the config, so that ``config.yaml``, checkpoints and a resumed run keep it."""
+        amp, why = resolve_amp(self.cfg.optim.amp, self.env.device)
+        if self.cfg.optim.amp == "auto":
+            logger.info("optim.amp=%s (%s)", amp, why)
+        self.cfg.optim.amp = amp
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.scaler = torch.amp.GradScaler(
             self.env.device.type, enabled=(amp == "fp16" and self.env.device.type == "cuda")
@@ -89,3 +100,5 @@ class StepMechanics:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)

@@ -13,23 +13,30 @@ What makes a run trustworthy here (the run's life is :class:`~dsnet.engine.train
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
+from ..errors import ConfigError
 from ..models import load_weights
-from .build import build_criterion, build_datasets, build_optimizer, build_training_model
+from .build import build_criterion, build_datasets, build_optimizer, build_training_model, train_transform
 from .config import Config, validate_config, validate_device_settings
 from .evaluator import EvaluationInterrupted, evaluate_with_config
 from .losses import LossOutput
 from .metrics import SegMetrics
 from .observe import format_train_log, plot_run
-from .schedule import poly_lr
+from .schedule import cosine_lr, poly_lr
+from .state import capture_rng_state, restore_rng_state
 from .stopping import EmptyLabelGuard, TrainingInterrupted
+from .time_budget import BudgetPlan, plan_iterations
 from .training_run import TrainingRun, run_to_end
 
 __all__ = ["Trainer", "train", "TrainingInterrupted"]
@@ -63,14 +70,103 @@ class Trainer(TrainingRun):
         self.ignore_index = int(self.train_set.info.ignore_index)
         self.model, self.ddp = build_training_model(cfg, self.env)
         self.optimizer = build_optimizer(cfg, self.model)
-        self.criterion = build_criterion(cfg, self.ignore_index).to(self.env.device)
+        self._setup_ema(cfg.optim.ema_decay)
+        self.criterion = build_criterion(cfg, self.ignore_index, self.train_set).to(self.env.device)
         self.total_iters = cfg.train.iters
         self.val_interval = cfg.train.val_interval
         self.empty_labels = EmptyLabelGuard(cfg.train.max_empty_batches, self.ignore_index, cfg.data.root)
         self._empty_batch = False
 
-    def _load_model_state(self, state: dict[str, Any], path: Path) -> None:
-        load_weights(self.model, state["model"], part="full", source=str(path))
+    def stage_starts(self) -> list[int]:
+        """The first iteration of each ``data.stages`` entry (after the run's first part at the ``data`` sizes)."""
+        return [round(stage.start * self.total_iters) for stage in self.cfg.data.stages]
+
+    def _loader(self) -> Iterator[Any]:
+        """The training batches, from each stage's loader in turn (a new loader, with that stage's sizes,
+        at each stage's first iteration; resumable anywhere, since batches depend only on the iteration)."""
+        stages = self.cfg.data.stages
+        if not stages:
+            return super()._loader()
+        return self._staged_batches([0, *self.stage_starts()], [None, *stages])
+
+    def _staged_batches(self, starts: list[int], stages: list[Any]) -> Iterator[Any]:
+        accum = self.cfg.optim.grad_accum
+        ends = [*starts[1:], None]
+        for start, end, stage in zip(starts, ends, stages, strict=True):
+            if end is not None and self.iteration >= end:
+                continue
+            self.train_set.transform = train_transform(self.cfg, stage)
+            if stage is not None:
+                logger.info("iteration %d: next training stage, %r", self.iteration, self.train_set.transform)
+            batches = super()._loader()
+            if end is None:
+                yield from batches
+            else:
+                yield from itertools.islice(batches, (end - self.iteration) * accum)
+            del batches  # its workers stop before the next stage's start
+
+    def _before_first_step(self) -> None:
+        if self.cfg.train.minutes is not None:
+            self.fit_to_minutes(self.cfg.train.minutes)
+
+    def fit_to_minutes(self, minutes: float, timed_steps: int = 8, warm_steps: int = 3) -> BudgetPlan:
+        """Set ``train.iters`` to what fits in ``minutes`` from this run's start: time ``timed_steps`` real
+        steps per stage (after ``warm_steps``) and a validation on a few images, then restore every state
+        the steps changed, so the run is the one ``train.iters=N`` would give."""
+        saved = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "ema": copy.deepcopy(self.ema.state_dict()) if self.ema is not None else None,
+            "rng": capture_rng_state(),
+        }
+        step_s = []
+        for stage in [None, *self.cfg.data.stages]:
+            self.train_set.transform = train_transform(self.cfg, stage)
+            batches = super()._loader()
+            for k in range(warm_steps + timed_steps):
+                if k == warm_steps:
+                    t0 = time.perf_counter()
+                self._step(batches)
+            step_s.append((time.perf_counter() - t0) / timed_steps)
+            del batches
+        val_images = min(len(self.val_set), self.cfg.train.max_val_samples or len(self.val_set))
+        probe = copy.deepcopy(self.cfg)
+        probe.train.max_val_samples = min(4, val_images)
+        probe.eval.num_workers = 0
+        t0 = time.perf_counter()
+        evaluate_with_config(self._eval_model(), self.val_set, probe, device=self.env.device)
+        validation_s = (time.perf_counter() - t0) / probe.train.max_val_samples * val_images
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["ema"])
+        restore_rng_state(saved["rng"])
+        self.iteration, self._empty_batch = 0, False
+        self.train_set.transform = train_transform(self.cfg)
+        try:
+            plan = plan_iterations(
+                minutes * 60,
+                time.perf_counter() - self.started,
+                step_s,
+                [stage.start for stage in self.cfg.data.stages],
+                validation_s,
+                self.cfg.train.val_interval,
+            )
+        except ValueError as e:
+            raise ConfigError(f"train.minutes={minutes:g}: {e}") from None
+        iterations = plan.iterations
+        if self.env.distributed:  # every rank runs rank 0's plan
+            t = torch.tensor([iterations], device=self.env.device)
+            dist.broadcast(t, src=0)
+            iterations = int(t.item())
+        self.total_iters = self.cfg.train.iters = iterations
+        if self.env.is_main:
+            logger.info("%s", plan.describe())
+        self.plan = plan
+        return plan
+
+    def _load_model_weights(self, weights: dict[str, Any], path: Path) -> None:
+        load_weights(self.model, weights, part="full", source=str(path))
 
     @property
     def dataset_name(self) -> str:  # type: ignore[override]
@@ -91,7 +187,10 @@ class Trainer(TrainingRun):
     def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
         """One optimiser step; the logged values (whether the batch had no labelled pixel: ``_empty_batch``)."""
         cfg, o = self.cfg, self.cfg.optim
-        lr = poly_lr(o.lr, self.iteration, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio)
+        if o.schedule == "cosine":
+            lr = cosine_lr(o.lr, self.iteration, self.total_iters, o.warmup_iters, o.warmup_ratio)
+        else:
+            lr = poly_lr(o.lr, self.iteration, self.total_iters, o.poly_power, o.warmup_iters, o.warmup_ratio)
         self._start_step(lr)
         totals: dict[str, float] = {}
         labelled = 0
@@ -111,7 +210,7 @@ class Trainer(TrainingRun):
     def validate(self) -> SegMetrics:
         """Evaluate on the validation set; a stop signal abandons it within one batch."""
         return evaluate_with_config(
-            self.model,
+            self._eval_model(),
             self.val_set,
             self.cfg,
             device=self.env.device,

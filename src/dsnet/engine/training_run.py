@@ -32,7 +32,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..errors import ConfigError
 from ..models import save_weights
 from .config import config_to_dict
 from .distributed import DistEnv, cleanup, init_distributed, param_divergence
@@ -78,6 +80,7 @@ class TrainingRun(StepMechanics):
         self.cfg = cfg
         self.env: DistEnv = init_distributed(device)
         self.work_dir = resolve_work_dir(cfg)
+        self.started = time.perf_counter()  # what a time budget (train.minutes) counts from
         self.run_dir = RunDir(self.work_dir, command=self.command)
         self._stop_signal: int | None = None
         self.signals = SignalStop(self._request_stop)
@@ -144,16 +147,30 @@ class TrainingRun(StepMechanics):
     def _plot(self, final: dict[str, Any] | None) -> None:
         """The end-of-run figures in the work dir."""
 
+    def _setup_ema(self, decay: float | None) -> None:
+        """Keep an exponential moving average of the weights (and BN statistics) when ``decay`` is set: it is
+        what gets validated and saved, updated after every optimiser step, and checkpointed."""
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
+        )
+
     def _eval_model(self) -> nn.Module:
-        """The weights that are validated and saved (e.g. an EMA of the trained ones)."""
-        return self.model
+        """The weights that are validated and saved: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _model_state(self) -> dict[str, Any]:
-        """The model's part of a checkpoint (with any extra state such as an EMA)."""
-        return {"model": self.model.state_dict()}
+        """The model's part of a checkpoint (with the EMA's state)."""
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else {}}
 
     def _load_model_state(self, state: dict[str, Any], path: Path) -> None:
-        self.model.load_state_dict(state["model"])
+        self._load_model_weights(state["model"], path)
+        if self.ema is not None:
+            if not state.get("ema"):
+                raise ConfigError(f"{path}: the checkpoint has no EMA state, but the config asks for one")
+            self.ema.load_state_dict(state["ema"])
+
+    def _load_model_weights(self, weights: dict[str, Any], path: Path) -> None:
+        self.model.load_state_dict(weights)
 
     def _poll_stop(self) -> bool:
         """Before each step: whether a stop was asked for on any rank."""
@@ -161,6 +178,9 @@ class TrainingRun(StepMechanics):
 
     def _after_loop(self) -> None:
         """After the last step, before the final checkpoint."""
+
+    def _before_first_step(self) -> None:
+        """Before a new run's first step and before ``config.yaml`` is written (not on resume)."""
 
     # --- start-up, checkpoints, resume ---------------------------------------------------------
     def _seed(self) -> None:
@@ -251,6 +271,8 @@ class TrainingRun(StepMechanics):
             )
             self.run_dir.unlock()
             return {"already_finished": True, "iterations": self.iteration, **self._best()}
+        if self.iteration == 0 and not self.pending_validation:
+            self._before_first_step()
         recorder = RunRecorder(self.work_dir, cfg.train.tensorboard) if main else None
         if main:
             write_config(self.work_dir / "config.yaml", cfg)
@@ -338,7 +360,13 @@ class TrainingRun(StepMechanics):
 
     def _metadata(self, m: Any | None = None) -> dict[str, str]:
         c = self.cfg
-        meta = {"model": c.model.name, "num_classes": str(c.model.num_classes), "dataset": self.dataset_name}
+        meta = {
+            "model": c.model.name,
+            "num_classes": str(c.model.num_classes),
+            "dataset": self.dataset_name,
+            "config": str(c.name),
+            "amp": str(c.optim.amp),
+        }
         if self.label_space is not None:
             meta = {**self.label_space.to_metadata(), **meta}
         return {**meta, "iteration": str(self.iteration), **({self.score_name: f"{self._score(m):.6f}"} if m else {})}

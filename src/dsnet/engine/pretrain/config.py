@@ -67,7 +67,7 @@ class ClsOptimConfig:
     mixup_alpha: float = 0.0  # > 0 enables mixup
     cutmix_alpha: float = 0.0  # > 0 enables cutmix (with both, each step picks one at random)
     grad_accum: int = 1
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where computed natively
     clip_grad_norm: float | None = None
     ema_decay: float | None = None  # e.g. 0.9998: keep an exponential moving average of the weights
 

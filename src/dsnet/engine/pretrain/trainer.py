@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ...errors import ConfigError
 from ..sampler import ResumableBatchSampler
@@ -66,11 +65,7 @@ class PretrainTrainer(TrainingRun):
             DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) if env.distributed else model
         )
         self.optimizer = build_cls_optimizer(cfg, model)
-        self.ema = (
-            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
-            if cfg.optim.ema_decay
-            else None
-        )
+        self._setup_ema(cfg.optim.ema_decay)
         self.batches_per_epoch = ResumableBatchSampler(
             len(self.train_set), cfg.data.batch_size, 0, env.world_size
         ).batches_per_epoch
@@ -80,17 +75,6 @@ class PretrainTrainer(TrainingRun):
         self.base_lr = scaled_lr(cfg, env.world_size)
         self.schedule = ClsSchedule(cfg, self.base_lr, iters_per_epoch, self.total_iters)
         self.val_interval = t.val_interval or max(1, round(iters_per_epoch))
-
-    def _model_state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else {}}
-
-    def _load_model_state(self, state: dict[str, Any], path: Path) -> None:
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state.get("ema"):
-            self.ema.load_state_dict(state["ema"])
-
-    def _eval_model(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model
 
     # ---------------------------------------------------------------------------------------------
     def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
@@ -108,8 +92,6 @@ class PretrainTrainer(TrainingRun):
             correct += float((logits.detach().argmax(1) == labels).sum())
             seen += len(labels)
         self._optimizer_step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
         self.iteration += 1
         return {"loss": loss_sum, "train_top1": correct / max(seen, 1), "lr": lr}
 

@@ -1,0 +1,66 @@
+"""``train.minutes``: a run length in wall-clock minutes, turned into an iteration count before training
+starts, from this machine's measured speed (each stage's step and the periodic validation).
+
+The measurement runs a few real steps and restores the model, optimiser, EMA and RNG states afterwards,
+so the run that follows is exactly the run ``train.iters=N`` gives; N is written to ``config.yaml``, and a
+resumed run keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["BudgetPlan", "plan_iterations"]
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What a time budget became: the iteration count and the figures it came from."""
+
+    iterations: int
+    budget_s: float
+    spent_s: float  # before training starts (set-up and the measurement itself)
+    step_s: tuple[float, ...]  # seconds per iteration in each stage
+    validation_s: float  # seconds per validation
+    validations: int
+
+    def describe(self) -> str:
+        steps = ", ".join(f"{s:.3f}" for s in self.step_s)
+        return (
+            f"train.minutes={self.budget_s / 60:g}: {self.iterations} iterations "
+            f"(s/iteration by stage: {steps}; {self.validations} validations of {self.validation_s:.1f} s; "
+            f"{self.spent_s:.0f} s spent on set-up and measuring)"
+        )
+
+
+def plan_iterations(
+    budget_s: float,
+    spent_s: float,
+    step_s: list[float],
+    stage_starts: list[float],
+    validation_s: float,
+    val_interval: int,
+    margin: float = 0.02,
+) -> BudgetPlan:
+    """The largest iteration count whose steps and validations fit in what is left of ``budget_s``.
+
+    ``stage_starts``: the fraction of the run where each stage after the first begins (``data.stages``);
+    ``step_s`` has one entry per stage (the first for the ``data`` sizes). A validation runs every
+    ``val_interval`` iterations and at the end. ``margin`` of the budget is kept for writing the weights,
+    plots and the time not measured.
+    """
+    if len(step_s) != len(stage_starts) + 1:
+        raise ValueError(f"{len(step_s)} step times for {len(stage_starts) + 1} stages")
+    bounds = [0.0, *stage_starts, 1.0]
+    per_iteration = sum((bounds[k + 1] - bounds[k]) * t for k, t in enumerate(step_s))
+    left = budget_s * (1 - margin) - spent_s
+    # n * per_iteration + (n / val_interval + 1) * validation_s <= left
+    n = math.floor((left - validation_s) / (per_iteration + validation_s / val_interval))
+    if n < 1:
+        raise ValueError(
+            f"a budget of {budget_s / 60:g} minutes leaves no time to train "
+            f"({spent_s:.0f} s spent, {per_iteration:.2f} s per iteration, {validation_s:.1f} s per validation)"
+        )
+    validations = n // val_interval + (0 if n % val_interval == 0 else 1)
+    return BudgetPlan(n, budget_s, spent_s, tuple(step_s), validation_s, validations)

@@ -1,0 +1,195 @@
+"""The training levers of a time-budget recipe: amp=auto, EMA, cosine schedule, computed class weights,
+resolution stages and train.minutes; each changes what it says and keeps resume exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from dsnet.data import balanced_class_weights, build_dataset, class_pixel_counts
+from dsnet.engine.config import ConfigError, apply_overrides, load_config
+from dsnet.engine.time_budget import plan_iterations
+from dsnet.engine.trainer import Trainer, train
+from dsnet.hardware import native_bf16, resolve_amp
+
+from .helpers import StopAt, write_tiny_config
+
+
+def _config(tmp_path, root, overrides, iters=4, val_interval=2):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_tiny_config(tmp_path / "tiny.yaml", root, iters=iters, val_interval=val_interval)
+    cfg = load_config(path, ["optim.amp=none", *overrides])
+    cfg.train.work_dir = str(tmp_path / "run")
+    return cfg
+
+
+def _weights(path):
+    return {k: v.clone() for k, v in load_file(str(path)).items()}
+
+
+# --- amp: auto -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"], "bf16"),
+        (["avx2", "fma", "amx_bf16"], "bf16"),
+        (["avx2", "fma", "avx512f", "avx512_vnni"], "none"),  # Intel Xeon without bf16: fp32
+        (["avx2", "fma"], "none"),
+        ([], "none"),
+    ],
+)
+def test_amp_auto_follows_the_cpu_flags(flags, expected):
+    assert native_bf16("cpu", flags) == (expected == "bf16")
+    amp, why = resolve_amp("auto", "cpu", flags)
+    assert amp == expected and why.startswith("auto")
+    assert resolve_amp("none", "cpu", flags)[0] == "none"  # an explicit choice is kept
+    assert resolve_amp("bf16", "cpu", flags)[0] == "bf16"
+
+
+def test_amp_auto_is_the_default_and_is_written_into_config_and_weights(tmp_path, synthetic_camvid):
+    path = write_tiny_config(tmp_path / "tiny.yaml", synthetic_camvid, iters=2, val_interval=2)
+    cfg = load_config(path)
+    assert cfg.optim.amp == "auto"
+    cfg.train.work_dir = str(tmp_path / "run")
+    train(cfg, device="cpu")
+    chosen = resolve_amp("auto", "cpu")[0]
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["optim"]["amp"] == chosen
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "best.safetensors"), "pt") as f:
+        assert f.metadata()["amp"] == chosen
+        assert f.metadata()["config"] == "tiny"
+
+
+# --- class weights --------------------------------------------------------------------------------
+def test_median_frequency_weights_favour_rare_classes():
+    pixels = np.array([1000, 100, 10, 0])
+    image_pixels = np.array([2000, 2000, 2000, 0])
+    w = balanced_class_weights(pixels, image_pixels, "median_frequency")
+    assert w[0] < w[1] < w[2]
+    assert w[1] == pytest.approx(1.0)  # the median class
+    assert w[3] == max(w[:3])  # absent class: the largest weight
+    sqrt = balanced_class_weights(pixels, image_pixels, "sqrt_median_frequency")
+    np.testing.assert_allclose(sqrt[:3], np.sqrt(w[:3]))
+    with pytest.raises(ValueError, match="unknown class balance"):
+        balanced_class_weights(pixels, image_pixels, "inverse")
+
+
+def test_class_pixel_counts_read_the_decoded_labels(synthetic_camvid):
+    ds = build_dataset("camvid", synthetic_camvid, "train")
+    pixels, image_pixels = class_pixel_counts(ds)
+    total = sum(int((ds.load_pair(i)[1] != 255).sum()) for i in range(len(ds)))
+    assert pixels.sum() == total
+    assert (image_pixels >= pixels).all()
+
+
+def test_an_unknown_class_weight_preset_names_the_key(tmp_path, synthetic_camvid):
+    cfg = _config(tmp_path, synthetic_camvid, [])
+    with pytest.raises(ConfigError, match="data.class_weights='median'.*median_frequency"):
+        from dsnet.engine.config import validate_config
+
+        validate_config(apply_overrides(cfg, ["data.class_weights=median"]))
+
+
+# --- stages, EMA, schedule, resume -----------------------------------------------------------------
+LEVERS = [
+    "optim.ema_decay=0.9",
+    "optim.schedule=cosine",
+    "data.class_weights=sqrt_median_frequency",
+    "data.stages=[{start: 0.5, crop_size: [72, 96], base_size: 96}]",
+]
+
+
+def test_levers_together_resume_bit_for_bit(tmp_path, synthetic_camvid):
+    whole = _config(tmp_path / "a", synthetic_camvid, LEVERS, iters=6, val_interval=3)
+    train(whole, device="cpu")
+    cut = _config(tmp_path / "b", synthetic_camvid, LEVERS, iters=6, val_interval=3)
+    run = StopAt(cut, device="cpu")
+    run.stop_at = 4  # inside the second stage (it starts at iteration 3)
+    with pytest.raises(BaseException):
+        run.run()
+    run.close()
+    train(cut, resume=True, device="cpu")
+    a, b = _weights(tmp_path / "a/run/final.safetensors"), _weights(tmp_path / "b/run/final.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_stages_change_the_crop_at_their_start(tmp_path, synthetic_camvid):
+    cfg = _config(tmp_path, synthetic_camvid, ["data.stages=[{start: 0.5, crop_size: [72, 96]}]"], iters=4)
+    run = Trainer(cfg, device="cpu")
+    try:
+        assert run.stage_starts() == [2]
+        shapes = []
+        batches = run._loader()
+        for _ in range(4):
+            images, _ = next(batches)
+            shapes.append(tuple(images.shape[-2:]))
+            run.iteration += 1
+        assert shapes == [(64, 64), (64, 64), (72, 96), (72, 96)]
+    finally:
+        run.close()
+
+
+def test_ema_weights_are_what_is_saved(tmp_path, synthetic_camvid):
+    cfg = _config(tmp_path, synthetic_camvid, ["optim.ema_decay=0.5"], iters=3, val_interval=3)
+    run = Trainer(cfg, device="cpu")
+    try:
+        run.run()
+        saved = _weights(tmp_path / "run/final.safetensors")
+        ema = run.ema.module.state_dict()
+        raw = run.model.state_dict()
+        key = next(k for k in saved if k.endswith("weight") and raw[k].dtype.is_floating_point)
+        assert torch.equal(saved[key], ema[key].cpu())
+        assert not torch.equal(saved[key], raw[key].cpu())
+    finally:
+        run.close()
+
+
+def test_a_bad_stage_names_its_key(tmp_path, synthetic_camvid):
+    from dsnet.engine.config import validate_config
+
+    bad = _config(tmp_path, synthetic_camvid, ["data.stages=[{start: 1.5}]"])
+    with pytest.raises(ConfigError, match=r"data.stages\[0\].start=1.5"):
+        validate_config(bad)
+    bad = _config(tmp_path, synthetic_camvid, ["data.stages=[{start: 0.5, crop_size: [70, 96]}]"])
+    with pytest.raises(ConfigError, match=r"data.stages\[0\].crop_size"):
+        validate_config(bad)
+
+
+# --- train.minutes ---------------------------------------------------------------------------------
+def test_plan_iterations_fills_the_budget():
+    plan = plan_iterations(600, 20, [0.5, 2.0], [0.75], validation_s=10, val_interval=100)
+    per_iteration = 0.75 * 0.5 + 0.25 * 2.0
+    used = plan.iterations * per_iteration + plan.validations * 10 + 20
+    assert used <= 600 * 0.98 < used + per_iteration + 10
+    with pytest.raises(ValueError, match="no time to train"):
+        plan_iterations(60, 59, [1.0], [], validation_s=1, val_interval=10)
+
+
+def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_camvid):
+    timed = _config(tmp_path / "a", synthetic_camvid, ["train.minutes=0.5", "optim.ema_decay=0.9"], iters=1000)
+    run = Trainer(timed, device="cpu")
+    try:
+        summary = run.run()
+    finally:
+        run.close()
+    print(run.plan.describe())
+    n = summary["iterations"]
+    saved = yaml.safe_load((tmp_path / "a/run/config.yaml").read_text())
+    assert saved["train"]["iters"] == n and saved["train"]["minutes"] == 0.5
+    assert 1 <= n < 1000
+    fixed = _config(tmp_path / "b", synthetic_camvid, [f"train.iters={n}", "optim.ema_decay=0.9"], iters=n)
+    train(fixed, device="cpu")
+    a, b = _weights(tmp_path / "a/run/final.safetensors"), _weights(tmp_path / "b/run/final.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    records = [json.loads(x) for x in (tmp_path / "a/run/metrics.jsonl").read_text().splitlines()]
+    assert records[0]["iter"] == 1  # the measuring steps left no record
