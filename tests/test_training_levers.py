@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from dsnet.data import balanced_class_weights, build_dataset, class_pixel_counts
 from dsnet.engine.config import ConfigError, apply_overrides, load_config
 from dsnet.engine.time_budget import plan_iterations
-from dsnet.engine.trainer import Trainer, train
+from dsnet.engine.trainer import Trainer, TrainingInterrupted, train
 from dsnet.hardware import native_bf16, resolve_amp
 
 from .helpers import StopAt, write_tiny_config
@@ -112,7 +112,7 @@ def test_levers_together_resume_bit_for_bit(tmp_path, synthetic_camvid):
     cut = _config(tmp_path / "b", synthetic_camvid, LEVERS, iters=6, val_interval=3)
     run = StopAt(cut, device="cpu")
     run.stop_at = 4  # inside the second stage (it starts at iteration 3)
-    with pytest.raises(BaseException):
+    with pytest.raises(TrainingInterrupted):
         run.run()
     run.close()
     train(cut, resume=True, device="cpu")

@@ -28,7 +28,7 @@ from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError, WeightsNotFoundError
 from .fileio import NewOutputs, check_output_files
-from .models import create_model, get_model_info, list_models
+from .models import create_model, get_model_info, list_models, resolve_weights
 
 
 def _fmt_results(name: str) -> str:
@@ -157,7 +157,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                 f"--weights {args.weights}: a new run starts from these weights, a resumed run from its checkpoint; "
                 "drop --weights to resume, or --resume to start a new run from them"
             )
-        if not Path(args.weights).is_file():
+        if not Path(resolve_weights(args.weights)).is_file():
             raise WeightsNotFoundError(f"{args.weights}: weights file not found (--weights)")
 
     def load(config: str | None, overrides: list[str], resume: str | None) -> Any:

@@ -10,9 +10,9 @@ from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataset, ade20k_classe
 from .base import SegmentationDataset
 from .bdd100k import BDD100KDataset
 from .builder import DATASET_ALIASES, DATASETS, build_dataset, describe_dataset, list_datasets
-from .class_balance import CLASS_BALANCE_METHODS, balanced_class_weights, class_pixel_counts
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, CityscapesDataset
+from .class_balance import CLASS_BALANCE_METHODS, balanced_class_weights, class_pixel_counts
 from .folder import FolderConfig, FolderDataset, load_folder_config
 from .io import read_image, read_label
 from .label_space import LABEL_SPACE_KEY, DatasetInfo

@@ -310,7 +310,9 @@ def _stage_checks(d: DataConfig) -> list[Check]:
             ),
             (stage.base_size is None or stage.base_size > 0, f"{key}.base_size", "must be positive"),
             (
-                stage.scale_range is None or (len(stage.scale_range) == 2 and 0 < stage.scale_range[0] <= stage.scale_range[1]),
+                stage.scale_range is None
+                or (len(stage.scale_range) == 2 and min(stage.scale_range) > 0)
+                and stage.scale_range[0] <= stage.scale_range[-1],
                 f"{key}.scale_range",
                 "must be [low, high] with 0 < low <= high",
             ),

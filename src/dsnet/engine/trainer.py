@@ -87,12 +87,12 @@ class Trainer(TrainingRun):
         stages = self.cfg.data.stages
         if not stages:
             return super()._loader()
-        return self._staged_batches([0, *self.stage_starts()], [None, *stages])
+        return self._staged_batches([*self.stage_starts(), None], [None, *stages])
 
-    def _staged_batches(self, starts: list[int], stages: list[Any]) -> Iterator[Any]:
+    def _staged_batches(self, ends: list[int | None], stages: list[Any]) -> Iterator[Any]:
+        """``stages[k]`` (None: the ``data`` sizes) until iteration ``ends[k]`` (None: the end of the run)."""
         accum = self.cfg.optim.grad_accum
-        ends = [*starts[1:], None]
-        for start, end, stage in zip(starts, ends, stages, strict=True):
+        for end, stage in zip(ends, stages, strict=True):
             if end is not None and self.iteration >= end:
                 continue
             self.train_set.transform = train_transform(self.cfg, stage)
@@ -186,7 +186,7 @@ class Trainer(TrainingRun):
 
     def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
         """One optimiser step; the logged values (whether the batch had no labelled pixel: ``_empty_batch``)."""
-        cfg, o = self.cfg, self.cfg.optim
+        o = self.cfg.optim
         if o.schedule == "cosine":
             lr = cosine_lr(o.lr, self.iteration, self.total_iters, o.warmup_iters, o.warmup_ratio)
         else:

@@ -20,10 +20,16 @@ from .context import ASPP, DAPPM
 from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES, DSNet, DSNetArch, DSNetOutput
 from .factory import create_model, weights_part
 from .fusion import AFF, IAFF, AddFusion
+from .pretrained import PretrainedWeights, get_weights, list_weights, register_weights, resolve_weights
 from .rates import arch_rates, format_rates, parse_rates, with_rates
 from .registry import Ablation, ModelInfo, PaperResult, get_model_info, list_ablations, list_models, register_model
 
 __all__ = [
+    "PretrainedWeights",
+    "get_weights",
+    "list_weights",
+    "register_weights",
+    "resolve_weights",
     "ABLATION_BASE",
     "AFF",
     "ASPP",

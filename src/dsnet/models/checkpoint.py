@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from ..fileio import atomic_write, read_torch_file
 from .dsnet import AUX_HEAD_PREFIXES, CLASSIFIER_PREFIXES, DECODER_PREFIXES
+from .pretrained import resolve_weights
 from .registry import get_model_constructor, list_models
 
 __all__ = [
@@ -97,7 +98,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ``.safetensors`` files are read with safetensors; anything else with
     ``torch.load(weights_only=True)``, which accepts the authors' ``.pth``/``.pt``/``.pth.tar``.
     """
-    path = Path(path)
+    path = Path(resolve_weights(path))
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: checkpoint not found")
     if path.suffix == ".safetensors":
@@ -174,6 +175,7 @@ def weights_num_classes(weights: WeightsLike) -> int | None:
 
     A safetensors file is read from its header alone, so the tensors are read once, by the loader.
     """
+    weights = resolve_weights(weights)
     if isinstance(weights, (str, os.PathLike)) and Path(weights).suffix == ".safetensors" and Path(weights).is_file():
         from safetensors import SafetensorError, safe_open
 
@@ -277,6 +279,7 @@ def load_weights(
     ``aux_heads=False``. Anything else that does not match raises
     :class:`CheckpointMismatchError` listing missing, unexpected and wrongly shaped keys.
     """
+    weights = resolve_weights(weights)
     source = source or _describe(weights)
     raw = read_checkpoint(weights) if isinstance(weights, (str, os.PathLike)) else weights
     sd = normalize_state_dict(raw, source)

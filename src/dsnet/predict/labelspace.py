@@ -22,7 +22,7 @@ from ..data.builder import DATASET_ALIASES, describe_dataset, list_datasets
 from ..data.label_space import LABEL_SPACE_KEY, DatasetInfo
 from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 from ..fileio import read_torch_file
-from ..models import weights_num_classes
+from ..models import resolve_weights, weights_num_classes
 
 __all__ = [
     "LabelSpace",
@@ -100,7 +100,7 @@ def _meta_int(meta: Mapping[str, str], key: str, source: object) -> int | None:
 
 def read_weights_source(path: str | os.PathLike) -> WeightsSource:
     """Metadata and class count of a checkpoint file without reading its tensors twice."""
-    path = Path(path)
+    path = Path(resolve_weights(path))
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":

@@ -24,7 +24,7 @@ from ..data.labels import Color, colorize
 from ..devices import check_device
 from ..errors import ConfigError, WeightsNotFoundError
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
-from ..models import check_num_classes, create_model, get_model_info, load_weights
+from ..models import check_num_classes, create_model, get_model_info, load_weights, resolve_weights
 from ..models.registry import resolve_model_name
 from .backends import RUNTIME_BACKENDS, LogitsFn, LogitsFnModule, check_backend
 from .labelspace import LabelSpace, label_space, label_space_from_metadata, read_weights_source
@@ -93,6 +93,7 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
+        weights = resolve_weights(weights)
         if weights is not None and not Path(weights).is_file():
             raise WeightsNotFoundError(f"{weights}: weights file not found")
         backend = check_backend(backend)

@@ -1,0 +1,73 @@
+"""Shipped weights by short name: the same name in create_model, load_weights, Predictor and --weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dsnet
+from dsnet.data import build_dataset
+from dsnet.errors import ConfigError, WeightsNotFoundError
+from dsnet.models import pretrained
+from dsnet.models.pretrained import PretrainedWeights, get_weights, resolve_weights
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, synthetic_camvid):
+    """A temporary registered name for a small CamVid model saved with its label space and metrics."""
+    model = dsnet.create_model("dsnet_head64", num_classes=11, aux_heads=False).eval()
+    info = build_dataset("camvid", synthetic_camvid, "train").info
+    dsnet.save_weights(
+        model.half(),
+        tmp_path / "w.safetensors",
+        {"model": "dsnet_head64", "metrics": json.dumps({"val_miou": 0.5})},
+        label_space=info,
+    )
+    entry = PretrainedWeights("test-camvid", "dsnet_head64", "w.safetensors", "a test", directory=tmp_path)
+    monkeypatch.setitem(pretrained._REGISTRY, entry.name, entry)
+    return entry
+
+
+def test_a_shipped_name_builds_the_model_with_its_class_count(shipped):
+    model = dsnet.create_model("dsnet_head64", weights="test-camvid")
+    assert model.lastlayer.conv2.weight.shape[0] == 11
+    assert shipped.num_classes == 11 and shipped.metrics == {"val_miou": 0.5}
+    assert "test-camvid: dsnet_head64, 11 classes" in shipped.summary()
+    assert "test-camvid" in dsnet.list_weights("dsnet_head64")
+    assert "test-camvid" not in dsnet.list_weights("dsnet_head128")
+
+
+def test_a_shipped_name_predicts_with_its_label_space(shipped):
+    predictor = dsnet.Predictor("dsnet_head64", weights="test-camvid")
+    assert predictor.labels.classes[0] == "Sky"
+    out = predictor.predict(np.zeros((48, 64, 3), np.uint8))
+    assert out.label.shape == (48, 64)
+
+
+def test_a_shipped_name_for_another_model_is_an_error(shipped):
+    with pytest.raises(ConfigError, match="dsnet_head64's, not dsnet_head128's"):
+        dsnet.create_model("dsnet_head128", weights="test-camvid")
+
+
+def test_an_existing_file_wins_over_a_shipped_name(shipped, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test-camvid").write_bytes(b"")
+    assert str(resolve_weights("test-camvid")) == "test-camvid"
+    assert resolve_weights(tmp_path / "w.safetensors") == tmp_path / "w.safetensors"
+    state = {"a": torch.zeros(1)}
+    assert resolve_weights(state) is state
+
+
+def test_an_unknown_name_lists_the_shipped_ones(shipped):
+    with pytest.raises(WeightsNotFoundError, match="test-camvd: no shipped weights.*did you mean 'test-camvid'"):
+        get_weights("test-camvd")
+
+
+def test_a_missing_shipped_file_names_it(tmp_path, monkeypatch):
+    entry = PretrainedWeights("gone", "dsnet_head64", "gone.safetensors", directory=tmp_path)
+    monkeypatch.setitem(pretrained._REGISTRY, "gone", entry)
+    with pytest.raises(WeightsNotFoundError, match="gone: shipped weights file .*gone.safetensors missing"):
+        dsnet.create_model("dsnet_head64", weights="gone")
