@@ -28,7 +28,7 @@ from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError, WeightsNotFoundError
 from .fileio import NewOutputs, check_output_files
-from .models import create_model, get_model_info, list_models, resolve_weights
+from .models import create_model, get_model_info, get_weights, list_models, list_weights, resolve_weights
 
 
 def _fmt_results(name: str) -> str:
@@ -239,6 +239,18 @@ def _add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    names = list_weights(args.model)
+    if not names:
+        print(f"no shipped weights{' for ' + args.model if args.model else ''}")
+        return 0
+    for name in names:
+        weights = get_weights(name)
+        print(weights.summary())
+        print(f"  {weights.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsnet", description="DSNet semantic segmentation")
     parser.add_argument("--version", action="version", version=f"dsnet {__version__}")
@@ -260,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("--num-classes", type=int, default=None, help="default 19 (ImageNet classifiers 1000)")
     p_info.add_argument("--json", action="store_true", help="machine-readable output")
     p_info.set_defaults(func=cmd_info)
+
+    p_weights = sub.add_parser("weights", help="the weights shipped with the package (names for --weights)")
+    p_weights.add_argument("--model", default=None, help="only the weights of this model variant")
+    p_weights.set_defaults(func=cmd_weights)
 
     p_train = sub.add_parser(
         "train",

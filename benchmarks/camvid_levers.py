@@ -1,0 +1,123 @@
+"""The levers of a CamVid run on a time budget, as rows of one table (issue [2 of 4]).
+
+Every row is the screening config (15 minutes of wall time, ``train.minutes``) plus its overrides;
+after training, the final weights are also evaluated with flip (the val split, scale 2/3 or the row's
+``eval.scales``). Rows run one at a time on an otherwise idle machine (2 cores: anything else running
+steals the budget).
+
+    python benchmarks/camvid_levers.py run cw_sqrt            # train + evaluate one row
+    python benchmarks/camvid_levers.py table                  # the Markdown table of the rows run so far
+    python benchmarks/camvid_levers.py list                   # the rows and their overrides
+
+Results land in ``runs/levers/<row>/`` (``--runs`` to change); the table reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dsnet.data import describe_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = describe_dataset("camvid").classes
+CONFIG = REPO / "benchmarks/configs/dsnet-head64_1xb8-cpu15min_camvid-192x256.yaml"
+CW = "data.class_weights=sqrt_median_frequency"
+
+#: row name -> (what it changes, overrides of the screening config)
+ROWS: dict[str, tuple[str, list[str]]] = {
+    "base": ("screening config (half resolution, poly, OHEM, bf16)", []),
+    "fp32": ("base in fp32 (optim.amp=none), same iteration count as base", ["optim.amp=none"]),
+    "cw_sqrt": ("+ class weights: sqrt median frequency", [CW]),
+    "cw_mf": ("+ class weights: median frequency", ["data.class_weights=median_frequency"]),
+    "full480": (
+        "cw_sqrt, trained and evaluated at full resolution (long side 480, scales 0.5-1.5)",
+        [CW, "data.base_size=480", "data.scale_range=[0.5,1.5]", "eval.scales=[1.0]"],
+    ),
+    "stage480": (
+        "cw_sqrt, last 25 % at full resolution, 288x384 crops; evaluated at full resolution",
+        [
+            CW,
+            "data.stages=[{start: 0.75, base_size: 480, crop_size: [288, 384], scale_range: [0.5, 1.5]}]",
+            "eval.scales=[1.0]",
+        ],
+    ),
+}
+
+
+def _dsnet(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dsnet", *args], cwd=REPO, check=True)
+
+
+def run_row(name: str, runs: Path, extra: list[str]) -> None:
+    _, overrides = ROWS[name]
+    work = runs / name
+    _dsnet("train", str(CONFIG), *overrides, *extra, "--work-dir", str(work))
+    weights = str(work / "final.safetensors")
+    _dsnet(
+        "eval", str(work / "config.yaml"), "--weights", weights, "eval.flip=true", "-o", str(work / "eval_flip.json")
+    )
+
+
+def _row_figures(work: Path) -> dict | None:
+    summary = work / "summary.json"
+    if not summary.is_file():
+        return None
+    s = json.loads(summary.read_text())
+    flip = work / "eval_flip.json"
+    log = (work / "train.log").read_text() if (work / "train.log").is_file() else ""
+    minutes = next(
+        (line.split("train.minutes=")[1].split(":")[0] for line in log.splitlines() if "train.minutes=" in line), ""
+    )
+    return {
+        "iterations": s["iterations"],
+        "minutes": minutes,
+        "final": s["final"],
+        "flip": json.loads(flip.read_text()) if flip.is_file() else None,
+    }
+
+
+def table(runs: Path) -> str:
+    lines = [
+        "| row | change | iterations | val mIoU | + flip | Pole | SignSymbol | Pedestrian | Bicyclist | Fence |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (what, _) in ROWS.items():
+        f = _row_figures(runs / name)
+        if f is None:
+            continue
+        final = f["final"]
+        iou = dict(zip(CLASSES, final["iou"], strict=True))
+        flip = f"{100 * f['flip']['miou']:.2f}" if f["flip"] else "-"
+        thin = " | ".join(
+            f"{100 * iou[c]:.1f}" if c in iou else "-"
+            for c in ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
+        )
+        lines.append(f"| {name} | {what} | {f['iterations']} | {100 * final['miou']:.2f} | {flip} | {thin} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("run", "table", "list"))
+    p.add_argument("row", nargs="?", choices=list(ROWS))
+    p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for the run")
+    p.add_argument("--runs", type=Path, default=REPO / "runs/levers", help="where the rows' work dirs are")
+    args = p.parse_args()
+    if args.action == "list":
+        for name, (what, overrides) in ROWS.items():
+            print(f"{name}: {what}\n    {' '.join(overrides) or '(none)'}")
+    elif args.action == "table":
+        print(table(args.runs))
+    else:
+        if args.row is None:
+            p.error("run needs a row")
+        run_row(args.row, args.runs, args.overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
