@@ -193,3 +193,18 @@ def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_
         assert torch.equal(a[key], b[key]), key
     records = [json.loads(x) for x in (tmp_path / "a/run/metrics.jsonl").read_text().splitlines()]
     assert records[0]["iter"] == 1  # the measuring steps left no record
+
+
+def test_color_jitter_changes_colours_only_after_the_geometric_draws():
+    from dsnet.data.transforms import TrainTransform, jitter_colors
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    label = rng.integers(0, 11, (48, 64), dtype=np.uint8)
+    plain = TrainTransform((32, 32), 64)(image, label, np.random.default_rng(7))
+    jittered = TrainTransform((32, 32), 64, color_jitter=0.4)(image, label, np.random.default_rng(7))
+    assert torch.equal(plain[1], jittered[1])  # same scale, crop and flip: the labels agree
+    assert not torch.equal(plain[0], jittered[0])
+    assert np.array_equal(jitter_colors(image, np.random.default_rng(1), 0.0), image)
+    with pytest.raises(ValueError, match="color_jitter"):
+        TrainTransform((32, 32), 64, color_jitter=1.5)

@@ -58,6 +58,17 @@ def _to_tensors(image: np.ndarray, label: np.ndarray, scale: np.ndarray, offset:
     return torch.from_numpy(chw), torch.from_numpy(label.astype(np.int64))
 
 
+def jitter_colors(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Brightness, contrast and saturation each scaled by a factor drawn uniformly in
+    ``[1 - strength, 1 + strength]`` (three draws, in that order), on a uint8 RGB image."""
+    b, c, s = (float(rng.uniform(1 - strength, 1 + strength)) for _ in range(3))
+    x = image.astype(np.float32) * b
+    x = (x - x.mean()) * c + x.mean()
+    gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    x = (x - gray[..., None]) * s + gray[..., None]
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
 def _norm_consts(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     if len(mean) != 3 or len(std) != 3:
         raise ValueError("mean and std must have 3 values (RGB)")
@@ -142,9 +153,10 @@ class TrainTransform:
        (bilinear image, nearest label). Steps 1 and 2 are done as a single resize;
     3. pad bottom/right up to ``crop_size`` (image 0, label ``ignore_index``);
     4. random ``crop_size`` crop; 5. horizontal flip with probability 0.5 (if ``flip``);
+    5b. brightness, contrast and saturation jitter (if ``color_jitter`` > 0, see :func:`jitter_colors`);
     6. normalise ``(x / 255 - mean) / std``; HWC -> CHW float32 tensor, label int64 tensor.
 
-    ``crop_size`` is ``(H, W)``. Random draws, in order: scale, crop y, crop x, flip.
+    ``crop_size`` is ``(H, W)``. Random draws, in order: scale, crop y, crop x, flip, then the three jitter factors.
     """
 
     def __init__(
@@ -159,7 +171,11 @@ class TrainTransform:
         ignore_index: int = 255,
         short_side: int | None = None,
         multi_scale: bool = True,
+        color_jitter: float = 0.0,
     ) -> None:
+        if not 0 <= color_jitter < 1:
+            raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
+        self.color_jitter = float(color_jitter)
         if isinstance(crop_size, int):
             crop_size = (crop_size, crop_size)
         crop_size = tuple(int(v) for v in crop_size)
@@ -193,7 +209,7 @@ class TrainTransform:
         return (
             f"{type(self).__name__}(crop_size={self.crop_size}, base_size={self.base_size}, "
             f"scale_range={self.scale_range}, scale_step={self.scale_step}, flip={self.flip}, "
-            f"short_side={self.short_side}, multi_scale={self.multi_scale})"
+            f"short_side={self.short_side}, multi_scale={self.multi_scale}, color_jitter={self.color_jitter})"
         )
 
     def sample_scale(self, rng: np.random.Generator) -> float:
@@ -228,6 +244,8 @@ class TrainTransform:
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
             label = label[:, ::-1]
+        if self.color_jitter > 0:
+            image = jitter_colors(image, rng, self.color_jitter)
         return _to_tensors(image, label, self._scale, self._offset)
 
 

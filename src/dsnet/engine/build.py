@@ -53,6 +53,7 @@ def train_transform(cfg: Config, stage: StageConfig | None = None) -> TrainTrans
         flip=d.flip,
         mean=info.mean,
         std=info.std,
+        color_jitter=d.color_jitter,
     )
 
 

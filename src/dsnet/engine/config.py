@@ -74,6 +74,7 @@ class DataConfig:
     scale_step: float | None = 0.1  # discrete scales as the reference; null = continuous
     short_side: int | None = None  # resize the short side first (ADE20K: 512)
     flip: bool = True
+    color_jitter: float = 0.0  # brightness/contrast/saturation factors drawn in [1 - x, 1 + x]
     batch_size: int = 6  # per device
     num_workers: int = 4
     class_weights: str | list[float] | None = None  # explicit, "cityscapes", or computed: "median_frequency"...
@@ -252,6 +253,7 @@ def _checks(cfg: Config) -> list[Check]:
         (d.scale_step is None or d.scale_step > 0, "data.scale_step", "must be positive or null"),
         (d.short_side is None or d.short_side > 0, "data.short_side", "must be positive or null"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
+        (0 <= d.color_jitter < 1, "data.color_jitter", "must be in [0, 1)"),
         *_stage_checks(d),
         (len(lo.weights) == 3, "loss.weights", "needs three values (main, aux_p, aux_d)"),
         (0 < lo.ohem_thresh <= 1, "loss.ohem_thresh", "must be in (0, 1]"),
