@@ -90,7 +90,7 @@ def test_wrong_types_are_named(tmp_path: Path) -> None:
         ("train:\n  iters: many\n", r"train\.iters: expected an integer"),
         ("train:\n  iters: 1.5\n", r"train\.iters: expected an integer"),
         ("data:\n  crop_size: [512, x]\n", r"data\.crop_size\[1\]: expected an integer"),
-        ("optim:\n  amp: fp8\n", r"optim\.amp: expected one of \['none', 'bf16', 'fp16'\]"),
+        ("optim:\n  amp: fp8\n", r"optim\.amp: expected one of \['auto', 'none', 'bf16', 'fp16'\]"),
         ("model:\n  sync_bn: 1\n", r"model\.sync_bn: expected true/false"),
         ("data: 3\n", r"data: expected a mapping"),
     ]:

@@ -5,7 +5,6 @@ only), AMP loss scaling, gradient clipping; and the resumable stream of training
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,8 +17,6 @@ from .distributed import DistEnv
 from .sampler import resumable_train_loader
 
 __all__ = ["StepMechanics"]
-
-logger = logging.getLogger("dsnet")
 
 
 class StepMechanics:
@@ -35,13 +32,13 @@ class StepMechanics:
     iteration: int
     #: an exponential moving average of ``model`` updated after each optimiser step, or None
     ema: Any = None
+    #: why ``optim.amp`` is what it is (``auto``'s choice is logged at the start of the run)
+    amp_reason = ""
 
     def _setup_amp(self) -> None:
         """Resolve ``optim.amp`` (``auto``: bf16 where the device computes it natively) and write the choice
         back into the config, so that ``config.yaml``, checkpoints and a resumed run keep it."""
-        amp, why = resolve_amp(self.cfg.optim.amp, self.env.device)
-        if self.cfg.optim.amp == "auto":
-            logger.info("optim.amp=%s (%s)", amp, why)
+        amp, self.amp_reason = resolve_amp(self.cfg.optim.amp, self.env.device)
         self.cfg.optim.amp = amp
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.scaler = torch.amp.GradScaler(

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -109,10 +110,10 @@ class Trainer(TrainingRun):
         if self.cfg.train.minutes is not None:
             self.fit_to_minutes(self.cfg.train.minutes)
 
-    def fit_to_minutes(self, minutes: float, timed_steps: int = 8, warm_steps: int = 3) -> BudgetPlan:
+    def fit_to_minutes(self, minutes: float, timed_steps: int = 10, warm_steps: int = 3) -> BudgetPlan:
         """Set ``train.iters`` to what fits in ``minutes`` from this run's start: time ``timed_steps`` real
-        steps per stage (after ``warm_steps``) and a validation on a few images, then restore every state
-        the steps changed, so the run is the one ``train.iters=N`` would give."""
+        steps per stage (after ``warm_steps``; the median step counts) and a validation on a few images,
+        then restore every state the steps changed, so the run is the one ``train.iters=N`` would give."""
         saved = {
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -123,11 +124,12 @@ class Trainer(TrainingRun):
         for stage in [None, *self.cfg.data.stages]:
             self.train_set.transform = train_transform(self.cfg, stage)
             batches = super()._loader()
-            for k in range(warm_steps + timed_steps):
-                if k == warm_steps:
-                    t0 = time.perf_counter()
+            times = []
+            for _ in range(warm_steps + timed_steps):
+                t0 = time.perf_counter()
                 self._step(batches)
-            step_s.append((time.perf_counter() - t0) / timed_steps)
+                times.append(time.perf_counter() - t0)
+            step_s.append(float(np.median(times[warm_steps:])))  # robust to a step slowed by something else
             del batches
         val_images = min(len(self.val_set), self.cfg.train.max_val_samples or len(self.val_set))
         probe = copy.deepcopy(self.cfg)

@@ -52,9 +52,7 @@ class PretrainedWeights:
     def metadata(self) -> dict[str, str]:
         """The string metadata in the file's header (read once; the tensors are not read)."""
         if not self.path.is_file():
-            raise WeightsNotFoundError(
-                f"{self.name}: the shipped weights file {self.path} is missing from this install"
-            )
+            raise WeightsNotFoundError(f"{self.name}: shipped weights file {self.path} missing from this install")
         with safe_open(str(self.path), framework="pt") as f:
             return dict(f.metadata() or {})
 
