@@ -46,7 +46,14 @@ def _config(path: Path, root: Path, **sections: dict) -> Path:
             "batch_size": 4,
             "num_workers": 0,
         },
-        "optim": {"optimizer": "adamw", "lr": 0.003, "lr_batch": None, "weight_decay": 0.0, "label_smoothing": 0.0},
+        "optim": {
+            "optimizer": "adamw",
+            "lr": 0.003,
+            "lr_batch": None,
+            "weight_decay": 0.0,
+            "label_smoothing": 0.0,
+            "amp": "none",  # fp32 on these tiny crops (see tests/helpers.py)
+        },
         "train": {"iters": 6, "log_interval": 1, "val_interval": 3, "checkpoint_interval": 2, "progress": False},
         "eval": {"batch_size": 8, "num_workers": 0},
     }

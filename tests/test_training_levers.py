@@ -12,7 +12,8 @@ import yaml
 from safetensors.torch import load_file
 
 from dsnet.data import balanced_class_weights, build_dataset, class_pixel_counts
-from dsnet.engine.config import ConfigError, apply_overrides, load_config
+from dsnet.engine.config import Config, ConfigError, apply_overrides, load_config
+from dsnet.engine.pretrain.config import PretrainConfig
 from dsnet.engine.time_budget import plan_iterations
 from dsnet.engine.trainer import Trainer, TrainingInterrupted, train
 from dsnet.hardware import native_bf16, resolve_amp
@@ -23,7 +24,7 @@ from .helpers import StopAt, write_tiny_config
 def _config(tmp_path, root, overrides, iters=4, val_interval=2):
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = write_tiny_config(tmp_path / "tiny.yaml", root, iters=iters, val_interval=val_interval)
-    cfg = load_config(path, ["optim.amp=none", *overrides])
+    cfg = load_config(path, ["train.max_val_samples=1", *overrides])
     cfg.train.work_dir = str(tmp_path / "run")
     return cfg
 
@@ -52,9 +53,9 @@ def test_amp_auto_follows_the_cpu_flags(flags, expected):
 
 
 def test_amp_auto_is_the_default_and_is_written_into_config_and_weights(tmp_path, synthetic_camvid):
+    assert Config().optim.amp == "auto" and PretrainConfig().optim.amp == "auto"
     path = write_tiny_config(tmp_path / "tiny.yaml", synthetic_camvid, iters=2, val_interval=2)
-    cfg = load_config(path)
-    assert cfg.optim.amp == "auto"
+    cfg = load_config(path, ["optim.amp=auto", "train.max_val_samples=1"])
     cfg.train.work_dir = str(tmp_path / "run")
     train(cfg, device="cpu")
     chosen = resolve_amp("auto", "cpu")[0]
@@ -175,7 +176,7 @@ def test_plan_iterations_fills_the_budget():
 
 
 def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_camvid):
-    timed = _config(tmp_path / "a", synthetic_camvid, ["train.minutes=0.5", "optim.ema_decay=0.9"], iters=1000)
+    timed = _config(tmp_path / "a", synthetic_camvid, ["train.minutes=0.25", "optim.ema_decay=0.9"], iters=1000)
     run = Trainer(timed, device="cpu")
     try:
         summary = run.run()
@@ -184,7 +185,7 @@ def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_
     print(run.plan.describe())
     n = summary["iterations"]
     saved = yaml.safe_load((tmp_path / "a/run/config.yaml").read_text())
-    assert saved["train"]["iters"] == n and saved["train"]["minutes"] == 0.5
+    assert saved["train"]["iters"] == n and saved["train"]["minutes"] == 0.25
     assert 1 <= n < 1000
     fixed = _config(tmp_path / "b", synthetic_camvid, [f"train.iters={n}", "optim.ema_decay=0.9"], iters=n)
     train(fixed, device="cpu")
