@@ -71,3 +71,14 @@ def test_a_missing_shipped_file_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(pretrained._REGISTRY, "gone", entry)
     with pytest.raises(WeightsNotFoundError, match="gone: shipped weights file .*gone.safetensors missing"):
         dsnet.create_model("dsnet_head64", weights="gone")
+
+
+def test_dsnet_weights_lists_the_shipped_weights(shipped, capsys):
+    from dsnet.cli import main
+
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "test-camvid: dsnet_head64, 11 classes (a test); val_miou 0.50" in out
+    assert str(shipped.path) in out
+    assert main(["weights", "--model", "dsnet_head128"]) == 0
+    assert "no shipped weights for dsnet_head128" in capsys.readouterr().out

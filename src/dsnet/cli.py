@@ -246,7 +246,10 @@ def cmd_weights(args: argparse.Namespace) -> int:
         return 0
     for name in names:
         weights = get_weights(name)
-        print(weights.summary())
+        try:
+            print(weights.summary())
+        except WeightsNotFoundError as e:
+            print(f"{name}: {weights.model} ({e})")
         print(f"  {weights.path}")
     return 0
 

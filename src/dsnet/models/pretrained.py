@@ -106,12 +106,3 @@ def resolve_weights(spec: Any) -> Any:
         return weights.path
     return spec
 
-
-register_weights(
-    PretrainedWeights(
-        name="camvid-cpu60min",
-        model="dsnet_head64",
-        filename="dsnet_head64_camvid-cpu60min.safetensors",
-        description="CamVid 11 classes, trained from scratch in 60 minutes on a 2-core CPU",
-    )
-)
