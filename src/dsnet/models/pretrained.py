@@ -105,4 +105,3 @@ def resolve_weights(spec: Any) -> Any:
         weights.metadata  # noqa: B018 - a missing file is reported by its shipped name
         return weights.path
     return spec
-
