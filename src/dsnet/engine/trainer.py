@@ -118,6 +118,7 @@ class Trainer(TrainingRun):
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "ema": copy.deepcopy(self.ema.state_dict()) if self.ema is not None else None,
+            "scaler": copy.deepcopy(self.scaler.state_dict()),  # fp16 loss scaling moves with each step
             "rng": capture_rng_state(),
         }
         step_s = []
@@ -142,6 +143,8 @@ class Trainer(TrainingRun):
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(saved["ema"])
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
         restore_rng_state(saved["rng"])
         self.iteration, self._empty_batch = 0, False
         self.train_set.transform = train_transform(self.cfg)
