@@ -6,7 +6,8 @@
 The file keeps the run's metadata (model, label space, amp, config name) and adds what a user of the
 weights needs: ``metrics`` (JSON: the val mIoU of the same recipe trained on train alone, with and without
 flip), ``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
-``data_licence``. Float tensors are stored in fp16; loading casts them back to the model's dtype.
+``data_licence``, and ``input_scale`` (the recipe's evaluation scale, which the Predictor applies by default).
+Float tensors are stored in fp16; loading casts them back to the model's dtype.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+import dsnet
+from dsnet.constants import INPUT_SCALE_KEY
 from dsnet.hardware import cpu_flags
+from dsnet.inference import InferenceOptions
 from dsnet.models import save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_IMAGES = sorted((REPO / "demo/camvid-mini/images/val").glob("*.jpg"))
 
 DATA_LICENCE = (
     "CamVid (Brostow et al. 2009), SegNet's 11-class release: CC BY-NC 4.0, research and personal use only; "
@@ -36,12 +43,34 @@ def _wall_minutes(work: Path) -> float:
 
 
 def _val_metrics(val_run: Path) -> dict[str, float]:
+    """val mIoU with and without flip: the run's own final validation is at its config's ``eval.flip``,
+    the other one comes from ``eval_flip.json`` or ``eval_noflip.json`` (``dsnet eval ... -o``)."""
     summary = json.loads((val_run / "summary.json").read_text())
-    metrics = {"val_miou": round(100 * summary["final"]["miou"], 2)}
-    flip = val_run / "eval_flip.json"
-    if flip.is_file():
-        metrics["val_miou_flip"] = round(100 * json.loads(flip.read_text())["miou"], 2)
-    return metrics
+    flipped = bool(yaml.safe_load((val_run / "config.yaml").read_text())["eval"]["flip"])
+    own, other, other_file = ("val_miou_flip", "val_miou", "eval_noflip.json")
+    if not flipped:
+        own, other, other_file = ("val_miou", "val_miou_flip", "eval_flip.json")
+    metrics = {own: round(100 * summary["final"]["miou"], 2)}
+    if (val_run / other_file).is_file():
+        metrics[other] = round(100 * json.loads((val_run / other_file).read_text())["miou"], 2)
+    return dict(sorted(metrics.items()))
+
+
+def _fp16_parity(model_name: str, source: Path, shipped: Path) -> str:
+    """The shipped fp16 file against the fp32 run on the demo images: logits error relative to their
+    scale and the share of pixels whose class is kept (storage in fp16 must not change the model)."""
+    same = InferenceOptions()  # both at the images' own size: only the stored numbers differ
+    ref = dsnet.Predictor(model_name, weights=str(source), device="cpu", deploy_form=False, options=same)
+    new = dsnet.Predictor(model_name, weights=str(shipped), device="cpu", deploy_form=False, options=same)
+    worst, kept, pixels = 0.0, 0, 0
+    for image in DEMO_IMAGES:
+        a = torch.from_numpy(ref.predict(str(image), return_probs=True).probs)
+        b = torch.from_numpy(new.predict(str(image), return_probs=True).probs)
+        worst = max(worst, float((a - b).abs().max() / a.abs().max()))
+        kept += int((a.argmax(0) == b.argmax(0)).sum())
+        pixels += a[0].numel()
+    shown = f"max |dp|/max p {worst:.2e}, labels kept {kept / pixels:.4%}"
+    return f"fp16 vs fp32 on {len(DEMO_IMAGES)} demo images: {shown}"
 
 
 def main() -> int:
@@ -65,10 +94,14 @@ def main() -> int:
         cpu_flags=" ".join(cpu_flags()),
         data_licence=DATA_LICENCE,
     )
+    scales = config["eval"]["scales"]
+    if len(scales) == 1 and scales[0] != 1.0:  # the Predictor feeds images at the scale the model was trained on
+        meta[INPUT_SCALE_KEY] = f"{scales[0]:.7g}"
     save_weights(state, args.out, metadata=meta)
     size = args.out.stat().st_size / 1e6
     values = sum(v.numel() for v in state.values())
     print(f"wrote {args.out} ({size:.1f} MB, {values:,} values, torch {torch.__version__})")
+    print(_fp16_parity(meta["model"], source, args.out))
     print(json.dumps(meta, indent=1)[:2000])
     return 0
 

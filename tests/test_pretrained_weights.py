@@ -82,3 +82,16 @@ def test_dsnet_weights_lists_the_shipped_weights(shipped, capsys):
     assert str(shipped.path) in out
     assert main(["weights", "--model", "dsnet_head128"]) == 0
     assert "no shipped weights for dsnet_head128" in capsys.readouterr().out
+
+
+def test_weights_carry_their_input_scale_and_the_predictor_applies_it(tmp_path):
+    model = dsnet.create_model("dsnet_head64", num_classes=11, aux_heads=False).eval()
+    path = dsnet.save_weights(model, tmp_path / "w.safetensors", {"model": "dsnet_head64", "input_scale": "0.5"})
+    predictor = dsnet.Predictor("dsnet_head64", weights=path, device="cpu")
+    assert predictor.options.scales == (0.5,)
+    assert predictor(np.zeros((48, 64, 3), np.uint8)).shape == (48, 64)  # labels at the input's size
+    own = dsnet.Predictor("dsnet_head64", weights=path, device="cpu", options=dsnet.InferenceOptions())
+    assert own.options.scales == (1.0,)  # explicit options win
+    bad = dsnet.save_weights(model, tmp_path / "bad.safetensors", {"model": "dsnet_head64", "input_scale": "big"})
+    with pytest.raises(ConfigError, match="metadata input_scale='big' is not a scale in 0.05..4"):
+        dsnet.Predictor("dsnet_head64", weights=bad, device="cpu")

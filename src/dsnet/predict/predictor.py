@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD, round_up
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, INPUT_SCALE_KEY, round_up
 from ..data.label_space import DatasetInfo
 from ..data.labels import Color, colorize
 from ..devices import check_device
@@ -46,6 +46,20 @@ class Prediction:
     probs: np.ndarray | None = None
 
 
+def _input_scale(meta: dict[str, str], source: object) -> float:
+    """The weights' recommended input scale (``input_scale`` in their metadata), 1.0 when they give none."""
+    text = meta.get(INPUT_SCALE_KEY)
+    if text is None:
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = -1.0
+    if not 0.05 <= scale <= 4.0:
+        raise ConfigError(f"{source}: metadata {INPUT_SCALE_KEY}={text!r} is not a scale in 0.05..4")
+    return scale
+
+
 class Predictor:
     """Segment RGB images with a DSNet model.
 
@@ -60,7 +74,10 @@ class Predictor:
             the exported file's, else the dataset's, else 19); one that contradicts the weights is an error.
         dataset: a registered dataset name or a :class:`~dsnet.data.DatasetInfo`: the classes' names,
             colours and dataset ids (overrides the metadata's).
-        options: whole/slide/multi-scale/flip settings (default: whole image).
+        options: whole/slide/multi-scale/flip settings (default: whole image, at the scale the weights'
+            metadata recommends (``input_scale``, e.g. 2/3 for the shipped CamVid model, which was trained on
+            images of 240x320) on backends that take any size, else at the image's own size; the labels
+            always come back at the input's size).
         batch_size: most inputs of one size per forward pass.
         backend: "torch", "onnxruntime", "openvino" (checkpoint weights are then exported once, with
             dynamic H/W, to a temporary folder), or a :class:`~dsnet.predict.backends.LogitsFn` for
@@ -172,11 +189,12 @@ class Predictor:
             self._workdir = runtime.workdir  # an on-the-fly export's folder lives as long as the predictor
         self.model.eval()
         self.name = name
-        self.options = options or InferenceOptions()
         self.batch_size = int(batch_size)
         self.large_image_pixels = large_image_pixels
         self.slide_crop = (int(slide_crop[0]), int(slide_crop[1]))
         self.input_limit: tuple[int, int] | None = getattr(self.model, "size", None)  # a static export's size
+        scale = _input_scale(meta, weights) if self.input_limit is None else 1.0
+        self.options = options or InferenceOptions(scales=(scale,))
         if self.input_limit is not None and tuple(self.options.scales) != (1.0,):
             raise ConfigError(f"{weights}: a static export runs one input size, so no multi-scale views; use --dynamic")
         self._channels_last = self.backend == "torch" and deploy_form and self.device.type == "cpu"

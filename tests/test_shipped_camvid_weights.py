@@ -1,0 +1,73 @@
+"""The CamVid model shipped with the package (``camvid-cpu60min``): its file, metadata and predictions.
+
+These read the real file under ``src/dsnet/models/weights/``; nothing here needs ``../shared``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from safetensors import safe_open
+
+import dsnet
+from dsnet.data import describe_dataset
+from dsnet.models.pretrained import get_weights
+
+REPO = Path(__file__).resolve().parents[1]
+MINI = REPO / "demo" / "camvid-mini"
+NAME = "camvid-cpu60min"
+
+
+@pytest.fixture(scope="module")
+def entry():
+    return get_weights(NAME)
+
+
+def test_the_file_is_fp16_and_under_15_mb(entry):
+    assert entry.path.stat().st_size < 15e6
+    with safe_open(str(entry.path), framework="pt") as f:
+        dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
+    assert "F32" not in dtypes and "F16" in dtypes
+
+
+def test_the_metadata_carries_label_space_recipe_scores_and_licence(entry):
+    meta = entry.metadata
+    assert entry.model == meta["model"] == "dsnet_head64"
+    assert entry.num_classes == 11
+    space = json.loads(meta["label_space"])
+    assert space["classes"] == list(describe_dataset("camvid").classes)
+    assert "CC BY-NC 4.0" in meta["data_licence"]
+    assert meta["trained_on"] == "trainval" and meta["amp"] in ("bf16", "none")
+    metrics = entry.metrics
+    assert 0 < metrics["val_miou"] < 100 and 0 < metrics["val_miou_flip"] < 100
+    recipe = REPO / meta["recipe"]
+    config = yaml.safe_load(recipe.read_text())  # the recipe is shipped beside it, under configs/
+    assert config["model"]["name"] == "dsnet_head64" and config["train"]["minutes"] == 60
+    assert int(meta["iterations"]) > 0 and float(meta["wall_minutes"]) <= 60.5
+
+
+def test_create_model_by_name_loads_every_tensor(entry):
+    model = dsnet.create_model("dsnet_head64", weights=NAME)
+    assert model.lastlayer.conv2.weight.shape[0] == 11
+
+
+def test_it_segments_the_demo_images(entry):
+    """Labels agree with CamVid's on the shipped demo images (part of its train+val training data, so
+    this checks that the file works, not how well the model generalises: that is the val figure)."""
+    predictor = dsnet.Predictor("dsnet_head64", weights=NAME, device="cpu")
+    assert predictor.class_names[:3] == ("Sky", "Building", "Pole")
+    right = counted = 0
+    for line in (MINI / "val.txt").read_text().split("\n")[:4]:
+        image, label = line.split()
+        truth = np.asarray(Image.open(MINI / label))
+        predicted = predictor(str(MINI / image))
+        assert predicted.shape == truth.shape
+        valid = truth < 11
+        right += int((predicted[valid] == truth[valid]).sum())
+        counted += int(valid.sum())
+    assert right / counted > 0.8
