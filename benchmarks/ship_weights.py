@@ -6,7 +6,8 @@
 The file keeps the run's metadata (model, label space, amp, config name) and adds what a user of the
 weights needs: ``metrics`` (JSON: the val mIoU of the same recipe trained on train alone, with and without
 flip), ``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
-``data_licence``, and ``input_scale`` (the recipe's evaluation scale, which the Predictor applies by default).
+``data_licence``, and ``input_long_side`` (the long side of the training images, ``data.base_size``, to
+which the Predictor scales images by default).
 Float tensors are stored in fp16; loading casts them back to the model's dtype.
 """
 
@@ -23,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import dsnet
-from dsnet.constants import INPUT_SCALE_KEY
+from dsnet.constants import INPUT_LONG_SIDE_KEY
 from dsnet.hardware import cpu_flags
 from dsnet.inference import InferenceOptions
 from dsnet.models import save_weights
@@ -94,9 +95,8 @@ def main() -> int:
         cpu_flags=" ".join(cpu_flags()),
         data_licence=DATA_LICENCE,
     )
-    scales = config["eval"]["scales"]
-    if len(scales) == 1 and scales[0] != 1.0:  # the Predictor feeds images at the scale the model was trained on
-        meta[INPUT_SCALE_KEY] = f"{scales[0]:.7g}"
+    if config["data"].get("base_size"):  # the Predictor scales images to the long side the model was trained at
+        meta[INPUT_LONG_SIDE_KEY] = str(int(config["data"]["base_size"]))
     save_weights(state, args.out, metadata=meta)
     size = args.out.stat().st_size / 1e6
     values = sum(v.numel() for v in state.values())

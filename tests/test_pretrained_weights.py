@@ -84,14 +84,16 @@ def test_dsnet_weights_lists_the_shipped_weights(shipped, capsys):
     assert "no shipped weights for dsnet_head128" in capsys.readouterr().out
 
 
-def test_weights_carry_their_input_scale_and_the_predictor_applies_it(tmp_path):
+def test_weights_carry_their_training_size_and_the_predictor_scales_to_it(tmp_path):
     model = dsnet.create_model("dsnet_head64", num_classes=11, aux_heads=False).eval()
-    path = dsnet.save_weights(model, tmp_path / "w.safetensors", {"model": "dsnet_head64", "input_scale": "0.5"})
+    meta = {"model": "dsnet_head64", "input_long_side": "32"}
+    path = dsnet.save_weights(model, tmp_path / "w.safetensors", meta)
     predictor = dsnet.Predictor("dsnet_head64", weights=path, device="cpu")
-    assert predictor.options.scales == (0.5,)
+    assert predictor.input_long_side == 32
+    assert predictor.options_for(48, 64).scales == (0.5,) and predictor.options_for(16, 32).scales == (1.0,)
     assert predictor(np.zeros((48, 64, 3), np.uint8)).shape == (48, 64)  # labels at the input's size
     own = dsnet.Predictor("dsnet_head64", weights=path, device="cpu", options=dsnet.InferenceOptions())
-    assert own.options.scales == (1.0,)  # explicit options win
-    bad = dsnet.save_weights(model, tmp_path / "bad.safetensors", {"model": "dsnet_head64", "input_scale": "big"})
-    with pytest.raises(ConfigError, match="metadata input_scale='big' is not a scale in 0.05..4"):
+    assert own.input_long_side is None and own.options_for(48, 64).scales == (1.0,)  # explicit options win
+    bad = dsnet.save_weights(model, tmp_path / "bad.safetensors", {"model": "dsnet_head64", "input_long_side": "x"})
+    with pytest.raises(ConfigError, match="metadata input_long_side='x' is not a size in 16..16384 pixels"):
         dsnet.Predictor("dsnet_head64", weights=bad, device="cpu")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..constants import INPUT_SCALE_KEY
+from ..constants import INPUT_LONG_SIDE_KEY
 from ..errors import ExportError
 from .backends import require
 from .signal_stack import keep_signal_stack
@@ -33,7 +33,7 @@ MODEL_KEY = "dsnet.model"
 #: travel under it, so a prediction with the exported file names and colours the classes as the weights do.
 METADATA_PREFIX = "dsnet."
 #: The weights' metadata keys an export carries (beside the model name).
-EXPORTED_METADATA_KEYS = ("label_space", "dataset", INPUT_SCALE_KEY)
+EXPORTED_METADATA_KEYS = ("label_space", "dataset", INPUT_LONG_SIDE_KEY)
 
 #: float32 NCHW batch in, logits out.
 Runner = Callable[[np.ndarray], np.ndarray]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD, INPUT_SCALE_KEY, round_up
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, INPUT_LONG_SIDE_KEY, round_up
 from ..data.label_space import DatasetInfo
 from ..data.labels import Color, colorize
 from ..devices import check_device
@@ -46,18 +46,14 @@ class Prediction:
     probs: np.ndarray | None = None
 
 
-def _input_scale(meta: dict[str, str], source: object) -> float:
-    """The weights' recommended input scale (``input_scale`` in their metadata), 1.0 when they give none."""
-    text = meta.get(INPUT_SCALE_KEY)
+def _input_long_side(meta: dict[str, str], source: object) -> int | None:
+    """The long side of the weights' training images (``input_long_side`` in their metadata), if given."""
+    text = meta.get(INPUT_LONG_SIDE_KEY)
     if text is None:
-        return 1.0
-    try:
-        scale = float(text)
-    except ValueError:
-        scale = -1.0
-    if not 0.05 <= scale <= 4.0:
-        raise ConfigError(f"{source}: metadata {INPUT_SCALE_KEY}={text!r} is not a scale in 0.05..4")
-    return scale
+        return None
+    if not text.isdigit() or not 16 <= int(text) <= 16384:
+        raise ConfigError(f"{source}: metadata {INPUT_LONG_SIDE_KEY}={text!r} is not a size in 16..16384 pixels")
+    return int(text)
 
 
 class Predictor:
@@ -74,10 +70,10 @@ class Predictor:
             the exported file's, else the dataset's, else 19); one that contradicts the weights is an error.
         dataset: a registered dataset name or a :class:`~dsnet.data.DatasetInfo`: the classes' names,
             colours and dataset ids (overrides the metadata's).
-        options: whole/slide/multi-scale/flip settings (default: whole image, at the scale the weights'
-            metadata recommends (``input_scale``, e.g. 2/3 for the shipped CamVid model, which was trained on
-            images of 240x320) on backends that take any size, else at the image's own size; the labels
-            always come back at the input's size).
+        options: whole/slide/multi-scale/flip settings (default: the whole image; when the weights' metadata
+            gives the long side of their training images (``input_long_side``, e.g. 320 for the shipped CamVid
+            model) and the backend takes any size, each image is scaled to that long side for the forward
+            pass; the labels always come back at the input's size).
         batch_size: most inputs of one size per forward pass.
         backend: "torch", "onnxruntime", "openvino" (checkpoint weights are then exported once, with
             dynamic H/W, to a temporary folder), or a :class:`~dsnet.predict.backends.LogitsFn` for
@@ -193,8 +189,9 @@ class Predictor:
         self.large_image_pixels = large_image_pixels
         self.slide_crop = (int(slide_crop[0]), int(slide_crop[1]))
         self.input_limit: tuple[int, int] | None = getattr(self.model, "size", None)  # a static export's size
-        scale = _input_scale(meta, weights) if self.input_limit is None else 1.0
-        self.options = options or InferenceOptions(scales=(scale,))
+        #: scale each image to this long side (the weights' training size) unless options were given
+        self.input_long_side = _input_long_side(meta, weights) if options is None and self.input_limit is None else None
+        self.options = options or InferenceOptions()
         if self.input_limit is not None and tuple(self.options.scales) != (1.0,):
             raise ConfigError(f"{weights}: a static export runs one input size, so no multi-scale views; use --dynamic")
         self._channels_last = self.backend == "torch" and deploy_form and self.device.type == "cpu"
@@ -257,6 +254,8 @@ class Predictor:
         ConfigError naming both sizes (padding it further would change the result).
         """
         options = self.options
+        if self.input_long_side is not None and max(height, width) != self.input_long_side:
+            options = replace(options, scales=(self.input_long_side / max(height, width),))
         large = self.large_image_pixels is not None and height * width > self.large_image_pixels
         if large and options.mode == "whole":
             options = replace(options, mode="slide", crop=self.slide_crop, stride=None)
