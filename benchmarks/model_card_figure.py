@@ -50,7 +50,7 @@ def main() -> int:
     args = p.parse_args()
     unseen = dsnet.Predictor("dsnet_head64", weights=str(args.val_run / "final.safetensors"), device="cpu")
     shipped = dsnet.Predictor("dsnet_head64", weights="camvid-cpu60min", device="cpu")
-    lines = (MINI / "val.txt").read_text().split("\n")
+    lines = [line for line in (MINI / "val.txt").read_text().splitlines() if line.strip()]
     picks = [lines[i] for i in np.linspace(0, len(lines) - 1, args.images).round().astype(int)]
     rows = []
     for line in picks:
