@@ -19,6 +19,7 @@ from .deploy import PRESETS, export, output_files, quantize_openvino
 from .engine.run_files import write_json
 from .errors import ConfigError
 from .fileio import check_output_dir, check_output_files
+from .hardware import PRECISION_CHOICES
 from .inference import InferenceOptions
 from .models import check_num_classes, create_model, get_model_info, list_models
 from .predict import (
@@ -36,6 +37,9 @@ from .predict import (
 
 __all__ = ["add_deploy_commands"]
 
+#: ``dsnet predict``'s precision when none is asked for
+PREDICT_PRECISION = "fp32"
+
 
 def cmd_predict(args: argparse.Namespace) -> int:
     inputs = discover_inputs(args.inputs, exclude=args.out)
@@ -50,6 +54,12 @@ def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile
     if args.threads:
         torch.set_num_threads(args.threads)  # torch runs the model or, with a runtime, the pre/post-processing
     runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
+    calibration = None
+    if args.calib:
+        if args.precision != "int8":
+            raise ConfigError(f"--calib {args.calib}: calibration images are for --precision int8 only")
+        info = get_model_info(args.model)
+        calibration = CalibrationSet(args.calib, None, count=args.calib_count, mean=info.mean, std=info.std)
     predictor = Predictor(
         args.model,
         weights=args.weights,
@@ -61,7 +71,10 @@ def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile
         slide_crop=crop,
         backend=args.backend,
         threads=args.threads if runtime else None,
+        precision=args.precision,
+        calibration=calibration,
     )
+    print(f"dsnet predict: {predictor.backend} backend, {predictor.precision} ({predictor.precision_reason})")
     writer = OutputWriter(
         out_dir,
         predictor.labels,
@@ -183,6 +196,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_precision_arguments(p: argparse.ArgumentParser) -> None:
+    """``--precision`` and INT8's calibration options, worded alike wherever a trained model runs."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=PREDICT_PRECISION,
+        help="auto: bf16 where the CPU/GPU computes it natively (torch, openvino), else fp32; int8: openvino, "
+        f"an INT8 export or --calib (default: {PREDICT_PRECISION})",
+    )
+    p.add_argument("--calib", metavar="DATA", help="--precision int8: images to calibrate on (folder, glob, .txt)")
+    p.add_argument("--calib-count", type=int, default=300, help="--calib: images to use (random subset; default 300)")
+
+
 def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``predict``, ``bench`` and ``export`` on the ``dsnet`` sub-command parser."""
     p_pred = sub.add_parser(
@@ -207,6 +233,7 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
         "onnxruntime/openvino (needs the [deploy] extra)",
     )
     p_pred.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
+    _add_precision_arguments(p_pred)
     p_pred.add_argument(
         "-o", "--out", required=True, metavar="DIR", help="output folder (one that holds files needs --overwrite)"
     )
@@ -234,7 +261,12 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p_bench.add_argument("model")
     p_bench.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
     p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_backends())}")
-    p_bench.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (GPU), bf16")
+    p_bench.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated: fp32, bf16, fp16 (GPU), auto (what predict --precision auto runs per backend); "
+        "INT8 is the openvino-int8 backend",
+    )
     p_bench.add_argument("--protocol", choices=("paper", "e2e"), default="paper")
     p_bench.add_argument(
         "--weights", default=None, help="time a trained checkpoint (default: random weights); sets the class count"

@@ -7,13 +7,27 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["cpu_flags", "native_bf16", "resolve_amp", "AMP_CHOICES"]
+__all__ = [
+    "cpu_flags",
+    "native_bf16",
+    "native_int8",
+    "resolve_amp",
+    "resolve_precision",
+    "AMP_CHOICES",
+    "PRECISION_CHOICES",
+]
 
 _FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 #: CPU flags of instructions that compute bf16 products natively (AVX-512 BF16 dot products, AMX tiles)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: CPU flags of instructions that compute int8 dot products natively (VNNI, AMX tiles)
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 #: the values of ``optim.amp``
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
+#: the values of ``--precision`` wherever a trained model runs (predict, bench, serve)
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+#: what each inference backend can run (int8: an OpenVINO model quantized by NNCF)
+BACKEND_PRECISIONS = {"torch": ("fp32", "bf16"), "openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32",)}
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
@@ -39,6 +53,51 @@ def native_bf16(device: torch.device | str, flags: list[str] | None = None) -> b
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
     return False
+
+
+def native_int8(flags: list[str] | None = None) -> bool:
+    """Whether this CPU has int8 dot-product instructions (VNNI or AMX); without them INT8 gains little."""
+    present = cpu_flags() if flags is None else flags
+    return any(flag in present for flag in INT8_CPU_FLAGS)
+
+
+def resolve_precision(
+    precision: str,
+    device: torch.device | str,
+    backend: str,
+    flags: list[str] | None = None,
+    quantized: bool = False,
+) -> tuple[str, str]:
+    """The precision a model runs in for ``--precision precision`` on ``backend`` and ``device``, and why.
+
+    ``auto`` is the fastest precision whose accuracy the project checks (benchmarks/precision_accuracy.py)
+    and that the hardware computes natively: bf16 on CPUs with AVX-512 BF16 or AMX and on GPUs with bf16,
+    for the backends that have a bf16 path (torch, OpenVINO); fp32 elsewhere, since emulated bf16 is slower
+    than fp32. INT8 needs calibration images, so ``auto`` never quantizes; it only runs a model that is
+    already quantized (``quantized``: an INT8 OpenVINO export), which is INT8 whatever is asked.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ConfigError(f"precision {precision!r} must be one of {', '.join(PRECISION_CHOICES)}")
+    device = torch.device(device)
+    supported = BACKEND_PRECISIONS.get(backend, ("fp32",))
+    if quantized:
+        if precision not in ("auto", "int8"):
+            raise ConfigError(f"the model is quantized to INT8; --precision {precision} needs a float model")
+        return "int8", "the model is an INT8 export"
+    if precision == "auto":
+        if "bf16" in supported and native_bf16(device, flags):
+            what = "the CPU flags say" if device.type == "cpu" else "the GPU has"
+            return "bf16", f"auto: {what} native bf16"
+        why = f"{backend} has no bf16 path" if "bf16" not in supported else f"no native bf16 on this {device.type}"
+        return "fp32", f"auto: {why}"
+    if precision not in supported:
+        where = ", ".join(b for b, p in BACKEND_PRECISIONS.items() if precision in p)
+        raise ConfigError(f"precision {precision} does not run on backend {backend!r} (it runs on: {where})")
+    if precision == "bf16" and backend == "openvino" and not native_bf16(device, flags):
+        raise ConfigError("precision bf16: OpenVINO computes bf16 only on CPUs with avx512_bf16 or amx_bf16")
+    if precision == "bf16" and not native_bf16(device, flags):
+        return "bf16", f"asked for; emulated on this {device.type} (slower than fp32)"
+    return precision, "asked for"
 
 
 def resolve_amp(amp: str, device: torch.device | str, flags: list[str] | None = None) -> tuple[str, str]:

@@ -11,6 +11,10 @@ def _f(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 def format_report(report: BenchReport) -> str:
     m = report.machine
     h, w = report.size
@@ -22,11 +26,13 @@ def format_report(report: BenchReport) -> str:
         f"CPU flags: {' '.join(m['cpu_flags']) or 'none found'}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
     ]
-    if "sgemm_peak_gflops" in m:
-        lines.append(f"sgemm peak (NumPy, this machine, now): {m['sgemm_peak_gflops']:.1f} GFLOP/s")
+    peaks = m.get("matmul_peak_gflops") or ({"fp32": m["sgemm_peak_gflops"]} if "sgemm_peak_gflops" in m else {})
+    if peaks:
+        listed = ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
+        lines.append(f"matrix-product peak (fp32 NumPy, bf16/int8 torch; this machine, now), GFLOP/s: {listed}")
     header = (
         f"{'backend':<18} {'prec':<5} {'iters':>5} {'median ms':>10} {'p90 ms':>9} {'FPS':>8} "
-        f"{'x eager':>8} {'conv GFLOP/s':>12} {'peak MiB':>9}"
+        f"{'x eager':>8} {'conv GFLOP/s':>12} {'of peak':>8} {'peak MiB':>9}"
     )
     lines += ["", header, "-" * len(header)]
     for r in report.rows:
@@ -36,7 +42,8 @@ def format_report(report: BenchReport) -> str:
         lines.append(
             f"{r.backend:<18} {r.precision:<5} {r.iterations:>5} {_f(r.latency_ms_median, '.1f'):>10} "
             f"{_f(r.latency_ms_p90, '.1f'):>9} {_f(r.fps, '.2f'):>8} {_f(r.speedup_vs_eager, '.2f'):>8} "
-            f"{_f(r.achieved_conv_gflops, '.1f'):>12} {_f(r.peak_memory_mib, '.0f'):>9}"
+            f"{_f(r.achieved_conv_gflops, '.1f'):>12} {_share(r.share_of_peak):>8} {_f(r.peak_memory_mib, '.0f'):>9}"
         )
+    lines.append("of peak: conv GFLOP/s over the matrix-product peak of the row's precision (int8: GOP/s).")
     lines.append("peak MiB: CUDA max allocated per backend on a GPU; on the CPU the process's max RSS so far.")
     return "\n".join(lines)

@@ -25,10 +25,11 @@ import torch
 from ..analysis import profile
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..hardware import resolve_precision
 from ..inference import argmax_channels
 from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
 from .backends import BACKENDS, BackendUnavailable, RunFn
-from .system import machine_info, sgemm_peak_gflops
+from .system import machine_info, matmul_peaks
 
 __all__ = ["BenchRow", "BenchReport", "run_bench", "time_interleaved"]
 
@@ -46,6 +47,8 @@ class BenchRow:
     fps: float | None = None
     speedup_vs_eager: float | None = None
     achieved_conv_gflops: float | None = None
+    #: achieved_conv_gflops over this machine's matrix-product peak in the row's own precision
+    share_of_peak: float | None = None
     peak_memory_mib: float | None = None
     error: str | None = None
 
@@ -150,13 +153,17 @@ def run_bench(
     target_seconds: float = 6.0,
     warmup: int = 10,
     rounds: int = 5,
-    measure_sgemm: bool = True,
+    measure_peaks: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Time ``model_name`` at ``size`` on every (backend, precision); see the module docstring.
 
     ``weights``: time a trained model (its class count is the checkpoint's; a different
     ``num_classes`` is an error); without it a randomly initialised one with ``num_classes`` (19).
+    ``precisions``: fp32, bf16, fp16 (CUDA), or ``auto``: each backend in what ``dsnet predict
+    --precision auto`` would run it in (see :func:`dsnet.hardware.resolve_precision`).
+    ``measure_peaks``: time the machine's fp32/bf16/int8 matrix-product peaks first (about 3 s), so
+    each row reports its convolution throughput as a share of the peak of its precision.
     """
     if protocol not in ("paper", "e2e"):
         raise ValueError(f"protocol must be 'paper' or 'e2e', got {protocol!r}")
@@ -170,8 +177,11 @@ def run_bench(
     model = model.to(device)
     example = torch.randn(batch_size, 3, h, w, device=device)
     machine = machine_info(device)
-    if measure_sgemm:
-        machine["sgemm_peak_gflops"] = round(sgemm_peak_gflops(), 1)
+    peaks: dict[str, float] = {}
+    if measure_peaks and device.type == "cpu":
+        peaks = matmul_peaks()
+        machine["matmul_peak_gflops"] = {k: round(v, 1) for k, v in peaks.items()}
+        machine["sgemm_peak_gflops"] = machine["matmul_peak_gflops"]["fp32"]
     report = BenchReport(
         get_model_info(model_name).name,
         (h, w),
@@ -187,8 +197,11 @@ def run_bench(
     png = cv2.imencode(".png", image)[1].tobytes()
 
     steps: dict[tuple[str, str], Callable[[], Any]] = {}
-    for precision in precisions:
+    for asked in precisions:
         for name in backends:
+            precision = asked
+            if asked == "auto":
+                precision = resolve_precision("auto", device, BACKENDS[name].family)[0]
             label = BACKENDS[name].precision or precision  # a quantized backend has its own precision
             if any(r.backend == name and r.precision == label for r in report.rows):
                 continue
@@ -217,6 +230,8 @@ def run_bench(
         row.latency_ms_p90 = 1e3 * t[min(len(t) - 1, int(0.9 * len(t)))]
         row.fps = batch_size * len(t) / sum(t)
         row.achieved_conv_gflops = 2 * cost["macs"] / (row.latency_ms_median / 1e3) / 1e9
+        if row.precision in peaks:
+            row.share_of_peak = row.achieved_conv_gflops / peaks[row.precision]
         row.peak_memory_mib = (
             torch.cuda.max_memory_allocated(device) / 2**20
             if device.type == "cuda"

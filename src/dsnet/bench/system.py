@@ -1,4 +1,6 @@
-"""What a benchmark ran on: device, CPU features, library versions, and the machine's sgemm peak."""
+"""What a benchmark ran on: device, CPU features, library versions, and the machine's matrix-product peak in
+each precision (fp32 through NumPy's BLAS; bf16 and INT8 through PyTorch's oneDNN kernels), so each backend's
+convolution throughput can be read as a share of the peak of its own precision."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import importlib.metadata
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,7 +16,7 @@ import torch
 
 from ..hardware import cpu_flags
 
-__all__ = ["cpu_flags", "machine_info", "sgemm_peak_gflops"]
+__all__ = ["cpu_flags", "machine_info", "matmul_peaks", "sgemm_peak_gflops"]
 
 _LIBRARIES = ("torch", "numpy", "onnxruntime", "openvino", "nncf", "tensorrt")
 
@@ -61,3 +64,42 @@ def sgemm_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
         a @ b
         count += 1
     return 2 * n**3 * count / elapsed / 1e9
+
+
+def _rate(step: Callable[[], Any], ops: float, seconds: float) -> float:
+    step()  # warm-up
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        step()
+        count += 1
+    return ops * count / elapsed / 1e9
+
+
+def bf16_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """bf16 matrix-product throughput through PyTorch on the CPU (torch's thread count)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(torch.bfloat16)
+    b = torch.randn(n, n, generator=g).to(torch.bfloat16)
+    return _rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
+
+
+def int8_peak_gops(n: int = 1024, seconds: float = 1.0) -> float | None:
+    """int8 x int8 -> int32 matrix-product throughput (``torch._int_mm``, oneDNN: VNNI/AMX where present);
+    None where this PyTorch has no CPU kernel for it."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8)
+    b = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8)
+    try:
+        return _rate(lambda: torch._int_mm(a, b), 2 * n**3, seconds)
+    except (RuntimeError, NotImplementedError, AttributeError):
+        return None
+
+
+def matmul_peaks(seconds: float = 1.0) -> dict[str, float]:
+    """GFLOP/s (GOP/s for int8) of a 1024^3 matrix product per precision, measured now on this machine:
+    ``fp32`` (NumPy), ``bf16`` (torch), ``int8`` (torch, when it has the kernel)."""
+    peaks = {"fp32": sgemm_peak_gflops(seconds=seconds), "bf16": bf16_peak_gflops(seconds=seconds)}
+    int8 = int8_peak_gops(seconds=seconds)
+    if int8 is not None:
+        peaks["int8"] = int8
+    return peaks

@@ -68,7 +68,8 @@ def cover_and_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class CalibrationSet:
-    """Up to ``count`` images of ``source`` as normalised float32 batches ``(1, 3, H, W)`` at ``size``.
+    """Up to ``count`` images of ``source`` as normalised float32 batches ``(1, 3, H, W)`` at ``size``
+    (None: the first image's own size, rounded down to a multiple of ``multiple``).
 
     ``source`` is a folder, glob or list file (see :func:`find_images`) or a sequence of image paths.
     The subset is drawn with ``seed``. Iterable many times (quantizers make several passes), reading one
@@ -78,12 +79,13 @@ class CalibrationSet:
     def __init__(
         self,
         source: str | os.PathLike | Sequence[str | os.PathLike],
-        size: tuple[int, int],
+        size: tuple[int, int] | None,
         *,
         count: int = 300,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         seed: int = 0,
+        multiple: int = 8,
     ) -> None:
         if count < 1:
             raise DataError(f"calibration count {count}: must be at least 1")
@@ -96,6 +98,9 @@ class CalibrationSet:
         if len(files) > count:
             files = sorted(random.Random(seed).sample(files, count))
         self.files = files
+        if size is None:
+            h, w = read_image(files[0]).shape[:2]
+            size = (max(multiple, h // multiple * multiple), max(multiple, w // multiple * multiple))
         self.size = (int(size[0]), int(size[1]))
         self.mean, self.std = tuple(mean), tuple(std)
 

@@ -50,6 +50,10 @@ class LoadedExport:
     output_shape: tuple[Dim, ...]
     #: string metadata of the file (``dsnet.model``: the registered model name, when the export stored it)
     metadata: dict[str, str] = field(default_factory=dict)
+    #: the file holds an INT8-quantized model (OpenVINO FakeQuantize operations, as NNCF writes them)
+    quantized: bool = False
+    #: the precision the runtime computes the float operations in (``fp32`` or ``bf16``)
+    precision: str = "fp32"
 
     @property
     def num_classes(self) -> int | None:
@@ -75,7 +79,13 @@ def _openvino_dims(shape: Any) -> tuple[Dim, ...]:
     return tuple(d.get_length() if d.is_static else None for d in shape)
 
 
-def _onnx_export(path: Path, threads: int | None) -> LoadedExport:
+#: OpenVINO's INFERENCE_PRECISION_HINT for each precision of the float operations
+_OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def _onnx_export(path: Path, threads: int | None, precision: str) -> LoadedExport:
+    if precision != "fp32":
+        raise ExportError(f"{path}: ONNX Runtime runs this export in fp32 only, not {precision}")
     ort = require("onnxruntime", "running an ONNX export")
     options = ort.SessionOptions()
     if threads:
@@ -90,11 +100,15 @@ def _onnx_export(path: Path, threads: int | None) -> LoadedExport:
     )
 
 
-def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
+def _openvino_export(path: Path, threads: int | None, precision: str) -> LoadedExport:
     ov = require("openvino", "running an OpenVINO export")
+    if precision not in _OPENVINO_HINTS:
+        raise ExportError(
+            f"{path}: OpenVINO float precision {precision!r}: expected one of {', '.join(_OPENVINO_HINTS)}"
+        )
     core = ov.Core()
-    # f32 explicitly: on CPUs with bf16 support OpenVINO would otherwise run in bf16
-    config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
+    # always explicit: on CPUs with bf16 support OpenVINO would otherwise pick bf16 by itself
+    config: dict[str, object] = {"INFERENCE_PRECISION_HINT": _OPENVINO_HINTS[precision]}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     model = core.read_model(str(path))
@@ -105,6 +119,8 @@ def _openvino_export(path: Path, threads: int | None) -> LoadedExport:
         _openvino_dims(model.inputs[0].get_partial_shape()),
         _openvino_dims(model.outputs[0].get_partial_shape()),
         _openvino_metadata(model),
+        quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
+        precision=precision,
     )
 
 
@@ -118,7 +134,9 @@ def _openvino_metadata(model: Any) -> dict[str, str]:
     return found
 
 
-def _torch_export(path: Path, threads: int | None) -> LoadedExport:
+def _torch_export(path: Path, threads: int | None, precision: str) -> LoadedExport:
+    if precision != "fp32":
+        raise ExportError(f"{path}: a torch.export program runs in fp32 here, not {precision}")
     program = torch.export.load(str(path))
     module = program.module()
 
@@ -136,22 +154,23 @@ def _torch_export(path: Path, threads: int | None) -> LoadedExport:
     return LoadedExport(run, dims(inputs[0]) if inputs else (), dims(output))
 
 
-_RUNNERS: dict[str, Callable[[Path, int | None], LoadedExport]] = {
+_RUNNERS: dict[str, Callable[[Path, int | None, str], LoadedExport]] = {
     "onnx": _onnx_export,
     "openvino": _openvino_export,
     "torch": _torch_export,
 }
 
 
-def load_export(path: str | Path, format: str, threads: int | None = None) -> LoadedExport:
+def load_export(path: str | Path, format: str, threads: int | None = None, precision: str = "fp32") -> LoadedExport:
     """The exported model at ``path`` (written in ``format``) loaded on the CPU with ``threads`` intra-op
-    threads (default: the runtime's own choice), with its declared input and output shapes."""
+    threads (default: the runtime's own choice), with its declared input and output shapes. ``precision``
+    is what the float operations compute in: ``bf16`` only in OpenVINO (on CPUs with native bf16)."""
     if format not in _RUNNERS:
         raise ExportError(f"no runtime for format {format!r}; known: {', '.join(_RUNNERS)}")
-    return _RUNNERS[format](Path(path), threads)
+    return _RUNNERS[format](Path(path), threads, precision)
 
 
-def load_runner(path: str | Path, format: str, threads: int | None = None) -> Runner:
+def load_runner(path: str | Path, format: str, threads: int | None = None, precision: str = "fp32") -> Runner:
     """A function that runs the exported model at ``path`` (written in ``format``) on the CPU, with
-    ``threads`` intra-op threads (default: the runtime's own choice)."""
-    return load_export(path, format, threads).run
+    ``threads`` intra-op threads (default: the runtime's own choice) in ``precision`` (see load_export)."""
+    return load_export(path, format, threads, precision).run

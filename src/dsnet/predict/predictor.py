@@ -23,6 +23,7 @@ from ..data.label_space import DatasetInfo
 from ..data.labels import Color, colorize
 from ..devices import check_device
 from ..errors import ConfigError, WeightsNotFoundError
+from ..hardware import resolve_precision
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
 from ..models import check_num_classes, create_model, get_model_info, load_weights, resolve_weights
 from ..models.registry import resolve_model_name
@@ -85,6 +86,12 @@ class Predictor:
             (BN folded, channels_last on the CPU; equal up to float32 rounding), as the bench's
             fastest torch backend; False runs the module as given.
         large_image_pixels: images above this size use sliding windows of ``slide_crop`` (None: never).
+        precision: ``fp32``, ``bf16`` (torch: autocast; OpenVINO: its precision hint), ``int8`` (OpenVINO:
+            an INT8 export, or the checkpoint quantized once on ``calibration``) or ``auto`` (bf16 where
+            the hardware computes it natively, else fp32; an INT8 export runs INT8). The choice and the
+            reason are in ``self.precision`` and ``self.precision_reason``.
+        calibration: ``precision="int8"`` with checkpoint weights: normalised float32 ``(1, 3, H, W)``
+            images to calibrate the quantization on (e.g. :class:`dsnet.data.calibration.CalibrationSet`).
     """
 
     def __init__(
@@ -101,6 +108,8 @@ class Predictor:
         slide_crop: tuple[int, int] = (1024, 1024),
         threads: int | None = None,
         deploy_form: bool = True,
+        precision: str = "fp32",
+        calibration: Iterable[np.ndarray] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -130,12 +139,28 @@ class Predictor:
         if not isinstance(backend, str) and info is None:
             raise ConfigError("a LogitsFn backend needs the model's registered name (for normalisation)")
 
+        default_device = "cuda" if torch.cuda.is_available() and not runtime_backend else "cpu"
+        self.device = torch.device(device or default_device)
+        backend_name = backend if isinstance(backend, str) else "callable"
+        self.precision, self.precision_reason = resolve_precision(precision, self.device, backend_name)
+        float_precision = "fp32" if self.precision == "int8" else self.precision
+
         runtime: Runtime | None = None
         if exported is not None:
             if info is None:
                 raise ConfigError(f"{weights}: an exported file needs the model's registered name (for normalisation)")
             assert isinstance(backend, str) and weights is not None
-            runtime = load_exported(weights, backend, info.input_multiple, threads)
+            runtime = load_exported(weights, backend, info.input_multiple, threads, float_precision)
+            if runtime.quantized and precision not in ("auto", "int8"):
+                raise ConfigError(f"{weights}: an INT8 export; --precision {precision} needs a float export")
+            if self.precision == "int8" and not runtime.quantized:
+                raise ConfigError(
+                    f"{weights}: a float export; precision int8 needs an INT8 export (dsnet export --int8 "
+                    "--calib DATA) or the checkpoint with calibration images (--calib DATA)"
+                )
+            if runtime.quantized and self.precision != "int8":
+                self.precision_reason = f"an INT8 export (its float parts in {self.precision})"
+                self.precision = "int8"
             if runtime.model is not None and runtime.model != name:
                 raise ConfigError(
                     f"{weights}: exported from {runtime.model}, not {name}; run it as that model "
@@ -160,9 +185,7 @@ class Predictor:
 
         self.mean: tuple[float, float, float] = info.mean if info else IMAGENET_MEAN
         self.std: tuple[float, float, float] = info.std if info else IMAGENET_STD
-        default_device = "cuda" if torch.cuda.is_available() and not runtime_backend else "cpu"
-        self.device = torch.device(device or default_device)
-        self.backend = backend if isinstance(backend, str) else "callable"
+        self.backend = backend_name
         if not isinstance(backend, str):
             assert info is not None
             self.model: nn.Module = LogitsFnModule(backend, info.input_multiple)
@@ -177,9 +200,9 @@ class Predictor:
                     name, num_classes=num_classes, weights=source.weights if source else None, fine_tuning=False
                 )
             if backend == "torch":
-                self.model = torch_module(model, self.device, deploy_form)
+                self.model = torch_module(model, self.device, deploy_form, self.precision)
             else:
-                runtime = runtime_for(model, backend, threads)
+                runtime = runtime_for(model, backend, threads, self.precision, calibration)
         if runtime is not None:
             self.model = runtime.module
             self._workdir = runtime.workdir  # an on-the-fly export's folder lives as long as the predictor

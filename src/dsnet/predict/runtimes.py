@@ -18,14 +18,17 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..deploy import FORMATS, export, load_export, prepare
+from ..deploy import FORMATS, export, load_export, prepare, quantize_openvino
 from ..deploy.export import METADATA_PREFIX, MODEL_KEY
+from ..deploy.precision import DEFAULT_BF16_MODE, to_bf16
 from ..errors import ConfigError, WeightsNotFoundError
 from .backends import RUNTIME_BACKENDS, LogitsFnModule
 
@@ -59,6 +62,8 @@ class Runtime:
     model: str | None = None
     #: the weights' metadata the export carries (``label_space``, ``dataset``), without the ``dsnet.`` prefix
     metadata: dict[str, str] = field(default_factory=dict)
+    #: the file is INT8-quantized (its float operations run in the precision it was loaded with)
+    quantized: bool = False
 
     @property
     def static_size(self) -> tuple[int, int] | None:
@@ -86,11 +91,14 @@ def backend_for_export(path: str | os.PathLike, format: str, backend: str | None
     return backend  # ONNX files run in ONNX Runtime and in OpenVINO alike
 
 
-def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, threads: int | None) -> Runtime:
-    """An exported file loaded by ``backend`` (``threads`` intra-op threads; None: the runtime's choice)."""
+def load_exported(
+    path: str | os.PathLike, backend: str, input_multiple: int, threads: int | None, precision: str = "fp32"
+) -> Runtime:
+    """An exported file loaded by ``backend`` (``threads`` intra-op threads; None: the runtime's choice),
+    its float operations in ``precision`` (fp32, or bf16 in OpenVINO)."""
     if not Path(path).is_file():
         raise WeightsNotFoundError(f"{path}: exported model file not found")
-    loaded = load_export(path, RUNTIME_BACKENDS[backend], threads)
+    loaded = load_export(path, RUNTIME_BACKENDS[backend], threads, precision)
     size = loaded.static_size
     if size is not None and (size[0] % input_multiple or size[1] % input_multiple):
         raise ConfigError(f"{path}: input size {size[0]}x{size[1]} is not a multiple of {input_multiple}")
@@ -102,24 +110,57 @@ def load_exported(path: str | os.PathLike, backend: str, input_multiple: int, th
         min_size=0 if size is not None else 2 * input_multiple,  # a dynamic DSNet export takes 16 and up
     )
     carried = {k[len(METADATA_PREFIX) :]: v for k, v in loaded.metadata.items() if k.startswith(METADATA_PREFIX)}
-    return Runtime(module, loaded.num_classes, model=loaded.metadata.get(MODEL_KEY) or None, metadata=carried)
+    return Runtime(
+        module,
+        loaded.num_classes,
+        model=loaded.metadata.get(MODEL_KEY) or None,
+        metadata=carried,
+        quantized=loaded.quantized,
+    )
 
 
-def runtime_for(model: nn.Module, backend: str, threads: int | None) -> Runtime:
-    """``model`` exported (dynamic batch and H/W, no check run) to a temporary folder and loaded by ``backend``."""
+def runtime_for(
+    model: nn.Module,
+    backend: str,
+    threads: int | None,
+    precision: str = "fp32",
+    calibration: Iterable[np.ndarray] | None = None,
+) -> Runtime:
+    """``model`` exported (dynamic batch and H/W, no check run) to a temporary folder and loaded by ``backend``
+    in ``precision``: fp32 or bf16 (OpenVINO's precision hint), or int8 (OpenVINO: quantized by NNCF on
+    ``calibration``, normalised float32 ``(1, 3, H, W)`` arrays, e.g. a ``CalibrationSet``)."""
     format = RUNTIME_BACKENDS[backend]
     workdir = tempfile.TemporaryDirectory(prefix="dsnet-predict-", ignore_cleanup_errors=True)
     out = Path(workdir.name) / f"model{FORMATS[format]}"
-    logger.info("exporting the model to %s for %s (once per predictor)", format, backend)
-    export(model.to("cpu", torch.float32).eval(), format, _EXAMPLE_SIZE, out=out, dynamic=True, check=False)
-    runtime = load_exported(out, backend, int(getattr(model, "input_multiple", 8)), threads)
+    model = model.to("cpu", torch.float32).eval()
+    if precision == "int8":
+        if calibration is None or format != "openvino":
+            raise ConfigError("precision int8 runs in OpenVINO and needs calibration images (--calib DATA)")
+        samples = list(calibration)
+        if not samples:
+            raise ConfigError("precision int8: the calibration set is empty")
+        logger.info("quantizing the model to INT8 for openvino on %d calibration images (once)", len(samples))
+        size = (int(samples[0].shape[-2]), int(samples[0].shape[-1]))
+        quantize_openvino(model, samples, size, out=out, dynamic=True, check_images=0)
+    else:
+        logger.info("exporting the model to %s for %s (once per predictor)", format, backend)
+        export(model, format, _EXAMPLE_SIZE, out=out, dynamic=True, check=False)
+    float_precision = "fp32" if precision == "int8" else precision
+    runtime = load_exported(out, backend, int(getattr(model, "input_multiple", 8)), threads, float_precision)
     runtime.workdir = workdir
     return runtime
 
 
-def torch_module(model: nn.Module, device: torch.device, deploy_form: bool) -> nn.Module:
+def torch_module(
+    model: nn.Module,
+    device: torch.device,
+    deploy_form: bool,
+    precision: str = "fp32",
+    bf16_mode: str = DEFAULT_BF16_MODE,
+) -> nn.Module:
     """What the torch backend runs: the deploy form of a copy of ``model`` (channels_last on the CPU),
-    or, without ``deploy_form``, ``model`` itself in eval mode."""
+    or, without ``deploy_form``, ``model`` itself in eval mode; in bf16 (``bf16_mode``) when asked."""
     if deploy_form:
         model = prepare(model, exportable_pooling=False, channels_last=device.type == "cpu")
-    return model.eval().to(device)
+    model = model.eval().to(device)
+    return to_bf16(model, bf16_mode) if precision == "bf16" else model
