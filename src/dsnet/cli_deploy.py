@@ -35,7 +35,7 @@ from .predict import (
     read_weights_source,
 )
 
-__all__ = ["add_deploy_commands"]
+__all__ = ["add_deploy_commands", "add_precision_arguments", "predictor_from_args"]
 
 #: ``dsnet predict``'s precision when none is asked for
 PREDICT_PRECISION = "fp32"
@@ -48,9 +48,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_into_locked_folder(args, inputs)
 
 
-def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile]) -> int:
-    out_dir = check_output_dir(args.out, args.overwrite)
-    crop = tuple(args.slide_crop)
+def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | None = None) -> Predictor:
+    """The Predictor of the flags ``predict`` and ``serve`` share (weights, backend, device, threads,
+    precision, calibration, dataset, class count, batch size), and the precision line printed."""
     if args.threads:
         torch.set_num_threads(args.threads)  # torch runs the model or, with a runtime, the pre/post-processing
     runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
@@ -60,13 +60,14 @@ def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile
             raise ConfigError(f"--calib {args.calib}: calibration images are for --precision int8 only")
         info = get_model_info(args.model)
         calibration = CalibrationSet(args.calib, None, count=args.calib_count, mean=info.mean, std=info.std)
+    crop = tuple(getattr(args, "slide_crop", (1024, 1024)))
     predictor = Predictor(
         args.model,
         weights=args.weights,
         device=args.device,
         num_classes=args.num_classes,
         dataset=args.dataset,
-        options=InferenceOptions(mode="slide", crop=crop) if args.slide else None,
+        options=options,
         batch_size=args.batch_size,
         slide_crop=crop,
         backend=args.backend,
@@ -74,7 +75,14 @@ def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile
         precision=args.precision,
         calibration=calibration,
     )
-    print(f"dsnet predict: {predictor.backend} backend, {predictor.precision} ({predictor.precision_reason})")
+    print(f"dsnet {args.command}: {predictor.backend} backend, {predictor.precision} ({predictor.precision_reason})")
+    return predictor
+
+
+def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile]) -> int:
+    out_dir = check_output_dir(args.out, args.overwrite)
+    crop = tuple(args.slide_crop)
+    predictor = predictor_from_args(args, InferenceOptions(mode="slide", crop=crop) if args.slide else None)
     writer = OutputWriter(
         out_dir,
         predictor.labels,
@@ -196,7 +204,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_precision_arguments(p: argparse.ArgumentParser) -> None:
+def add_precision_arguments(p: argparse.ArgumentParser) -> None:
     """``--precision`` and INT8's calibration options, worded alike wherever a trained model runs."""
     p.add_argument(
         "--precision",
@@ -233,7 +241,7 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
         "onnxruntime/openvino (needs the [deploy] extra)",
     )
     p_pred.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
-    _add_precision_arguments(p_pred)
+    add_precision_arguments(p_pred)
     p_pred.add_argument(
         "-o", "--out", required=True, metavar="DIR", help="output folder (one that holds files needs --overwrite)"
     )
