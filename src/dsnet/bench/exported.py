@@ -54,9 +54,15 @@ def _mkdir(path: Path) -> Path:
 
 
 def _exported(
-    model: nn.Module, example: Tensor, precision: str, format: str, suffix: str, precisions: tuple[str, ...]
+    model: nn.Module,
+    example: Tensor,
+    precision: str,
+    format: str,
+    suffix: str,
+    precisions: tuple[str, ...],
+    name: str,
 ) -> RunFn:
-    _on_cpu(format, example, precision, precisions)
+    _on_cpu(name, example, precision, precisions)
     try:
         path = _export(model, example, format, suffix)
         run = load_runner(path, format, threads=torch.get_num_threads(), precision=precision)
@@ -71,14 +77,14 @@ def _exported(
     "onnxruntime", "the ONNX export in ONNX Runtime (CPU, fp32, torch's thread count)", family="onnxruntime"
 )
 def _onnxruntime(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    return _exported(model, example, precision, "onnx", ".onnx", ("fp32",))
+    return _exported(model, example, precision, "onnx", ".onnx", ("fp32",), "onnxruntime")
 
 
 @register_backend(
     "openvino", "the OpenVINO IR (fp32 or bf16 by its precision hint, torch's thread count)", family="openvino"
 )
 def _openvino(model: nn.Module, example: Tensor, precision: str) -> RunFn:
-    return _exported(model, example, precision, "openvino", ".xml", ("fp32", "bf16"))
+    return _exported(model, example, precision, "openvino", ".xml", ("fp32", "bf16"), "openvino")
 
 
 @register_backend(
