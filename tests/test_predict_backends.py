@@ -110,7 +110,7 @@ def fake_static_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predict
         with torch.no_grad():
             return model(torch.from_numpy(batch)).numpy()
 
-    def load_export(path: object, format: str, threads: int | None) -> LoadedExport:
+    def load_export(path: object, format: str, threads: int | None, precision: str = "fp32") -> LoadedExport:
         assert format == "onnx" and threads == 1
         return LoadedExport(run, (1, 3, 64, 96), (1, 19, 64, 96))
 
@@ -149,7 +149,7 @@ def fake_dynamic_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predic
         with torch.no_grad():
             return model(torch.from_numpy(batch)).numpy()
 
-    def load_export(path: object, format: str, threads: int | None) -> LoadedExport:
+    def load_export(path: object, format: str, threads: int | None, precision: str = "fp32") -> LoadedExport:
         return LoadedExport(run, (None, 3, None, None), (None, 19, None, None))
 
     monkeypatch.setattr(runtimes_module, "load_export", load_export)
@@ -195,7 +195,7 @@ def test_an_export_carries_the_label_space_of_its_weights(
     assert stored[MODEL_KEY] == MODEL and set(stored) == {MODEL_KEY, "dsnet.label_space", "dsnet.dataset"}
     model = torch_predictor.model
 
-    def load_export(path: object, format: str, threads: int | None) -> LoadedExport:
+    def load_export(path: object, format: str, threads: int | None, precision: str = "fp32") -> LoadedExport:
         return LoadedExport(
             lambda x: model(torch.from_numpy(x)).detach().numpy(), (None, 3, None, None), (None, 19, None, None), stored
         )
