@@ -29,7 +29,7 @@ def format_report(report: BenchReport) -> str:
     peaks = m.get("matmul_peak_gflops") or ({"fp32": m["sgemm_peak_gflops"]} if "sgemm_peak_gflops" in m else {})
     if peaks:
         listed = ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
-        lines.append(f"matrix-product peak (fp32 NumPy, bf16/int8 torch; this machine, now), GFLOP/s: {listed}")
+        lines.append(f"matrix-product peak (the best of NumPy and torch; this machine, now), GFLOP/s: {listed}")
     header = (
         f"{'backend':<18} {'prec':<5} {'iters':>5} {'median ms':>10} {'p90 ms':>9} {'FPS':>8} "
         f"{'x eager':>8} {'conv GFLOP/s':>12} {'of peak':>8} {'peak MiB':>9}"

@@ -79,12 +79,17 @@ def _rate(step: Callable[[], Any], ops: float, seconds: float, bursts: int = 3) 
     return best
 
 
+def torch_mm_peak_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
+    """Matrix-product throughput of ``dtype`` through PyTorch on the CPU (torch's thread count)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    return _rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
+
+
 def bf16_peak_gflops(n: int = 2048, seconds: float = 1.5) -> float:
     """bf16 matrix-product throughput through PyTorch on the CPU (torch's thread count)."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(torch.bfloat16)
-    b = torch.randn(n, n, generator=g).to(torch.bfloat16)
-    return _rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
+    return torch_mm_peak_gflops(torch.bfloat16, n, seconds)
 
 
 def int8_peak_gops(n: int = 2048, seconds: float = 1.5) -> float | None:
@@ -101,8 +106,10 @@ def int8_peak_gops(n: int = 2048, seconds: float = 1.5) -> float | None:
 
 def matmul_peaks(seconds: float = 1.5) -> dict[str, float]:
     """GFLOP/s (GOP/s for int8) of a 2048^3 matrix product per precision, the best of three bursts, measured
-    now on this machine: ``fp32`` (NumPy's BLAS), ``bf16`` (torch), ``int8`` (torch, when it has the kernel)."""
-    fp32 = max(sgemm_peak_gflops(n=2048, seconds=seconds / 3) for _ in range(3))
+    now on this machine: ``fp32`` (the better of NumPy's BLAS and torch: OpenBLAS may use AVX2 kernels on a
+    CPU with AVX-512), ``bf16`` (torch), ``int8`` (torch, when it has the kernel)."""
+    numpy_fp32 = max(sgemm_peak_gflops(n=2048, seconds=seconds / 3) for _ in range(3))
+    fp32 = max(numpy_fp32, torch_mm_peak_gflops(torch.float32, seconds=seconds))
     peaks = {"fp32": fp32, "bf16": bf16_peak_gflops(seconds=seconds)}
     int8 = int8_peak_gops(seconds=seconds)
     if int8 is not None:
