@@ -15,9 +15,10 @@ from dsnet.engine.pretrain import load_pretrain_config
 ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 CONFIGS = [p for p in ALL_CONFIGS if "imagenet" not in p.stem]  # segmentation runs
 PRETRAIN_CONFIGS = [p for p in ALL_CONFIGS if "imagenet" in p.stem]  # `dsnet pretrain` recipes
+# the run's length: thousands of iterations (`-87k_`), or minutes of wall time on a CPU (`-cpu60min_`)
 NAME = re.compile(
-    r"dsnet-(?P<model>head64|head128|head256|base)_(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<iters>[\d.]+)k_"
-    r"(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
+    r"dsnet-(?P<model>head64|head128|head256|base)_(?P<gpus>\d+)xb(?P<batch>\d+)-"
+    r"(?:(?P<iters>[\d.]+)k|cpu(?P<minutes>\d+)min)_(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
 )
 
 
@@ -61,13 +62,16 @@ def test_pretrain_config_loads_and_its_name_matches_its_content(path: Path) -> N
 def test_config_loads_and_its_name_matches_its_content(path: Path) -> None:
     cfg = load_config(path)
     m = NAME.fullmatch(path.stem)
-    assert m, f"{path.name} does not follow dsnet-<model>_<gpus>xb<batch>-<iters>k_<dataset>-<H>x<W>"
+    assert m, f"{path.name} does not follow dsnet-<model>_<gpus>xb<batch>-<iters>k|cpu<minutes>min_<dataset>-<H>x<W>"
     assert cfg.model.name == f"dsnet_{m['model']}"
     assert cfg.model.name in dsnet.list_models()
     assert cfg.data.batch_size == int(m["batch"])
     assert cfg.data.dataset == m["dataset"]
     assert cfg.data.crop_size == [int(m["h"]), int(m["w"])]
-    assert abs(cfg.train.iters / 1000 - float(m["iters"])) / float(m["iters"]) < 0.03
+    if m["minutes"]:
+        assert cfg.train.minutes == int(m["minutes"])
+    else:
+        assert abs(cfg.train.iters / 1000 - float(m["iters"])) / float(m["iters"]) < 0.03
     assert cfg.name == path.stem
 
 
