@@ -17,6 +17,7 @@ from .analysis import profile
 from .cli_ablate import add_ablate_parser, cmd_list_ablations
 from .cli_analysis import add_analysis_commands
 from .cli_deploy import add_deploy_commands
+from .cli_serve import add_serve_command
 from .devices import check_device, check_threads
 from .engine.config import load_config
 from .engine.evaluate_run import evaluate_weights
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.set_defaults(func=cmd_eval)
 
     add_deploy_commands(sub)
+    add_serve_command(sub)
     add_analysis_commands(sub)
     return parser
 

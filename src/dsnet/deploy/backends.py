@@ -12,11 +12,12 @@ __all__ = ["INSTALL_HINT", "require"]
 INSTALL_HINT = "pip install dsnet-seg[deploy]"
 
 
-def require(module: str, purpose: str) -> ModuleType:
-    """Import the optional package ``module`` or raise :class:`MissingBackendError` saying how to get it."""
+def require(module: str, purpose: str, extra: str = "deploy") -> ModuleType:
+    """Import the optional package ``module`` or raise :class:`MissingBackendError` naming the extra
+    (``pip install dsnet-seg[extra]``) that brings it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
         raise MissingBackendError(
-            f"{purpose} needs the '{module}' package, which is not installed: {INSTALL_HINT}"
+            f"{purpose} needs the '{module}' package, which is not installed: pip install dsnet-seg[{extra}]"
         ) from e

@@ -1,0 +1,68 @@
+"""``dsnet serve``: the HTTP API and web page around one Predictor (the ``[serve]`` extra: FastAPI + uvicorn).
+
+Like the other command modules it only parses, calls the library and prints. The server's packages are
+optional, so they are imported when the command runs, and a missing one is one line naming the extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from .cli_deploy import add_precision_arguments, predictor_from_args
+from .deploy.backends import require
+from .models import list_models
+from .predict import AVAILABLE_BACKENDS
+
+__all__ = ["add_serve_command"]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    require("fastapi", "dsnet serve", extra="serve")
+    uvicorn = require("uvicorn", "dsnet serve", extra="serve")
+    serve = importlib.import_module("dsnet.serve")  # needs fastapi: imported once the extra is known present
+    settings = serve.ServeSettings(
+        max_pixels=args.max_pixels,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        queue_size=args.queue_size,
+    )
+    predictor = predictor_from_args(args)
+    app = serve.create_app(predictor, settings, title=f"dsnet serve {predictor.name}")
+    print(f"dsnet serve: http://{args.host}:{args.port}/ (API: /docs); Ctrl-C stops it")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+def add_serve_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="an HTTP API and a web page that segment uploaded images (needs the [serve] extra)",
+        description="Loads the model once and answers POST /v1/segment (label PNG, dataset ids, colours, overlay "
+        "or JSON), GET /v1/model, /healthz and /readyz; the page at / uploads an image and shows the overlay. "
+        "Requests that arrive together share a forward pass; a full queue answers 503 with Retry-After.",
+    )
+    p.add_argument("model", help=f"one of {', '.join(list_models())}")
+    p.add_argument("--weights", required=True, help="checkpoint, shipped weights name, or a dsnet export")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--backend", choices=AVAILABLE_BACKENDS, default=None, help="as dsnet predict --backend")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
+    add_precision_arguments(p)
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--dataset", default=None, help="class names/colours/ids of this dataset (default: metadata)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: the weights' (must agree if given)")
+    p.add_argument("--batch-size", type=int, default=4, help="most same-size images per forward pass (default 4)")
+    p.add_argument("--max-batch", type=int, default=4, help="requests that may share a forward pass (default 4)")
+    p.add_argument(
+        "--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to join (default 5)"
+    )
+    p.add_argument("--queue-size", type=int, default=32, help="requests waiting at most; then 503 (default 32)")
+    p.add_argument(
+        "--max-pixels", type=int, default=4096 * 4096, help="largest image, width x height (default 4096x4096)"
+    )
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    p.set_defaults(func=cmd_serve)
