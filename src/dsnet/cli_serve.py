@@ -28,6 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_window_ms=args.batch_window_ms,
         queue_size=args.queue_size,
     )
+    args.batch_size = args.max_batch  # the batcher groups the requests; a forward pass takes them all
     predictor = predictor_from_args(args)
     app = serve.create_app(predictor, settings, title=f"dsnet serve {predictor.name}")
     print(f"dsnet serve: http://{args.host}:{args.port}/ (API: /docs); Ctrl-C stops it")
@@ -53,7 +54,6 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dataset", default=None, help="class names/colours/ids of this dataset (default: metadata)")
     p.add_argument("--num-classes", type=int, default=None, help="default: the weights' (must agree if given)")
-    p.add_argument("--batch-size", type=int, default=4, help="most same-size images per forward pass (default 4)")
     p.add_argument("--max-batch", type=int, default=4, help="requests that may share a forward pass (default 4)")
     p.add_argument(
         "--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to join (default 5)"
