@@ -53,9 +53,9 @@ def test_images_decode_and_bad_bodies_are_4xx_with_one_line():
 
 
 def test_the_pixel_limit_is_read_from_the_header_before_decoding():
-    header_only = _png(5000, 5000)[:33]  # signature + IHDR: the size is known, no pixels follow
-    status, _ = _reason(lambda: decode_image(header_only, 1_000_000))
-    assert status == 413
+    head = _png(5000, 300)[:100]  # signature, IHDR and the start of IDAT: the size is known, the pixels are not
+    status, reason = _reason(lambda: decode_image(head, 1_000_000))
+    assert status == 413 and "5000x300" in reason
 
 
 def test_bodies_raw_and_multipart_and_wrong_content_types():
@@ -73,8 +73,10 @@ def test_bodies_raw_and_multipart_and_wrong_content_types():
     assert image_from_body(body, f"multipart/form-data; boundary={boundary}") == png
     assert _reason(lambda: image_from_body(png, "text/plain"))[0] == 415
     assert _reason(lambda: image_from_body(png, ""))[0] == 415
-    status, reason = _reason(lambda: image_from_body(b"--XyZ--\r\n", "multipart/form-data; boundary=XyZ"))
-    assert status == 400 and "file" in reason
+    text_only = b'--XyZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--XyZ--\r\n'
+    status, reason = _reason(lambda: image_from_body(text_only, "multipart/form-data; boundary=XyZ"))
+    assert status == 400 and "without a file part" in reason
+    assert _reason(lambda: image_from_body(b"--XyZ--\r\n", "multipart/form-data; boundary=XyZ"))[0] == 400
 
 
 def test_batcher_shares_a_pass_and_splits_by_size():
