@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from .data.calibration import CalibrationSet
 from .deploy import PRESETS, export, output_files, quantize_openvino
 from .engine.run_files import write_json
 from .errors import ConfigError
-from .fileio import check_output_dir, check_output_files
+from .fileio import LOCK_FILE, check_output_dir, check_output_files
 from .hardware import PRECISION_CHOICES
 from .inference import InferenceOptions
 from .models import check_num_classes, create_model, get_model_info, list_models
@@ -34,6 +35,7 @@ from .predict import (
     predict_files,
     read_weights_source,
 )
+from .predict.shard import Shard, shard_from_env, shard_group, take_shard
 
 __all__ = ["add_deploy_commands", "add_precision_arguments", "predictor_from_args"]
 
@@ -42,10 +44,12 @@ PREDICT_PRECISION = "fp32"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    inputs = discover_inputs(args.inputs, exclude=args.out)
+    shard = shard_from_env()  # torchrun: this process's share of the inputs
+    inputs = take_shard(discover_inputs(args.inputs, exclude=args.out), shard)
     args.new_outputs.watch(args.out)  # a folder this run creates goes again if it fails
-    with locked_output_dir(args.out):  # one run at a time in a folder, refused before any work
-        return _predict_into_locked_folder(args, inputs)
+    lock = LOCK_FILE if not shard.distributed else f"{LOCK_FILE}.rank{shard.rank}"
+    with shard_group(shard) as barrier, locked_output_dir(args.out, lock):  # refused before any work
+        return _predict_into_locked_folder(args, inputs, shard, barrier)
 
 
 def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | None = None) -> Predictor:
@@ -79,8 +83,11 @@ def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | No
     return predictor
 
 
-def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile]) -> int:
-    out_dir = check_output_dir(args.out, args.overwrite)
+def _predict_into_locked_folder(
+    args: argparse.Namespace, inputs: list[InputFile], shard: Shard, barrier: Callable[[], None]
+) -> int:
+    out_dir = check_output_dir(args.out, args.overwrite or args.resume)
+    barrier()  # every shard has checked the folder before any writes into it
     crop = tuple(args.slide_crop)
     predictor = predictor_from_args(args, InferenceOptions(mode="slide", crop=crop) if args.slide else None)
     writer = OutputWriter(
@@ -92,8 +99,13 @@ def _predict_into_locked_folder(args: argparse.Namespace, inputs: list[InputFile
         label_ids=args.label_ids,
         video_labels=args.video_labels,
     )
-    summary = predict_files(predictor, inputs, writer)
-    print(describe(summary, out_dir))
+    done = [i for i in inputs if args.resume and writer.complete(i.rel, i.is_video, i.path.suffix)]
+    todo = [i for i in inputs if i not in done]
+    summary = predict_files(predictor, todo, writer)
+    who = f" ({shard.describe()}: {len(inputs)} of the inputs)" if shard.distributed else ""
+    kept = f"; {len(done)} already complete, left as they were (--resume)" if done else ""
+    print(describe(summary, out_dir) + who + kept)
+    barrier()
     for message in summary.skipped:
         print(f"dsnet predict: skipped {message}", file=sys.stderr)
     return 1 if summary.skipped else 0
@@ -264,6 +276,11 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p_pred.add_argument("--slide", action="store_true", help="sliding-window inference for every image")
     p_pred.add_argument("--slide-crop", nargs=2, type=int, default=(1024, 1024), metavar=("H", "W"), help="window size")
     p_pred.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
+    p_pred.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose outputs are all there (a killed run, or more inputs); implies writing into the folder",
+    )
     p_pred.set_defaults(func=cmd_predict)
     p_bench = sub.add_parser("bench", help="speed of a model on several backends, interleaved in one process")
     p_bench.add_argument("model")

@@ -214,7 +214,7 @@ def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; name an output folder")
     if out.is_dir() and not overwrite:
-        count = sum(1 for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE)  # not a run's lock
+        count = sum(1 for p in out.rglob("*") if p.is_file() and not p.name.startswith(LOCK_FILE))  # not a lock
         if count:
             raise OutputError(
                 f"{out}: already holds {count} file(s), e.g. from an earlier run; "

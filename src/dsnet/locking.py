@@ -23,9 +23,9 @@ __all__ = ["LOCK_FILE", "FolderLock"]
 class FolderLock:
     """The lock of ``folder`` (created if needed): :meth:`acquire`, then :meth:`release`."""
 
-    def __init__(self, folder: str | os.PathLike, *, remove: bool = False) -> None:
+    def __init__(self, folder: str | os.PathLike, *, remove: bool = False, name: str = LOCK_FILE) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_FILE
+        self.path = self.folder / name
         self.remove = remove
         self._fd: int | None = None
 

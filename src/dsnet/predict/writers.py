@@ -11,6 +11,7 @@ process is writing into is refused (:func:`locked_output_dir`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from ..data.labels import colorize
 from ..errors import ConfigError, OutputError
 from ..fileio import atomic_write, check_output_dir, describe_os_error
-from ..locking import FolderLock
+from ..locking import LOCK_FILE, FolderLock
 from .labelspace import LabelSpace
 
 __all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir", "locked_output_dir"]
@@ -31,7 +32,7 @@ _VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 
 
 @contextmanager
-def locked_output_dir(out_dir: str | Path) -> Iterator[Path]:
+def locked_output_dir(out_dir: str | Path, lock_name: str = LOCK_FILE) -> Iterator[Path]:
     """Hold ``out_dir`` for this process while the block runs, as training holds its work dir: two runs
     writing into one folder at once would overwrite each other's outputs. Another process's run is an
     :class:`OutputError` naming it, raised before any work. The lock file goes with the block (a folder
@@ -39,7 +40,7 @@ def locked_output_dir(out_dir: str | Path) -> Iterator[Path]:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    lock = FolderLock(out, remove=True)
+    lock = FolderLock(out, remove=True, name=lock_name)  # one name per rank when ranks share the folder
     try:
         holder = lock.acquire()
     except OSError as e:
@@ -77,14 +78,17 @@ class VideoOutput:
         self.paths: dict[str, Path] = {}
         self._videos: dict[str, cv2.VideoWriter] = {}
         kinds = [k for k, on in (("color", writer.color), ("overlay", writer.overlay)) if on]
+        self._partial: dict[str, Path] = {}
         for kind in kinds:
             path = writer.out_dir / kind / rel.with_name(rel.name + ext)
+            partial = path.with_name(path.stem + ".partial" + ext)  # renamed when complete: a file there is whole
             path.parent.mkdir(parents=True, exist_ok=True)
-            video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*_VIDEO_CODECS[ext]), fps, size)
+            video = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*_VIDEO_CODECS[ext]), fps, size)
+            self.paths[kind], self._partial[kind] = path, partial
             if not video.isOpened():
                 self.close(remove=True)
                 raise OutputError(f"{path}: cannot write a video here (OpenCV could not open a writer)")
-            self.paths[kind], self._videos[kind] = path, video
+            self._videos[kind] = video
 
     def write(self, frame: np.ndarray, label: np.ndarray) -> None:
         color = colorize(label, self.writer.labels.palette)
@@ -100,9 +104,11 @@ class VideoOutput:
         """Finish the files (``remove``: delete them, for a video that failed part-way)."""
         for video in self._videos.values():
             video.release()
-        if remove:
-            for path in self.paths.values():
-                path.unlink(missing_ok=True)
+        for kind, partial in self._partial.items():
+            if remove:
+                partial.unlink(missing_ok=True)
+            elif partial.exists():
+                os.replace(partial, self.paths[kind])
         return list(self.paths.values())
 
 
@@ -149,6 +155,21 @@ class OutputWriter:
                 paths.append(self.out_dir / "overlay" / rel.with_name(rel.name + ".png"))
                 _write_png(paths[-1], blend(image, color, self.alpha))
         return paths
+
+    def outputs_of(self, rel: Path, is_video: bool, suffix: str = ".mp4") -> list[Path]:
+        """The files an input's prediction writes (a video's per-frame labels aside): what ``--resume``
+        checks. Every one is written whole or not at all (atomic writes; videos renamed when complete)."""
+        if is_video:
+            ext = suffix.lower() if suffix.lower() in _VIDEO_CODECS else ".mp4"
+            kinds = [k for k, on in (("color", self.color), ("overlay", self.overlay)) if on]
+            return [self.out_dir / kind / rel.with_name(rel.name + ext) for kind in kinds]
+        kinds = ["labels", *(k for k, on in (("color", self.color), ("overlay", self.overlay)) if on)]
+        return [self.out_dir / kind / rel.with_name(rel.name + ".png") for kind in kinds]
+
+    def complete(self, rel: Path, is_video: bool, suffix: str = ".mp4") -> bool:
+        """Whether every output of this input exists (a video with only per-frame labels never counts)."""
+        paths = self.outputs_of(rel, is_video, suffix)
+        return bool(paths) and all(p.is_file() for p in paths)
 
     def open_video(self, rel: Path, suffix: str, fps: float, size: tuple[int, int]) -> VideoOutput:
         """Writers for one video (``size`` is (W, H)); ``suffix`` picks the container (.avi or .mp4)."""
