@@ -43,7 +43,8 @@ async function segment(blob, name) {
   }
   const labelBlob = await response.blob();
   const roundTrip = performance.now() - started;
-  const [image, labelImage] = await Promise.all([createImageBitmap(blob), createImageBitmap(labelBlob)]);
+  const exact = {colorSpaceConversion: "none", premultiplyAlpha: "none"};  // label ids must stay ids
+  const [image, labelImage] = await Promise.all([createImageBitmap(blob), createImageBitmap(labelBlob, exact)]);
   const width = labelImage.width, height = labelImage.height;
   const scratch = document.createElement("canvas");
   scratch.width = width; scratch.height = height;
