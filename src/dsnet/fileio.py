@@ -105,6 +105,15 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+#: the short-lived file check_writable writes (another process's probe is not "an earlier run's file")
+_PROBE_PREFIX = ".dsnet-write-check."
+
+
+def _ours(name: str) -> bool:
+    """A lock or write probe of a dsnet process, not an output."""
+    return name.startswith(LOCK_FILE) or name.startswith(_PROBE_PREFIX)
+
+
 def check_writable(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and check that a file can be written there, before a long job.
 
@@ -113,7 +122,7 @@ def check_writable(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".dsnet-write-check.", suffix=TEMP_SUFFIX)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=_PROBE_PREFIX, suffix=TEMP_SUFFIX)
         try:
             os.write(fd, b"0" * 4096)
             os.fsync(fd)
@@ -214,7 +223,7 @@ def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; name an output folder")
     if out.is_dir() and not overwrite:
-        count = sum(1 for p in out.rglob("*") if p.is_file() and not p.name.startswith(LOCK_FILE))  # not a lock
+        count = sum(1 for p in out.rglob("*") if p.is_file() and not _ours(p.name))  # locks and probes aside
         if count:
             raise OutputError(
                 f"{out}: already holds {count} file(s), e.g. from an earlier run; "
