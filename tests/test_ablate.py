@@ -68,7 +68,7 @@ def test_ablate_trains_resumes_and_compares(
         assert row["miou"] == summary["final"]["miou"] and row["iterations"] == 4
         cost = profile(create_model(row["variant"], num_classes=11, aux_heads=False), (72, 96))
         assert row["params"] == cost["params"] and row["paper_gflops"] == cost["paper_gflops"]
-        assert row["fps"] > 0 and row["timed_calls"] >= 5
+        assert row["fps"] > 0 and row["timed_calls"] >= 1  # --fps-seconds bounds the calls, at least one
     md = (work / "ablation.md").read_text()
     assert "| `dsnet_head128_fusion-add` | fusion = add |" in md
     assert (work / "ablation.png").stat().st_size > 0

@@ -211,6 +211,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_json(Path(args.out), report.to_dict())
     if args.json:
         print(json.dumps(report.to_dict()["rows"], indent=1))
+        for note in report.notes:
+            print(f"dsnet bench: {note}", file=sys.stderr)
     else:
         print(format_report(report))
     return 0
@@ -298,7 +300,13 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     )
     p_bench.add_argument("--num-classes", type=int, default=None, help="without --weights (default 19)")
     p_bench.add_argument("--batch-size", type=int, default=1)
-    p_bench.add_argument("--seconds", type=float, default=6.0, help="timed seconds per backend (default 6)")
+    p_bench.add_argument(
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="timed seconds per row, each (backend, precision): its warm-up gets half as much again; a "
+        "row slower than this is timed once (default 6)",
+    )
     p_bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p_bench.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p_bench.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")

@@ -3,12 +3,17 @@ precision choices that follow from it. A leaf module: it imports nothing of dsne
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import ConfigError
 
 __all__ = [
     "cpu_flags",
+    "cpu_flags_overridden",
+    "emulated_precision",
+    "CPU_FLAGS_ENV",
     "native_bf16",
     "native_int8",
     "resolve_amp",
@@ -17,7 +22,21 @@ __all__ = [
     "PRECISION_CHOICES",
 ]
 
-_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+#: names the CPU flags to use instead of this machine's (space- or comma-separated), e.g. ``"avx2 fma f16c"``: to
+#: see by hand what dsnet chooses on another CPU; pair it with ``ONEDNN_MAX_CPU_ISA`` and friends so that the
+#: libraries compute as that CPU would (benchmarks/as_avx2.sh)
+CPU_FLAGS_ENV = "DSNET_CPU_FLAGS"
+_FLAGS_OF_INTEREST = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "amx_bf16",
+)
 #: CPU flags of instructions that compute bf16 products natively (AVX-512 BF16 dot products, AMX tiles)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 #: CPU flags of instructions that compute int8 dot products natively (VNNI, AMX tiles)
@@ -30,8 +49,19 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
 BACKEND_PRECISIONS = {"torch": ("fp32", "bf16"), "openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32",)}
 
 
+def cpu_flags_overridden() -> bool:
+    """Whether :data:`CPU_FLAGS_ENV` replaces this machine's CPU flags (a run made as if on another CPU)."""
+    return os.environ.get(CPU_FLAGS_ENV) is not None
+
+
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
-    """The vector/matrix features that decide fp32, bf16 and INT8 speed (Linux /proc/cpuinfo; [] elsewhere)."""
+    """The vector/matrix features that decide fp32, bf16 and INT8 speed (Linux /proc/cpuinfo; [] elsewhere),
+    or those named by the environment variable :data:`CPU_FLAGS_ENV` where it is set. Every choice dsnet makes
+    by the CPU (``auto`` precisions, emulation warnings) reads the flags here."""
+    override = os.environ.get(CPU_FLAGS_ENV)
+    if override is not None:
+        present = set(override.replace(",", " ").split())
+        return [flag for flag in _FLAGS_OF_INTEREST if flag in present]
     try:
         with open(cpuinfo) as f:
             for line in f:
@@ -59,6 +89,12 @@ def native_int8(flags: list[str] | None = None) -> bool:
     """Whether this CPU has int8 dot-product instructions (VNNI or AMX); without them INT8 gains little."""
     present = cpu_flags() if flags is None else flags
     return any(flag in present for flag in INT8_CPU_FLAGS)
+
+
+def emulated_precision(precision: str, device: torch.device | str, flags: list[str] | None = None) -> bool:
+    """Whether ``precision`` runs here only through an emulated path, slower than fp32: bf16 on a CPU without
+    AVX-512 BF16 or AMX (PyTorch then converts and computes in fp32, at a few GFLOP/s)."""
+    return precision == "bf16" and not native_bf16(device, flags)
 
 
 def resolve_precision(
@@ -95,7 +131,7 @@ def resolve_precision(
         raise ConfigError(f"precision {precision} does not run on backend {backend!r} (it runs on: {where})")
     if precision == "bf16" and backend == "openvino" and not native_bf16(device, flags):
         raise ConfigError("precision bf16: OpenVINO computes bf16 only on CPUs with avx512_bf16 or amx_bf16")
-    if precision == "bf16" and not native_bf16(device, flags):
+    if emulated_precision(precision, device, flags):
         return "bf16", f"asked for; emulated on this {device.type} (slower than fp32)"
     return precision, "asked for"
 

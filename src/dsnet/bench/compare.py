@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .runner import _time_calls, time_interleaved
+from .runner import per_call_estimate, time_interleaved, warm_up
 
 __all__ = ["compare_speed"]
 
@@ -34,13 +34,16 @@ def compare_speed(
     device = torch.device(device)
     x = torch.randn(1, 3, int(size[0]), int(size[1]), device=device)
     steps: dict[str, Callable[[], Any]] = {}
+    estimates: dict[str, float] = {}
     for name, model in models.items():
         model = model.eval().to(device)
         steps[name] = lambda model=model: model(x)
         if progress:
             progress(f"warming up {name}")
-        _time_calls(steps[name], warmup, device)
-    times = time_interleaved(steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress)
+        estimates[name] = per_call_estimate(warm_up(steps[name], warmup, target_seconds / 2, device))
+    times = time_interleaved(
+        steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress, estimates=estimates
+    )
     return {
         name: {
             "fps": len(t) / sum(t),

@@ -25,15 +25,17 @@ import torch
 from ..analysis import profile
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
-from ..hardware import resolve_precision
+from ..hardware import cpu_flags, emulated_precision, resolve_precision
 from ..inference import argmax_channels
 from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
 from .backends import BACKENDS, BackendUnavailable, RunFn
-from .system import machine_info, matmul_peaks
+from .system import PEAK_PRECISIONS, machine_info, matmul_peaks
 
-__all__ = ["BenchRow", "BenchReport", "run_bench", "time_interleaved"]
+__all__ = ["BenchRow", "BenchReport", "run_bench", "time_interleaved", "warm_up"]
 
 K = TypeVar("K")
+#: a first pass longer than this is mostly computation, not kernel set-up, so it can stand as a timing
+_SET_UP_NEGLIGIBLE_S = 1.0
 
 
 @dataclass
@@ -50,6 +52,8 @@ class BenchRow:
     #: achieved_conv_gflops over this machine's matrix-product peak in the row's own precision
     share_of_peak: float | None = None
     peak_memory_mib: float | None = None
+    #: the precision runs here only through an emulated path, slower than fp32 (bf16 without native bf16)
+    emulated: bool = False
     error: str | None = None
 
 
@@ -65,6 +69,8 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     num_classes: int = 19
     weights: str | None = None
+    #: one-line remarks on what the rows mean here (an emulated precision, a slow row timed once)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
@@ -113,6 +119,22 @@ def _time_calls(step: Callable[[], Any], count: int, device: torch.device) -> li
     return out
 
 
+def warm_up(step: Callable[[], Any], count: int, seconds: float, device: torch.device) -> list[float]:
+    """Run ``step`` ``count`` times, or fewer once ``seconds`` have passed (at least once): a slow step (an
+    emulated precision, a large input) costs a bounded time. Returns the seconds of each call."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while not times or (len(times) < count and time.perf_counter() - start < seconds):
+        times += _time_calls(step, 1, device)
+    return times
+
+
+def per_call_estimate(warm_up_times: Sequence[float]) -> float:
+    """Seconds of one warm call, from :func:`warm_up`'s times (the first call pays for kernel selection)."""
+    warm = list(warm_up_times[1:]) or list(warm_up_times)
+    return statistics.median(warm[-3:])
+
+
 def time_interleaved(
     steps: Mapping[K, Callable[[], Any]],
     device: torch.device,
@@ -120,22 +142,46 @@ def time_interleaved(
     target_seconds: float,
     rounds: int = 5,
     progress: Callable[[str], None] | None = None,
+    estimates: Mapping[K, float] | None = None,
 ) -> dict[K, list[float]]:
-    """Seconds per call of every step: each calibrated to about ``target_seconds``, run in ``rounds``
-    that alternate between the steps (so a slow phase of the machine hits them all alike)."""
-    plan = {
-        key: max(rounds, round(target_seconds / max(statistics.median(_time_calls(s, 3, device)), 1e-6)))
-        for key, s in steps.items()
-    }
+    """Seconds per call of every step: each calibrated to about ``target_seconds`` (at least one call, so a step
+    slower than that is timed once, not ``rounds`` times), run in up to ``rounds`` rounds that alternate between
+    the steps (so a slow phase of the machine hits them all alike). ``estimates``: seconds per call already
+    known (from :func:`warm_up`); the others are calibrated by one call."""
+    known = dict(estimates or {})
+    per_call = {key: known[key] if key in known else _time_calls(s, 1, device)[0] for key, s in steps.items()}
+    plan = {key: max(1, round(target_seconds / max(per_call[key], 1e-6))) for key in steps}
     times: dict[K, list[float]] = {key: [] for key in steps}
     for r in range(rounds):
+        due = {key: plan[key] // rounds + (1 if r < plan[key] % rounds else 0) for key in steps}
+        if not any(due.values()):
+            break
         if progress:
             progress(f"round {r + 1}/{rounds}")
         for key, step in steps.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            times[key] += _time_calls(step, plan[key] // rounds + (1 if r < plan[key] % rounds else 0), device)
+            times[key] += _time_calls(step, due[key], device)
     return times
+
+
+def _check_precision(family: str, precision: str, device: torch.device) -> None:
+    """The precision checks ``dsnet predict`` applies (e.g. OpenVINO computes bf16 only where the CPU has it,
+    and would run fp32 under a bf16 label elsewhere), as a row's ``unavailable`` reason."""
+    if precision in ("fp16", "int8"):  # fp16: a torch cast, checked by the backend; int8: its own backends
+        return
+    try:
+        resolve_precision(precision, device, family)
+    except ConfigError as e:
+        raise BackendUnavailable(str(e)) from None
+
+
+def _emulation_note(precision: str, device: torch.device) -> str:
+    flags = " ".join(cpu_flags()) or "none found"
+    return (
+        f"{precision}* emulated on this {device.type} (CPU flags: {flags}; no avx512_bf16 or amx_bf16): "
+        f"slower than fp32, timed as asked (for parity checks); --precision auto never runs it"
+    )
 
 
 @torch.inference_mode()
@@ -162,8 +208,11 @@ def run_bench(
     ``num_classes`` is an error); without it a randomly initialised one with ``num_classes`` (19).
     ``precisions``: fp32, bf16, fp16 (CUDA), or ``auto``: each backend in what ``dsnet predict
     --precision auto`` would run it in (see :func:`dsnet.hardware.resolve_precision`).
-    ``measure_peaks``: time the machine's fp32/bf16/int8 matrix-product peaks first (about 3 s), so
-    each row reports its convolution throughput as a share of the peak of its precision.
+    ``target_seconds`` bounds every row: its warm-up (``warmup`` calls or half of it, at least one call) and
+    its timed calls (as many as fit, at least one), so a slow row (an emulated precision) costs one or two
+    passes, not minutes. A precision this device only emulates is run as asked and marked ``emulated``.
+    ``measure_peaks``: time the machine's matrix-product peak of each precision the rows run in (about
+    1.5 s each, on any CPU), so each row reports its convolution throughput as a share of that peak.
     """
     if protocol not in ("paper", "e2e"):
         raise ValueError(f"protocol must be 'paper' or 'e2e', got {protocol!r}")
@@ -176,12 +225,6 @@ def run_bench(
     cost = profile(model, (h, w), batch_size=batch_size)
     model = model.to(device)
     example = torch.randn(batch_size, 3, h, w, device=device)
-    machine = machine_info(device)
-    peaks: dict[str, float] = {}
-    if measure_peaks and device.type == "cpu":
-        peaks = matmul_peaks()
-        machine["matmul_peak_gflops"] = {k: round(v, 1) for k, v in peaks.items()}
-        machine["sgemm_peak_gflops"] = machine["matmul_peak_gflops"]["fp32"]
     report = BenchReport(
         get_model_info(model_name).name,
         (h, w),
@@ -189,7 +232,7 @@ def run_bench(
         cost["params"],
         cost["paper_gflops"],
         cost["macs"] / 1e9,
-        machine,
+        machine_info(device),
         num_classes=int(model.num_classes),
         weights=str(weights) if weights is not None else None,
     )
@@ -197,28 +240,58 @@ def run_bench(
     png = cv2.imencode(".png", image)[1].tobytes()
 
     steps: dict[tuple[str, str], Callable[[], Any]] = {}
+    estimates: dict[tuple[str, str], float] = {}
+    slow: dict[tuple[str, str], list[float]] = {}
     for asked in precisions:
         for name in backends:
+            backend = BACKENDS[name]
             precision = asked
             if asked == "auto":
-                precision = resolve_precision("auto", device, BACKENDS[name].family)[0]
-            label = BACKENDS[name].precision or precision  # a quantized backend has its own precision
+                precision = resolve_precision("auto", device, backend.family)[0]
+            label = backend.precision or precision  # a quantized backend has its own precision
             if any(r.backend == name and r.precision == label for r in report.rows):
                 continue
-            row = BenchRow(name, label, protocol)
+            row = BenchRow(name, label, protocol, emulated=emulated_precision(label, device))
             report.rows.append(row)
             try:
-                run = BACKENDS[name].build(model, example, "fp32" if BACKENDS[name].precision else precision)
+                _check_precision(backend.family, label, device)
+                run = backend.build(model, example, "fp32" if backend.precision else precision)
             except BackendUnavailable as e:
                 row.error = str(e)
                 continue
             step = (lambda run=run: run(example)) if protocol == "paper" else _e2e(run, png, device)
             if progress:
-                progress(f"warming up {name} {label}")
-            _time_calls(step, warmup, device)
-            steps[(name, label)] = step
+                progress(f"warming up {name} {label}" + (" (emulated here: slow)" if row.emulated else ""))
+            warm = warm_up(step, warmup, target_seconds / 2, device)
+            if len(warm) == 1 and warm[0] >= max(target_seconds, _SET_UP_NEGLIGIBLE_S):
+                slow[(name, label)] = warm  # one pass is over the row's budget: that pass is its timing
+            else:
+                estimates[(name, label)] = per_call_estimate(warm)
+                steps[(name, label)] = step
 
-    times = time_interleaved(steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress)
+    emulated = sorted({r.precision for r in report.rows if r.emulated and not r.error})
+    for precision in emulated:
+        report.notes.append(_emulation_note(precision, device))
+    peaks: dict[str, float] = {}
+    timed = {precision for _, precision in [*steps, *slow]}
+    if measure_peaks and device.type == "cpu" and timed & set(PEAK_PRECISIONS):
+        if progress:
+            progress(f"matrix-product peak of {', '.join(p for p in PEAK_PRECISIONS if p in timed)}")
+        peaks = matmul_peaks(timed)
+        report.machine["matmul_peak_gflops"] = {k: round(v, 1) for k, v in peaks.items()}
+        if "fp32" in peaks:
+            report.machine["sgemm_peak_gflops"] = report.machine["matmul_peak_gflops"]["fp32"]
+
+    times = time_interleaved(
+        steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress, estimates=estimates
+    )
+    times.update(slow)
+    once = [f"{b} {p}" for (b, p), t in times.items() if len(t) == 1]
+    if once:
+        report.notes.append(
+            f"timed by a single pass (one pass takes longer than --seconds {target_seconds:g}; its first pass "
+            f"when that alone was over it): {', '.join(once)}"
+        )
 
     for row in report.rows:
         key = (row.backend, row.precision)
