@@ -26,7 +26,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-DEMO_CONFIG := demo/dsnet-head64_1xb8-60it_camvid-mini-192x256.yaml
+DEMO_CONFIG := demo/dsnet-head64_1xb8-cpu1.5min_camvid-mini-192x256.yaml
 DEMO := runs/demo
 
 # Needs nothing outside this repository: the model table and the shipped weights, then dsnet_head64

@@ -4,6 +4,7 @@ resolution stages and train.minutes; each changes what it says and keeps resume 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -202,6 +203,39 @@ def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_
         assert torch.equal(a[key], b[key]), key
     records = [json.loads(x) for x in (tmp_path / "a/run/metrics.jsonl").read_text().splitlines()]
     assert records[0]["iter"] == 1  # the measuring steps left no record
+
+
+@pytest.mark.parametrize(("minutes", "step_delay", "measured"), [(10, 0.0, 3 + 10), (0.05, 0.1, 1 + 2)])
+def test_measuring_the_step_is_a_bounded_share_of_the_budget(
+    tmp_path, synthetic_camvid, monkeypatch, minutes, step_delay, measured
+):
+    """A long budget times 3 warm-up and 10 real steps; a short one on a slow CPU stops at one warm-up and two
+    timed steps once its share (5 %) is spent, so a 90-second demo still trains on an AVX2-only CPU."""
+    from dsnet.engine import trainer as trainer_module
+    from dsnet.engine.time_budget import BudgetPlan
+
+    real_step = Trainer._step
+    # 2 iterations whatever the measurement found (a slow CI machine must not turn this into "no time to train")
+    monkeypatch.setattr(
+        trainer_module,
+        "plan_iterations",
+        lambda budget, spent, steps, *a, **k: BudgetPlan(2, budget, spent, tuple(steps), 0.0, 1),
+    )
+    calls = []
+
+    def slow_step(self, batches):
+        calls.append(self.iteration)
+        time.sleep(step_delay)
+        return real_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    cfg = _config(tmp_path, synthetic_camvid, [f"train.minutes={minutes}"], iters=1000)
+    run = Trainer(cfg, device="cpu")
+    try:
+        assert run.run()["iterations"] == 2
+    finally:
+        run.close()
+    assert len(calls) == measured + 2
 
 
 def test_color_jitter_changes_colours_only_after_the_geometric_draws():

@@ -110,10 +110,16 @@ class Trainer(TrainingRun):
         if self.cfg.train.minutes is not None:
             self.fit_to_minutes(self.cfg.train.minutes)
 
-    def fit_to_minutes(self, minutes: float, timed_steps: int = 10, warm_steps: int = 3) -> BudgetPlan:
-        """Set ``train.iters`` to what fits in ``minutes`` from this run's start: time ``timed_steps`` real
-        steps per stage (after ``warm_steps``; the median step counts) and a validation on a few images,
-        then restore every state the steps changed, so the run is the one ``train.iters=N`` would give."""
+    def fit_to_minutes(
+        self, minutes: float, timed_steps: int = 10, warm_steps: int = 3, share: float = 0.05
+    ) -> BudgetPlan:
+        """Set ``train.iters`` to what fits in ``minutes`` from this run's start: time real steps per stage
+        (the median after the warm-up counts) and a validation on a few images, then restore every state the
+        steps changed, so the run is the one ``train.iters=N`` would give.
+
+        The measurement is a bounded ``share`` of the budget on any CPU: up to ``warm_steps`` + ``timed_steps``
+        steps per stage, fewer (at least one warm-up and two timed steps) once the stage's share is spent, so a
+        short budget on a slow CPU (a 90-second demo at 5 s per step) still trains."""
         saved = {
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -121,16 +127,36 @@ class Trainer(TrainingRun):
             "scaler": copy.deepcopy(self.scaler.state_dict()),  # fp16 loss scaling moves with each step
             "rng": capture_rng_state(),
         }
+        stages = [None, *self.cfg.data.stages]
+        stage_share_s = share * minutes * 60 / len(stages)
+        if self.env.is_main:
+            logger.info(
+                "train.minutes=%g: timing the training step (%d stage%s, at most %.0f s or %d steps each)",
+                minutes,
+                len(stages),
+                "" if len(stages) == 1 else "s",
+                stage_share_s,
+                warm_steps + timed_steps,
+            )
         step_s = []
-        for stage in [None, *self.cfg.data.stages]:
+        for stage in stages:
             self.train_set.transform = train_transform(self.cfg, stage)
             batches = super()._loader()
-            times = []
-            for _ in range(warm_steps + timed_steps):
+            start = time.perf_counter()
+
+            def spent(start: float = start) -> bool:
+                return self._agree(time.perf_counter() - start > stage_share_s)
+
+            warm = 0
+            while warm < warm_steps and (warm == 0 or not spent()):
+                self._step(batches)
+                warm += 1
+            times: list[float] = []
+            while len(times) < timed_steps and (len(times) < 2 or not spent()):
                 t0 = time.perf_counter()
                 self._step(batches)
                 times.append(time.perf_counter() - t0)
-            step_s.append(float(np.median(times[warm_steps:])))  # robust to a step slowed by something else
+            step_s.append(float(np.median(times)))  # robust to a step slowed by something else
             del batches
         val_images = min(len(self.val_set), self.cfg.train.max_val_samples or len(self.val_set))
         probe = copy.deepcopy(self.cfg)
@@ -169,6 +195,14 @@ class Trainer(TrainingRun):
             logger.info("%s", plan.describe())
         self.plan = plan
         return plan
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank, so that decisions taken by the clock keep the ranks in step."""
+        if not self.env.distributed:
+            return flag
+        t = torch.tensor([int(flag)], device=self.env.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
 
     def _load_model_weights(self, weights: dict[str, Any], path: Path) -> None:
         load_weights(self.model, weights, part="full", source=str(path))
