@@ -11,6 +11,9 @@ from .synthetic import write_camvid_like
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DSNET_SHARED", REPO.parent / "shared"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one torch thread each
+    torch.set_num_threads(1)
+
 
 def shared_path(*parts: str) -> Path:
     """A path inside ../shared; the test is skipped (with the reason) when it is absent."""

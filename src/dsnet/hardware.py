@@ -133,6 +133,8 @@ def resolve_precision(
         raise ConfigError("precision bf16: OpenVINO computes bf16 only on CPUs with avx512_bf16 or amx_bf16")
     if emulated_precision(precision, device, flags):
         return "bf16", f"asked for; emulated on this {device.type} (slower than fp32)"
+    if precision == "int8" and device.type == "cpu" and not native_int8(flags):
+        return "int8", "asked for; no VNNI or AMX on this CPU: INT8 gains far less over fp32 than where they exist"
     return precision, "asked for"
 
 

@@ -25,7 +25,7 @@ import torch
 from ..analysis import profile
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
-from ..hardware import cpu_flags, emulated_precision, resolve_precision
+from ..hardware import cpu_flags, emulated_precision, native_int8, resolve_precision
 from ..inference import argmax_channels
 from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
 from .backends import BACKENDS, BackendUnavailable, RunFn
@@ -272,6 +272,11 @@ def run_bench(
     emulated = sorted({r.precision for r in report.rows if r.emulated and not r.error})
     for precision in emulated:
         report.notes.append(_emulation_note(precision, device))
+    if device.type == "cpu" and not native_int8() and any(r.precision == "int8" and not r.error for r in report.rows):
+        report.notes.append(
+            f"int8 without VNNI or AMX (CPU flags: {' '.join(cpu_flags()) or 'none found'}): its dot products "
+            "take AVX2 multiply-adds, so INT8 gains far less over fp32 here than on CPUs with them"
+        )
     peaks: dict[str, float] = {}
     timed = {precision for _, precision in [*steps, *slow]}
     if measure_peaks and device.type == "cpu" and timed & set(PEAK_PRECISIONS):
