@@ -136,7 +136,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_the_demo_config_and_its_shipped_data_need_nothing_outside_the_repository() -> None:
     repo = Path(__file__).resolve().parents[1]
-    cfg = load_config(repo / "demo" / "dsnet-head64_1xb8-cpu1.5min_camvid-mini-192x256.yaml")
+    cfg = load_config(repo / "demo" / "dsnet-head64_1xb8-cpu1.25min_camvid-mini-192x256.yaml")
     cfg.data.root = str(repo / cfg.data.root)
     validate_config(cfg)
     datasets = build_datasets(cfg)

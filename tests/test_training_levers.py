@@ -210,7 +210,7 @@ def test_measuring_the_step_is_a_bounded_share_of_the_budget(
     tmp_path, synthetic_camvid, monkeypatch, minutes, step_delay, measured
 ):
     """A long budget times 3 warm-up and 10 real steps; a short one on a slow CPU stops at one warm-up and two
-    timed steps once its share (5 %) is spent, so a 90-second demo still trains on an AVX2-only CPU."""
+    timed steps once its share (5 %) is spent, so a 75-second demo still trains on an AVX2-only CPU."""
     from dsnet.engine import trainer as trainer_module
     from dsnet.engine.time_budget import BudgetPlan
 

@@ -119,7 +119,7 @@ class Trainer(TrainingRun):
 
         The measurement is a bounded ``share`` of the budget on any CPU: up to ``warm_steps`` + ``timed_steps``
         steps per stage, fewer (at least one warm-up and two timed steps) once the stage's share is spent, so a
-        short budget on a slow CPU (a 90-second demo at 5 s per step) still trains."""
+        short budget on a slow CPU (a 75-second demo at 5 s per step) still trains."""
         saved = {
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
