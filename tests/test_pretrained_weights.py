@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,41 @@ def test_an_existing_file_wins_over_a_shipped_name(shipped, tmp_path, monkeypatc
 def test_an_unknown_name_lists_the_shipped_ones(shipped):
     with pytest.raises(WeightsNotFoundError, match="test-camvd: no shipped weights.*did you mean 'test-camvid'"):
         get_weights("test-camvd")
+
+
+MISSPELLED = "camvid-cpu60mn"
+HINT = "camvid-cpu60mn: no shipped weights of that name (known: "
+
+
+def test_a_misspelled_shipped_name_suggests_the_right_one_in_python(tmp_path, monkeypatch):
+    with pytest.raises(WeightsNotFoundError, match="did you mean 'camvid-cpu60min'"):
+        dsnet.create_model("dsnet_head64", weights=MISSPELLED)
+    with pytest.raises(WeightsNotFoundError, match="did you mean 'camvid-cpu60min'"):
+        dsnet.Predictor("dsnet_head64", weights=MISSPELLED)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / MISSPELLED).write_bytes(b"")  # a file of that name is the user's file, not a typo
+    assert resolve_weights(MISSPELLED) == MISSPELLED
+    assert resolve_weights("runs/x/camvid-cpu60mn") == "runs/x/camvid-cpu60mn"  # a path: the caller's message
+    assert resolve_weights("nothing-like-it") == "nothing-like-it"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "dsnet_head64", "IMAGES", "-o", "OUT"],
+        ["export", "dsnet_head64", "--format", "onnx", "--size", "64", "96", "-o", "OUT.onnx"],
+        ["bench", "dsnet_head64", "--size", "32", "64", "--seconds", "0.05"],
+    ],
+    ids=["predict", "export", "bench"],
+)
+def test_a_misspelled_shipped_name_suggests_the_right_one_in_every_command(args, tmp_path, capsys):
+    from dsnet.cli import main
+
+    images = Path(__file__).resolve().parents[1] / "demo" / "camvid-mini" / "images" / "val"
+    args = [str(images) if a == "IMAGES" else str(tmp_path / a) if a.startswith("OUT") else a for a in args]
+    assert main([*args, "--weights", MISSPELLED]) == 2
+    err = capsys.readouterr().err
+    assert HINT in err and "did you mean 'camvid-cpu60min'?" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_missing_shipped_file_names_it(tmp_path, monkeypatch):

@@ -35,6 +35,19 @@ def _weights(path):
 
 
 # --- amp: auto -------------------------------------------------------------------------------------
+def test_amp_bf16_asked_on_a_cpu_without_native_bf16_warns(tmp_path, synthetic_camvid, monkeypatch, caplog):
+    """optim.amp=bf16 on an AVX2-only CPU trains several times slower: the log says so, as a warning."""
+    amp, why = resolve_amp("bf16", "cpu", ["avx2", "fma", "f16c"])
+    assert amp == "bf16" and "emulated on this cpu" in why and "optim.amp=auto or none" in why
+    assert resolve_amp("bf16", "cpu", ["avx2", "avx512_bf16"]) == ("bf16", "set in the config")
+    monkeypatch.setenv("DSNET_CPU_FLAGS", "avx2 fma f16c")
+    cfg = _config(tmp_path, synthetic_camvid, ["optim.amp=bf16"], iters=1)
+    with caplog.at_level("INFO", logger="dsnet"):
+        train(cfg, device="cpu")
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "optim.amp=bf16" in r.getMessage()]
+    assert warned and "emulated" in warned[0].getMessage()
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [

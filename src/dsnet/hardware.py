@@ -147,6 +147,11 @@ def resolve_amp(amp: str, device: torch.device | str, flags: list[str] | None = 
     if amp not in AMP_CHOICES:
         raise ConfigError(f"optim.amp={amp!r} must be one of {', '.join(AMP_CHOICES)}")
     device = torch.device(device)
+    if amp == "bf16" and emulated_precision("bf16", device, flags):
+        return amp, (
+            f"set in the config; emulated on this {device.type} (no native bf16): steps are several times slower "
+            "than fp32; optim.amp=auto or none trains in fp32"
+        )
     if amp != "auto":
         return amp, "set in the config"
     if native_bf16(device, flags):

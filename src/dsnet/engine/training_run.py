@@ -277,7 +277,8 @@ class TrainingRun(StepMechanics):
         if main:
             write_config(self.work_dir / "config.yaml", cfg)
             logger.info("%s", self._start_message())
-            logger.info("optim.amp=%s (%s)", cfg.optim.amp, self.amp_reason)
+            log = logger.warning if "emulated" in self.amp_reason else logger.info
+            log("optim.amp=%s (%s)", cfg.optim.amp, self.amp_reason)
         self.signals.install()
         bar = None
         if main and cfg.train.progress:

@@ -98,13 +98,22 @@ def get_weights(name: str) -> PretrainedWeights:
 
 
 def resolve_weights(spec: Any) -> Any:
-    """``spec`` with a shipped weights name replaced by its file; anything else (an existing path, a state
-    dict, a name of nothing) unchanged, for the caller's own checks and messages."""
+    """``spec`` with a shipped weights name replaced by its file; a bare word close to a shipped name (a typo
+    such as ``camvid-cpu60mn``) is an error that suggests it; anything else (an existing path, a state dict,
+    a name of nothing) unchanged, for the caller's own checks and messages."""
     if isinstance(spec, (str, os.PathLike)) and str(spec) in _REGISTRY and not Path(spec).exists():
         weights = _REGISTRY[str(spec)]
         weights.metadata  # noqa: B018 - a missing file is reported by its shipped name
         return weights.path
+    if isinstance(spec, str) and _looks_like_a_misspelled_name(spec):
+        get_weights(spec)  # raises: no shipped weights of that name; did you mean ...?
     return spec
+
+
+def _looks_like_a_misspelled_name(spec: str) -> bool:
+    """A bare word (no folder, no file suffix) that is no file here and is close to a shipped name."""
+    bare = "/" not in spec and os.sep not in spec and not Path(spec).suffix
+    return bare and not Path(spec).exists() and bool(difflib.get_close_matches(spec, list(_REGISTRY), n=1))
 
 
 #: dsnet_head64 trained from scratch on CamVid train+val in one hour on a 2-core CPU (bf16), by the recipe
