@@ -18,11 +18,13 @@ PathLike = str | os.PathLike
 _COLOR_MODES = ("RGBA", "CMYK", "YCbCr", "LAB", "HSV", "PA")
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image as RGB uint8 (H, W, 3) with OpenCV (grayscale -> RGB, alpha dropped).
+def read_image(path: PathLike, upright: bool = False) -> np.ndarray:
+    """Read an image as RGB uint8 (H, W, 3) with OpenCV (grayscale -> RGB, alpha dropped, 16-bit values by
+    their high byte).
 
-    EXIF orientation is ignored on purpose: labels are stored in raw pixel order, so rotating the image
-    would misalign it with its label.
+    EXIF orientation is ignored by default, on purpose: training labels are stored in raw pixel order, so
+    rotating the image would misalign it with its label. ``upright=True`` applies it, as a photo viewer
+    does: what a prediction needs (a phone photo taken upright is stored sideways with Orientation 6).
     """
     try:
         buf = np.fromfile(os.fspath(path), np.uint8)
@@ -33,7 +35,8 @@ def read_image(path: PathLike) -> np.ndarray:
     image = None
     if buf.size:
         try:
-            image = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+            image = cv2.imdecode(buf, flags)
         except cv2.error:
             image = None
     if image is None:

@@ -49,7 +49,7 @@ def _read(items: Sequence[InputFile]) -> Iterator[tuple[InputFile, np.ndarray | 
     """Each item with its decoded image, or the DataError that says why it could not be read."""
     for item in items:
         try:
-            yield item, read_image(item.path)
+            yield item, read_image(item.path, upright=True)  # as the photo is shown: EXIF orientation
         except DataError as e:
             yield item, e
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..data.io import PathLike, read_image
 from ..errors import DataError
@@ -50,9 +50,12 @@ def to_rgb(image: ImageLike) -> np.ndarray:
     One decoding rule for every input type, so that a file, its PIL image and its array give one
     result: 16-bit values become 8-bit by their high byte (``>> 8``), as OpenCV reads a 16-bit file.
     That covers 16-bit PIL images (modes ``I;16*``, and ``I``, which older Pillow gives for 16-bit
-    greyscale files; PIL's own conversion would clip them to 255) and ``uint16`` arrays.
+    greyscale files; PIL's own conversion would clip them to 255) and ``uint16`` arrays. Files and PIL
+    images are turned upright by their EXIF orientation, as photo viewers show them, so the label map
+    has the displayed orientation and size (arrays carry no EXIF: they are taken as they are).
     """
     if isinstance(image, Image.Image):
+        image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):  # 16-bit greyscale
             grey = (np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
             return np.repeat(grey[:, :, None], 3, axis=2)
@@ -64,7 +67,7 @@ def to_rgb(image: ImageLike) -> np.ndarray:
             raise DataError(f"image array: empty image of shape {image.shape}")
         return (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
+        return read_image(image, upright=True)
     raise DataError(f"image: expected an array, a PIL image or a path, got {type(image).__name__}")
 
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..predict import to_rgb
 from .errors import RequestRejected
 
 __all__ = ["IMAGE_TYPES", "decode_image", "encode_png", "image_from_body"]
@@ -55,8 +56,9 @@ def image_from_body(body: bytes, content_type: str) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of a PNG, JPEG or WebP file; 400 for anything else or a damaged file, 413 for
-    an image above ``max_pixels`` (read from its header, before decoding)."""
+    """RGB uint8 (H, W, 3) of a PNG, JPEG or WebP file, decoded as ``dsnet predict`` decodes a file (upright
+    by its EXIF orientation, 16-bit values by their high byte); 400 for anything else or a damaged file,
+    413 for an image above ``max_pixels`` (read from its header, before decoding)."""
     if not data:
         raise RequestRejected(400, "empty body: send an image")
     try:
@@ -71,7 +73,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
                     413, f"image {width}x{height} has {width * height:,} pixels, over the limit of {max_pixels:,}"
                 )
             image.load()
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = to_rgb(image)  # upright by its EXIF orientation; 16-bit by the high byte, as `dsnet predict`
     except RequestRejected:
         raise
     except UnidentifiedImageError:
