@@ -212,8 +212,10 @@ class Predictor:
         self.large_image_pixels = large_image_pixels
         self.slide_crop = (int(slide_crop[0]), int(slide_crop[1]))
         self.input_limit: tuple[int, int] | None = getattr(self.model, "size", None)  # a static export's size
-        #: scale each image to this long side (the weights' training size) unless options were given
-        self.input_long_side = _input_long_side(meta, weights) if options is None and self.input_limit is None else None
+        #: scale each image to this long side (the weights' training size) unless options were given; a static
+        #: export does so where the scaled image is its size (an export of the shipped model at 240x320 runs
+        #: CamVid's 360x480 and 180x240 images as the model was trained), else it runs the image unscaled
+        self.input_long_side = _input_long_side(meta, weights) if options is None else None
         self.options = options or InferenceOptions()
         if self.input_limit is not None and tuple(self.options.scales) != (1.0,):
             raise ConfigError(f"{weights}: a static export runs one input size, so no multi-scale views; use --dynamic")
@@ -286,6 +288,12 @@ class Predictor:
             return options
         lh, lw = self.input_limit
         multiple = int(getattr(self.model, "input_multiple", 8))
+        if options.scales != self.options.scales:  # scaled to the weights' training size
+            scale = options.scales[0]
+            scaled = (max(8, round(height * scale)), max(8, round(width * scale)))  # as predict_scores resizes
+            if options.mode == "whole" and (round_up(scaled[0], multiple), round_up(scaled[1], multiple)) == (lh, lw):
+                return options
+            options = replace(options, scales=self.options.scales)  # not the export's size: run it unscaled
         if options.mode == "whole" and (round_up(height, multiple), round_up(width, multiple)) == (lh, lw):
             return options
         if height >= lh and width >= lw:

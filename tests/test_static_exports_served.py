@@ -1,0 +1,89 @@
+"""A static export of the shipped model (what `dsnet export` writes by default and `make demo` makes) runs the
+images it was made for behind `dsnet predict` and `dsnet serve` (issue [2 of 5], item 5): the server warms up
+at the export's own size, and the weights' training size (`input_long_side`) still scales the images."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dsnet
+from dsnet.cli import main
+
+from .test_serve_process import Server, _free_port
+
+pytest.importorskip("openvino", reason="the [deploy] extra is not installed")
+
+VAL = Path(__file__).resolve().parents[1] / "demo" / "camvid-mini" / "images" / "val"
+
+
+@pytest.fixture(scope="module")
+def static_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("static") / "head64.xml"
+    args = ["export", "dsnet_head64", "--weights", "camvid-cpu60min", "--format", "openvino", "--size", "240", "320"]
+    assert main([*args, "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoint_labels() -> dict[str, np.ndarray]:
+    predictor = dsnet.Predictor("dsnet_head64", weights="camvid-cpu60min", device="cpu")
+    return {path.stem: predictor(path) for path in sorted(VAL.glob("*.jpg"))}
+
+
+@pytest.mark.slow
+def test_dsnet_predict_runs_every_demo_image_on_a_static_export(static_export, checkpoint_labels, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["predict", "dsnet_head64", "--weights", str(static_export), str(VAL), "-o", str(out)]) == 0
+    assert "skipped" not in capsys.readouterr().err
+    for name, expected in checkpoint_labels.items():
+        label = np.asarray(Image.open(out / "labels" / f"{name}.png"))
+        assert label.shape == expected.shape == (180, 240)
+        assert (label == expected).mean() > 0.999, name  # scaled to 240x320 as the checkpoint is
+
+
+@pytest.fixture(scope="module")
+def static_server(static_export: Path) -> Iterator[Server]:
+    port = _free_port()
+    command = [sys.executable, "-m", "dsnet", "serve", "dsnet_head64", "--weights", str(static_export)]
+    command += ["--port", str(port), "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = Server(process, port)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"dsnet serve on a static export exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            if server.request("GET", "/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("dsnet serve on a static export did not become ready in 120 s")
+        time.sleep(0.2)
+    yield server
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_dsnet_serve_starts_on_a_static_export_and_answers_its_images(static_server, checkpoint_labels):
+    name = sorted(checkpoint_labels)[0]
+    status, headers, body = static_server.segment((VAL / f"{name}.jpg").read_bytes(), content_type="image/jpeg")
+    assert status == 200, body[:300]
+    label = np.asarray(Image.open(io.BytesIO(body)))
+    assert label.shape == (180, 240)
+    assert (label == checkpoint_labels[name]).mean() > 0.999
