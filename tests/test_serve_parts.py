@@ -79,6 +79,25 @@ def test_bodies_raw_and_multipart_and_wrong_content_types():
     assert _reason(lambda: image_from_body(b"--XyZ--\r\n", "multipart/form-data; boundary=XyZ"))[0] == 400
 
 
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZ") -> bytes:
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def test_a_multipart_upload_of_two_files_or_an_empty_one_is_refused_not_half_answered():
+    png, kind = _png(), "multipart/form-data; boundary=XyZ"
+    two = _multipart([("file", "a.png", png), ("file", "b.png", _png(20, 30))])
+    status, reason = _reason(lambda: image_from_body(two, kind))
+    assert status == 400 and "2 files: send one image per request" in reason
+    status, reason = _reason(lambda: image_from_body(_multipart([("file", "a.png", b"")]), kind))
+    assert status == 400 and "the file part 'a.png' of the multipart upload is empty" in reason
+    with_note = _multipart([("note", None, b"hello"), ("file", "a.png", png)])
+    assert image_from_body(with_note, kind) == png  # other fields are not files
+
+
 def test_batcher_shares_a_pass_and_splits_by_size():
     seen: list[list[tuple[int, ...]]] = []
 

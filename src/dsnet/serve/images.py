@@ -42,15 +42,21 @@ def image_from_body(body: bytes, content_type: str) -> bytes:
         message = BytesParser(policy=HTTP).parsebytes(head + body)
         if not message.is_multipart():
             raise RequestRejected(400, "multipart body without parts (or without its boundary)")
-        for part in message.iter_parts():
-            if part.get_filename() is not None or part.get_param("name", header="content-disposition") in (
-                "file",
-                "image",
-            ):
-                payload = part.get_payload(decode=True)
-                if payload:
-                    return bytes(payload)
-        raise RequestRejected(400, "multipart upload without a file part (send the image as field 'file')")
+        files = [
+            part
+            for part in message.iter_parts()
+            if part.get_filename() is not None
+            or part.get_param("name", header="content-disposition") in ("file", "image")
+        ]
+        if not files:
+            raise RequestRejected(400, "multipart upload without a file part (send the image as field 'file')")
+        if len(files) > 1:  # answering one of them would drop the others without a word
+            raise RequestRejected(400, f"multipart upload with {len(files)} files: send one image per request")
+        payload = files[0].get_payload(decode=True)
+        if not payload:
+            name = files[0].get_filename() or files[0].get_param("name", header="content-disposition")
+            raise RequestRejected(400, f"the file part {name!r} of the multipart upload is empty")
+        return bytes(payload)
     shown = media or "none"
     raise RequestRejected(415, f"content type {shown}: send image/png, image/jpeg, image/webp or multipart/form-data")
 
