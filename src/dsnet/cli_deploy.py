@@ -59,8 +59,9 @@ def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | No
         torch.set_num_threads(args.threads)  # torch runs the model or, with a runtime, the pre/post-processing
     runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
     calibration = None
+    precision = args.precision or PREDICT_PRECISION
     if args.calib:
-        if args.precision != "int8":
+        if precision != "int8":
             raise ConfigError(f"--calib {args.calib}: calibration images are for --precision int8 only")
         info = get_model_info(args.model)
         calibration = CalibrationSet(args.calib, None, count=args.calib_count, mean=info.mean, std=info.std)
@@ -76,10 +77,13 @@ def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | No
         slide_crop=crop,
         backend=args.backend,
         threads=args.threads if runtime else None,
-        precision=args.precision,
+        precision=precision,
         calibration=calibration,
     )
-    print(f"dsnet {args.command}: {predictor.backend} backend, {predictor.precision} ({predictor.precision_reason})")
+    reason = predictor.precision_reason
+    if args.precision is None and reason == "asked for":  # nothing was asked: say where it comes from
+        reason = "the default; --precision auto picks bf16 where the CPU computes it natively"
+    print(f"dsnet {args.command}: {predictor.backend} backend, {predictor.precision} ({reason})")
     return predictor
 
 
@@ -223,7 +227,7 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISION_CHOICES,
-        default=PREDICT_PRECISION,
+        default=None,
         help="auto: bf16 where the CPU/GPU computes it natively (torch, openvino), else fp32; int8: openvino, "
         f"an INT8 export or --calib (default: {PREDICT_PRECISION})",
     )

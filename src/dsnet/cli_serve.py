@@ -8,18 +8,51 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
+import socket
 
 from .cli_deploy import add_precision_arguments, predictor_from_args
 from .deploy.backends import require
+from .errors import ConfigError
 from .models import list_models
 from .predict import AVAILABLE_BACKENDS
 
 __all__ = ["add_serve_command"]
 
 
+def _check_address(host: str, port: int) -> None:
+    """The port is a port and free on ``host``, checked before the model loads (minutes on a slow CPU)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a port is a number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ConfigError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise ConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     require("fastapi", "dsnet serve", extra="serve")
     uvicorn = require("uvicorn", "dsnet serve", extra="serve")
+    _check_address(args.host, args.port)
+    if not _loopback(args.host):
+        print(
+            f"dsnet serve: warning: --host {args.host} listens beyond this machine, and the API has no "
+            "authentication: anyone who can reach the port can use it (put a proxy with authentication in front)"
+        )
     serve = importlib.import_module("dsnet.serve")  # needs fastapi: imported once the extra is known present
     settings = serve.ServeSettings(
         max_pixels=args.max_pixels,
