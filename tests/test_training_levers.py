@@ -218,7 +218,7 @@ def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_
     assert records[0]["iter"] == 1  # the measuring steps left no record
 
 
-@pytest.mark.parametrize(("minutes", "step_delay", "measured"), [(10, 0.0, 3 + 10), (0.05, 0.1, 1 + 2)])
+@pytest.mark.parametrize(("minutes", "step_delay", "measured"), [(10, 0.0, 3 + 10), (0.5, 1.6, 1 + 2)])
 def test_measuring_the_step_is_a_bounded_share_of_the_budget(
     tmp_path, synthetic_camvid, monkeypatch, minutes, step_delay, measured
 ):
@@ -249,6 +249,27 @@ def test_measuring_the_step_is_a_bounded_share_of_the_budget(
     finally:
         run.close()
     assert len(calls) == measured + 2
+
+
+def test_a_budget_that_cannot_hold_a_step_stops_at_once_and_says_why(tmp_path, synthetic_camvid, monkeypatch, caplog):
+    """train.minutes=0.05 with 2-second steps: one measured step, then the error, not minutes of measuring."""
+    real_step, calls = Trainer._step, []
+
+    def slow_step(self, batches):
+        calls.append(self.iteration)
+        time.sleep(2.0)
+        return real_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    cfg = _config(tmp_path, synthetic_camvid, ["train.minutes=0.05"], iters=1000)
+    run = Trainer(cfg, device="cpu")
+    try:
+        with caplog.at_level("INFO", logger="dsnet"), pytest.raises(ConfigError, match="no time to train: a step"):
+            run.run()
+    finally:
+        run.close()
+    assert len(calls) == 1
+    assert any("warm-up step 1 took" in r.getMessage() for r in caplog.records)  # progress while measuring
 
 
 def test_color_jitter_changes_colours_only_after_the_geometric_draws():

@@ -149,13 +149,16 @@ class Trainer(TrainingRun):
 
             warm = 0
             while warm < warm_steps and (warm == 0 or not spent()):
+                t0 = time.perf_counter()
                 self._step(batches)
                 warm += 1
+                self._measured(minutes, "warm-up", warm, time.perf_counter() - t0, 2)
             times: list[float] = []
             while len(times) < timed_steps and (len(times) < 2 or not spent()):
                 t0 = time.perf_counter()
                 self._step(batches)
                 times.append(time.perf_counter() - t0)
+                self._measured(minutes, "timed", len(times), times[-1], max(0, 2 - len(times)))
             step_s.append(float(np.median(times)))  # robust to a step slowed by something else
             del batches
         val_images = min(len(self.val_set), self.cfg.train.max_val_samples or len(self.val_set))
@@ -195,6 +198,18 @@ class Trainer(TrainingRun):
             logger.info("%s", plan.describe())
         self.plan = plan
         return plan
+
+    def _measured(self, minutes: float, kind: str, count: int, seconds: float, steps_left: int) -> None:
+        """Log a measured step, and stop at once when the budget cannot hold the rest of the measurement and one
+        step of training: a slow CPU learns it in seconds, not after minutes of measuring."""
+        if self.env.is_main:
+            logger.info("train.minutes=%g: %s step %d took %.2f s", minutes, kind, count, seconds)
+        elapsed = time.perf_counter() - self.started
+        if self._agree(elapsed + (steps_left + 1) * seconds > minutes * 60):
+            raise ConfigError(
+                f"train.minutes={minutes:g}: no time to train: a step takes {seconds:.1f} s on this machine and "
+                f"{elapsed:.0f} s of the {minutes * 60:.0f} s are spent; give more minutes or set train.iters"
+            )
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every rank, so that decisions taken by the clock keep the ranks in step."""
