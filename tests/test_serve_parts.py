@@ -58,6 +58,24 @@ def test_the_pixel_limit_is_read_from_the_header_before_decoding():
     assert status == 413 and "5000x300" in reason
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature, an IHDR chunk announcing ``width`` x ``height`` RGB pixels and an empty IDAT chunk."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+
+def test_an_image_over_pils_own_limit_is_413_not_damaged():
+    status, reason = _reason(lambda: decode_image(_png_header(20_000, 10_000), 10**12))
+    assert status == 413 and "PIL's limit" in reason
+
+
 def test_bodies_raw_and_multipart_and_wrong_content_types():
     png = _png()
     assert image_from_body(png, "image/png") == png

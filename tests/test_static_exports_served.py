@@ -87,3 +87,17 @@ def test_dsnet_serve_starts_on_a_static_export_and_answers_its_images(static_ser
     label = np.asarray(Image.open(io.BytesIO(body)))
     assert label.shape == (180, 240)
     assert (label == checkpoint_labels[name]).mean() > 0.999
+
+
+@pytest.mark.slow
+def test_every_error_of_the_server_is_json_with_its_status(static_server):
+    import json
+
+    thin = io.BytesIO()
+    Image.fromarray(np.zeros((1, 5000, 3), np.uint8)).save(thin, "PNG")
+    status, _, body = static_server.segment(thin.getvalue())
+    assert status == 400 and "does not fit the static export's input 240x320" in json.loads(body)["error"]
+    for method, path, expected in (("GET", "/nope", 404), ("GET", "/v1/segment", 405), ("GET", "/v1/examples/x", 422)):
+        status, headers, body = static_server.request(method, path)
+        assert status == expected and headers["content-type"] == "application/json", (path, body)
+        assert set(json.loads(body)) == {"error"} and json.loads(body)["error"]

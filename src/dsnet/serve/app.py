@@ -18,6 +18,7 @@ the page and the example images are read once at start-up.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..data.labels import colorize
@@ -130,6 +133,18 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None, titl
     async def _rejected(request: Request, exc: RequestRejected) -> JSONResponse:
         return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own answers (unknown path 404, wrong method 405) in the API's one error shape."""
+        reason = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {reason}"}, exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
+
     def model_info() -> dict[str, Any]:
         return {
             "model": predictor.name,
@@ -213,6 +228,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None, titl
             return Response(status_code=499)  # nobody is listening; nothing was computed
         data = image_from_body(body, request.headers.get("content-type", ""))
         rgb = decode_image(data, settings.max_pixels)
+        problem = predictor.input_problem(*rgb.shape[:2])  # e.g. too thin for an export, or not a static one's size
+        if problem is not None:
+            raise RequestRejected(400, problem)
         try:
             future = batcher.submit(rgb)
         except QueueFull as e:

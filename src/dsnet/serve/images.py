@@ -84,7 +84,11 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise RequestRejected(400, "the body is not a PNG, JPEG or WebP image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own limit, read from the header
+        raise RequestRejected(
+            413, f"image over PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels (this server's limit: {max_pixels:,})"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise RequestRejected(400, f"damaged or truncated image ({str(e).splitlines()[0][:120]})") from None
     if min(rgb.shape[:2]) < 1:
         raise RequestRejected(400, "empty image")
