@@ -122,3 +122,36 @@ def test_two_torchrun_nodes_on_this_machine_equal_one_process(weights, one_proce
     logs = [a.communicate(timeout=600)[0] for a in agents]
     assert [a.returncode for a in agents] == [0, 0], "\n".join(log[-3000:] for log in logs)
     assert _files(out) == one_process
+
+
+_HOLD_A_RANK_LOCK = """
+import sys, time
+from dsnet.locking import FolderLock
+lock = FolderLock(sys.argv[1], remove=True, name=".dsnet.lock.rank" + sys.argv[2])
+assert lock.acquire() is None
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_plain_run_is_refused_while_a_torchrun_rank_holds_the_folder(weights, tmp_path, capsys):
+    """A torchrun job's ranks hold `.dsnet.lock.rankN`; a plain `--resume` into the folder must not run beside
+    them (it computed images twice), and a rank lock left by `kill -9` does not block the folder forever."""
+    out = tmp_path / "pred"
+    assert main([*_args(weights, out), "--resume"]) == 0
+    (out / "labels" / "0016E5_07959.png").unlink()
+    rank = subprocess.Popen([sys.executable, "-c", _HOLD_A_RANK_LOCK, str(out), "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert rank.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main([*_args(weights, out), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by another process (pid {rank.pid} on " in err and len(err.strip().splitlines()) == 1
+        assert not (out / "labels" / "0016E5_07959.png").exists()  # nothing computed beside the job
+    finally:
+        rank.kill()  # kill -9: the lock file stays behind, nobody holds it
+        rank.wait()
+    assert (out / ".dsnet.lock.rank1").exists()
+    assert main([*_args(weights, out), "--resume"]) == 0
+    assert "predicted 1 image(s)" in capsys.readouterr().out
+    assert not (out / ".dsnet.lock.rank1").exists()  # the stale lock was cleared

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .fileio import LOCK_FILE
 
-__all__ = ["LOCK_FILE", "FolderLock"]
+__all__ = ["LOCK_FILE", "FolderLock", "holder_of"]
 
 
 class FolderLock:
@@ -67,3 +67,24 @@ class FolderLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+
+
+def holder_of(path: str | os.PathLike) -> str | None:
+    """Who holds the lock file ``path`` ("pid N on HOST"), or None when nobody does. A lock file that nobody
+    holds was left by a killed process (``kill -9`` gives it no time to remove it): it is removed here."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: probes of one file do not block each other
+        except OSError:
+            return os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()  # stale: its holder died
+        return None
+    finally:
+        os.close(fd)

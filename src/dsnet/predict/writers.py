@@ -22,7 +22,7 @@ import numpy as np
 from ..data.labels import colorize
 from ..errors import ConfigError, OutputError
 from ..fileio import atomic_write, check_output_dir, describe_os_error
-from ..locking import LOCK_FILE, FolderLock
+from ..locking import LOCK_FILE, FolderLock, holder_of
 from .labelspace import LabelSpace
 
 __all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir", "locked_output_dir"]
@@ -45,6 +45,11 @@ def locked_output_dir(out_dir: str | Path, lock_name: str = LOCK_FILE) -> Iterat
         holder = lock.acquire()
     except OSError as e:
         raise OutputError(f"{out}: cannot write here ({describe_os_error(e)})") from e
+    if holder is None:  # a plain run and a torchrun job's ranks take different lock files: check the others'
+        others = sorted(out.glob(f"{LOCK_FILE}.rank*")) if lock_name == LOCK_FILE else [out / LOCK_FILE]
+        holder = next((h for other in others if (h := holder_of(other)) is not None), None)
+        if holder is not None:
+            lock.release()
     if holder is not None:
         raise OutputError(
             f"{out}: in use by another process ({holder}) writing its predictions there; "
