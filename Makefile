@@ -42,8 +42,7 @@ demo: $(STAMP)
 	$(BIN)/dsnet list
 	$(BIN)/dsnet weights
 	$(BIN)/dsnet train $(DEMO_CONFIG) --work-dir $(DEMO) --overwrite
-	$(BIN)/dsnet eval $(DEMO_CONFIG) --weights $(DEMO)/best.safetensors -o $(DEMO)/eval/val.json --overwrite \
-		train.progress=false
+	$(BIN)/dsnet eval $(DEMO_CONFIG) --weights $(DEMO)/best.safetensors -o $(DEMO)/eval/val.json --overwrite
 	$(BIN)/dsnet predict dsnet_head64 --weights camvid-cpu60min demo/camvid-mini/images/val \
 		-o $(DEMO)/predict --color --overlay --overwrite
 	$(BIN)/dsnet export dsnet_head64 --weights camvid-cpu60min --format openvino \

@@ -336,6 +336,7 @@ def test_eval_with_an_encoder_only_checkpoint_is_an_error(tmp_path: Path, data_r
 def test_cli_errors_are_dsnet_errors_and_written_to_the_run_log(tmp_path: Path, data_root: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     config = _config_file(tmp_path, data_root)
     work = tmp_path / "run"
+    work.mkdir()  # the user's folder: kept with its log (a folder the command made would go, see test_cli_grammar)
     assert main(["train", str(config), "--work-dir", str(work), "loss.ohem_thresh=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loss.ohem_thresh" in err[0]

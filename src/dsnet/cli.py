@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
 from .engine.workdir import load_run_config
 from .errors import ConfigError, DSNetError, WeightsNotFoundError
-from .fileio import NewOutputs, check_output_files
+from .fileio import DISPOSABLE_FILES, NewOutputs, check_output_files
 from .models import create_model, get_model_info, get_weights, list_models, list_weights, resolve_weights
 
 
@@ -101,7 +102,7 @@ def _prepare_run(args: argparse.Namespace, load: Callable[..., Any]) -> tuple[An
         cfg.train.work_dir = args.work_dir
     work_dir = resolve_work_dir(cfg)
     args.new_outputs.watch(work_dir)  # a run that fails before writing anything leaves no empty folder behind
-    _configure_logging(work_dir / "train.log")
+    _configure_logging(work_dir / TRAIN_LOG)
     return cfg, work_dir, True if resume == "auto" else resume
 
 
@@ -182,13 +183,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     args.new_outputs.watch(out, file=True)
     check_output_files([out, out.with_suffix(".png")], args.overwrite)  # before the evaluation
     _configure_logging(None)
-    result = evaluate_weights(cfg, args.weights, split=split, out=out, device=args.device, progress=cfg.train.progress)
+    # a bar on a terminal: train.progress is about training logs (the 60-minute recipe turns it off)
+    progress = sys.stderr.isatty() or "train.progress=true" in args.overrides
+    start = time.perf_counter()
+    result = evaluate_weights(cfg, args.weights, split=split, out=out, device=args.device, progress=progress)
+    seconds = time.perf_counter() - start
     if "outputs" in result:  # the main rank
         metrics = result["metrics"]
         print(format_table(metrics, result["class_names"]))
         print(
             f"images: {metrics.num_images}"
             + (f", {metrics.num_skipped} bad ones dropped" if metrics.num_skipped else "")
+            + f" in {seconds:.1f} s ({metrics.num_images / max(seconds, 1e-9):.2f} img/s, loading included)"
         )
         print("written: " + ", ".join(result["outputs"]))
     return 0
@@ -326,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the run's log in its work dir
+TRAIN_LOG = "train.log"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # overrides (key=value) may come before or after options: collect the leftovers
@@ -351,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = 130
     finally:
         if code != 0 and _is_main_process():  # a failed command leaves no empty output folder behind
-            args.new_outputs.remove_unused()
+            # an input error (exit 2) was said on stderr in one line: a log holding only it is no result either
+            args.new_outputs.remove_unused((*DISPOSABLE_FILES, TRAIN_LOG) if code == 2 else DISPOSABLE_FILES)
     return code
 
 

@@ -12,6 +12,7 @@ stops the run with the file named.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ class RunSummary:
     videos: int = 0
     frames: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: wall time of the run (reading, predicting, writing)
+    seconds: float = 0.0
 
 
 def _frame_total(videos: Sequence[InputFile]) -> int:
@@ -147,11 +150,13 @@ def predict_files(
     images = [i for i in inputs if not i.is_video]
     summary = RunSummary()
     total = len(images) + _frame_total(videos)
+    start = time.perf_counter()
     with tqdm(total=total, unit="img", desc="predict", disable=None if progress is None else not progress) as bar:
         if images:
             _predict_images(predictor, images, writer, summary, bar)
         for item in videos:
             _predict_video(predictor, item, writer, summary, bar)
+    summary.seconds = time.perf_counter() - start
     return summary
 
 
@@ -161,4 +166,6 @@ def describe(summary: RunSummary, out_dir: Path) -> str:
     if summary.videos:
         parts.append(f"{summary.videos} video(s) ({summary.frames} frames)")
     skipped = f"; {len(summary.skipped)} input(s) skipped" if summary.skipped else ""
-    return f"predicted {', '.join(parts)} into {out_dir}{skipped}"
+    done = summary.images + summary.frames
+    rate = f" in {summary.seconds:.1f} s ({done / summary.seconds:.2f} img/s)" if done and summary.seconds > 0 else ""
+    return f"predicted {', '.join(parts)} into {out_dir}{rate}{skipped}"
