@@ -84,6 +84,12 @@ def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | No
     if args.precision is None and reason == "asked for":  # nothing was asked: say where it comes from
         reason = "the default; --precision auto picks bf16 where the CPU computes it natively"
     print(f"dsnet {args.command}: {predictor.backend} backend, {predictor.precision} ({reason})")
+    names = predictor.class_names
+    if names and names == tuple(f"class_{k}" for k in range(len(names))):  # DatasetInfo.generated's names
+        print(
+            f"dsnet {args.command}: the weights name no dataset: classes class_0..class_{len(names) - 1} with "
+            "generated colours (--dataset NAME gives a dataset's names and colours)"
+        )
     return predictor
 
 

@@ -98,6 +98,20 @@ def _meta_int(meta: Mapping[str, str], key: str, source: object) -> int | None:
         raise CheckpointError(f"{source}: metadata {key}={value!r} is not an integer") from None
 
 
+def _training_state_metadata(obj: Any) -> dict[str, str]:
+    """What a resumable training state (``last.pth``) says of itself: its model and, from the config it saved,
+    the dataset, so its predictions get the dataset's class names and colours, as its safetensors do."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("config"), Mapping):
+        return {}
+    meta: dict[str, str] = {}
+    data = obj["config"].get("data")
+    if isinstance(data, Mapping) and isinstance(data.get("dataset"), str):
+        meta["dataset"] = data["dataset"]
+    if isinstance(obj.get("model_name"), str):
+        meta["model"] = obj["model_name"]
+    return meta
+
+
 def read_weights_source(path: str | os.PathLike) -> WeightsSource:
     """Metadata and class count of a checkpoint file without reading its tensors twice."""
     path = Path(resolve_weights(path))
@@ -116,7 +130,7 @@ def read_weights_source(path: str | os.PathLike) -> WeightsSource:
         if isinstance(obj, Mapping) and isinstance(stored, Mapping):
             weights, meta = {k: v for k, v in obj.items() if k != "meta"}, {str(k): str(v) for k, v in stored.items()}
         else:
-            weights, meta = obj, {}
+            weights, meta = obj, _training_state_metadata(obj)
     found = weights_num_classes(weights) if isinstance(weights, (Path, Mapping)) else None  # else: the loader says
     stated = _meta_int(meta, "num_classes", path)
     if found is not None and stated is not None and found != stated:
