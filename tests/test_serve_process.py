@@ -315,3 +315,14 @@ def test_the_page_in_a_real_browser_shows_the_overlay_and_legend(server, tmp_pat
         assert "torch backend, fp32" in driver.find_element(By.ID, "stats").text
     finally:
         driver.quit()
+
+
+def test_the_openapi_schema_describes_the_segment_body_and_query(server: Server) -> None:
+    status, _, body = server.request("GET", "/openapi.json")
+    assert status == 200
+    segment = json.loads(body)["paths"]["/v1/segment"]["post"]
+    params = {p["name"]: p["schema"] for p in segment["parameters"]}
+    assert params["format"]["enum"] == ["label", "ids", "color", "overlay", "json"] and params["alpha"]["maximum"] == 1
+    content = segment["requestBody"]["content"]
+    assert {"image/png", "image/jpeg", "image/webp", "multipart/form-data"} <= set(content)
+    assert content["multipart/form-data"]["schema"]["required"] == ["file"]

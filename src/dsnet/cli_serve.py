@@ -64,7 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     args.batch_size = args.max_batch  # the batcher groups the requests; a forward pass takes them all
     predictor = predictor_from_args(args)
     app = serve.create_app(predictor, settings, title=f"dsnet serve {predictor.name}")
-    print(f"dsnet serve: http://{args.host}:{args.port}/ (API: /docs); Ctrl-C stops it")
+    print(
+        f"dsnet serve: http://{args.host}:{args.port}/ (the page works offline; API: /openapi.json, and /docs, "
+        "whose Swagger UI loads its scripts from a CDN, so it needs internet); Ctrl-C stops it"
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 

@@ -44,6 +44,28 @@ __all__ = ["FORMATS", "create_app"]
 
 #: values of ``format``
 FORMATS = ("label", "ids", "color", "overlay", "json")
+#: what /v1/segment takes, for the OpenAPI schema: the route reads the raw body and its query itself (so that
+#: bad input gets this API's own 4xx messages), and FastAPI cannot see either from its signature
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_SEGMENT_OPENAPI = {
+    "parameters": [
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS), "default": "label"}},
+        {"name": "alpha", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}},
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            **{media: _BINARY for media in IMAGE_TYPES},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    },
+}
 _QUERY_KEYS = ("format", "alpha")
 _PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript", "style.css": "text/css"}
 
@@ -216,6 +238,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None, titl
         summary="segment one image",
         description="Body: the image (image/png, image/jpeg, image/webp) or multipart/form-data with field 'file'. "
         "Query: format=label|ids|color|overlay|json (default label), alpha=0..1 (overlay opacity, default 0.5).",
+        openapi_extra=_SEGMENT_OPENAPI,
     )
     async def segment(request: Request) -> Response:
         start = time.perf_counter()
