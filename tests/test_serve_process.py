@@ -317,6 +317,38 @@ def test_the_page_in_a_real_browser_shows_the_overlay_and_legend(server, tmp_pat
         driver.quit()
 
 
+def test_the_page_draws_a_phone_photo_upright_with_its_labels(server, tmp_path):
+    """A JPEG stored sideways with EXIF Orientation 6: the browser shows it upright, and so must the overlay
+    (the server answers labels in the displayed orientation, so both agree)."""
+    driver = _browser()
+    try:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        upright = _image(60, 80, seed=5)
+        upright[:20] = (250, 20, 20)  # a red band along the top edge: where "up" is
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+        photo = tmp_path / "phone.jpg"
+        Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(photo, quality=95, exif=exif.tobytes())
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        WebDriverWait(driver, 30).until(lambda d: "dsnet_head64" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "file").send_keys(str(photo))
+        WebDriverWait(driver, 60).until(ec.visibility_of_element_located((By.ID, "overlay")))
+        canvas = driver.find_element(By.ID, "overlay")
+        assert driver.execute_script("const c = arguments[0]; return [c.width, c.height];", canvas) == [80, 60]
+        top_row_red = driver.execute_script(
+            "const o = document.getElementById('opacity'); o.value = 0; o.dispatchEvent(new Event('input'));"
+            "const d = arguments[0].getContext('2d').getImageData(0, 2, 80, 1).data;"
+            "let red = 0; for (let i = 0; i < 80; i++) red += d[4 * i] > 180 && d[4 * i + 1] < 90 ? 1 : 0; return red;",
+            canvas,
+        )
+        assert top_row_red > 70  # the red band is on top: the image is drawn upright
+    finally:
+        driver.quit()
+
+
 def test_the_openapi_schema_describes_the_segment_body_and_query(server: Server) -> None:
     status, _, body = server.request("GET", "/openapi.json")
     assert status == 200
