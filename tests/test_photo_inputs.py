@@ -23,7 +23,8 @@ ORIENTATION = 0x0112
 
 def _sideways_jpeg(upright: Image.Image, path: Path, orientation: int = 6) -> Path:
     """``upright`` stored as a camera stores it: pixels turned, EXIF saying how to turn them back."""
-    stored = upright.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    stored = upright.transpose(undo[orientation])  # what the camera wrote; EXIF says how to turn it upright
     exif = Image.Exif()
     exif[ORIENTATION] = orientation
     stored.save(path, quality=98, exif=exif.tobytes())
@@ -45,14 +46,18 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "upright": plain,
         "orientation6": _sideways_jpeg(upright, folder / "orientation6.jpg", 6),
         "orientation8": _sideways_jpeg(upright, folder / "orientation8.jpg", 8),
+        "orientation3": _sideways_jpeg(upright, folder / "orientation3.jpg", 3),
     }
 
 
-@pytest.mark.parametrize("name", ["orientation6", "orientation8"])
+@pytest.mark.parametrize("name", ["orientation6", "orientation8", "orientation3"])
 def test_an_exif_rotated_photo_is_read_and_segmented_upright(predictor, photos, name):
     stored = Image.open(photos[name])
-    assert stored.size == (180, 240)  # stored sideways: 180 wide, 240 tall
-    assert read_image(photos[name]).shape == (240, 180, 3)  # training's reader keeps the raw pixel order
+    raw = (180, 240) if name != "orientation3" else (240, 180)  # sideways: 180 wide, 240 tall; upside down
+    assert stored.size == raw
+    assert read_image(photos[name]).shape == (raw[1], raw[0], 3)  # training's reader keeps the raw pixel order
+    if name == "orientation3":
+        assert not np.array_equal(read_image(photos[name]), read_image(photos[name], upright=True))
     upright_rgb = read_image(photos["upright"])
     assert read_image(photos[name], upright=True).shape == upright_rgb.shape == (180, 240, 3)
     reference = predictor(photos["upright"])
@@ -67,7 +72,7 @@ def test_dsnet_predict_writes_upright_labels_for_exif_rotated_photos(photos, tmp
     args = ["predict", "dsnet_head64", "--weights", "camvid-cpu60min", "--device", "cpu", "--threads", "1"]
     assert main([*args, str(photos["orientation6"].parent), "-o", str(out), "--overlay"]) == 0
     upright = np.asarray(Image.open(out / "labels" / "upright.png"))
-    for name in ("orientation6", "orientation8"):
+    for name in ("orientation6", "orientation8", "orientation3"):
         label = np.asarray(Image.open(out / "labels" / f"{name}.png"))
         assert label.shape == upright.shape == (180, 240)
         assert (label == upright).mean() > 0.95
