@@ -83,12 +83,10 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dsnet.save_weights(model, path, {"model": "dsnet_head64"}, label_space=describe_dataset("camvid"))
 
 
-@pytest.fixture(scope="module")
-def server(weights: Path) -> Iterator[Server]:
+def serving(serve_args: list[str]) -> Iterator[Server]:
+    """``dsnet serve SERVE_ARGS --port P`` as a process, yielded once ready, terminated afterwards."""
     port = _free_port()
-    command = [sys.executable, "-m", "dsnet", "serve", "dsnet_head64", "--weights", str(weights)]
-    command += ["--port", str(port), "--precision", "fp32", "--threads", "1", "--device", "cpu"]
-    command += ["--max-pixels", str(MAX_PIXELS), "--max-body-mb", str(MAX_BODY_MB), "--batch-window-ms", "50"]
+    command = [sys.executable, "-m", "dsnet", "serve", *serve_args, "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     server = Server(process, port)
     deadline = time.monotonic() + 120
@@ -111,6 +109,13 @@ def server(weights: Path) -> Iterator[Server]:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(weights: Path) -> Iterator[Server]:
+    args = ["dsnet_head64", "--weights", str(weights), "--precision", "fp32", "--threads", "1", "--device", "cpu"]
+    args += ["--max-pixels", str(MAX_PIXELS), "--max-body-mb", str(MAX_BODY_MB), "--batch-window-ms", "50"]
+    yield from serving(args)
 
 
 @pytest.fixture(scope="module")

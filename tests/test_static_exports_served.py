@@ -6,9 +6,6 @@ the images, and an image the export cannot run is a 400 with a JSON reason."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from PIL import Image
 import dsnet
 from dsnet.cli import main
 
-from .test_serve_process import Server, _free_port
+from .test_serve_process import Server, serving
 
 pytest.importorskip("openvino", reason="the [deploy] extra is not installed")
 
@@ -54,31 +51,7 @@ def test_dsnet_predict_runs_every_demo_image_on_a_static_export(static_export, c
 
 @pytest.fixture(scope="module")
 def static_server(static_export: Path) -> Iterator[Server]:
-    port = _free_port()
-    command = [sys.executable, "-m", "dsnet", "serve", "dsnet_head64", "--weights", str(static_export)]
-    command += ["--port", str(port), "--threads", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = Server(process, port)
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"dsnet serve on a static export exited with {process.returncode}: {process.stdout.read()}")
-        try:
-            if server.request("GET", "/readyz")[0] == 200:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("dsnet serve on a static export did not become ready in 120 s")
-        time.sleep(0.2)
-    yield server
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    yield from serving(["dsnet_head64", "--weights", str(static_export), "--threads", "1"])
 
 
 @pytest.mark.slow
