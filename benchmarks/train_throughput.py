@@ -108,11 +108,11 @@ def main() -> None:
     bf16 = native_bf16("cpu")
     if bf16:
         variants["channels_last bf16"] = _step_fn(True, True, batches, criterion)
-    flush = {"channels_last fp32 +flush_denormal": "channels_last fp32"}
-    variants["channels_last fp32 +flush_denormal"] = _step_fn(True, False, batches, criterion)
+    flushed = "channels_last fp32 +flush_denormal"
+    variants[flushed] = _step_fn(True, False, batches, criterion)
 
     def timed(name: str) -> float:
-        torch.set_flush_denormal(name in flush)
+        torch.set_flush_denormal(name == flushed)
         start = time.perf_counter()
         for _ in range(args.iters):
             variants[name]()

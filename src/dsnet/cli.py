@@ -27,7 +27,7 @@ from .engine.observe import logging_scope, setup_logging
 from .engine.pretrain import evaluate_pretrain_weights, load_pretrain_config, pretrain
 from .engine.run_files import resolve_work_dir, write_json
 from .engine.trainer import TrainingInterrupted, train
-from .engine.workdir import load_run_config
+from .engine.workdir import TRAIN_LOG, load_run_config
 from .errors import ConfigError, DSNetError, WeightsNotFoundError
 from .fileio import DISPOSABLE_FILES, NewOutputs, check_output_files
 from .models import create_model, get_model_info, get_weights, list_models, list_weights, resolve_weights
@@ -183,10 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     args.new_outputs.watch(out, file=True)
     check_output_files([out, out.with_suffix(".png")], args.overwrite)  # before the evaluation
     _configure_logging(None)
-    # a bar on a terminal: train.progress is about training logs (the 60-minute recipe turns it off)
-    progress = sys.stderr.isatty() or "train.progress=true" in args.overrides
-    start = time.perf_counter()
-    result = evaluate_weights(cfg, args.weights, split=split, out=out, device=args.device, progress=progress)
+    start = time.perf_counter()  # a bar on a terminal: train.progress is the training's (the recipes turn it off)
+    result = evaluate_weights(cfg, args.weights, split=split, out=out, device=args.device, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - start
     if "outputs" in result:  # the main rank
         metrics = result["metrics"]
@@ -330,10 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(sub)
     add_analysis_commands(sub)
     return parser
-
-
-#: the run's log in its work dir
-TRAIN_LOG = "train.log"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

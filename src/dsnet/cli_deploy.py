@@ -33,6 +33,7 @@ from .predict import (
     export_format,
     locked_output_dir,
     predict_files,
+    rank_lock_name,
     read_weights_source,
 )
 from .predict.shard import Shard, shard_from_env, shard_group, take_shard
@@ -47,7 +48,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     shard = shard_from_env()  # torchrun: this process's share of the inputs
     inputs = take_shard(discover_inputs(args.inputs, exclude=args.out), shard)
     args.new_outputs.watch(args.out)  # a folder this run creates goes again if it fails
-    lock = LOCK_FILE if not shard.distributed else f"{LOCK_FILE}.rank{shard.rank}"
+    lock = LOCK_FILE if not shard.distributed else rank_lock_name(shard.rank)
     with shard_group(shard) as barrier, locked_output_dir(args.out, lock):  # refused before any work
         return _predict_into_locked_folder(args, inputs, shard, barrier)
 
@@ -84,11 +85,11 @@ def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | No
     if args.precision is None and reason == "asked for":  # nothing was asked: say where it comes from
         reason = "the default; --precision auto picks bf16 where the CPU computes it natively"
     print(f"dsnet {args.command}: {predictor.backend} backend, {predictor.precision} ({reason})")
-    names = predictor.class_names
-    if names and names == tuple(f"class_{k}" for k in range(len(names))):  # DatasetInfo.generated's names
+    if predictor.labels.names_generated:
+        last = predictor.labels.num_classes - 1
         print(
-            f"dsnet {args.command}: the weights name no dataset: classes class_0..class_{len(names) - 1} with "
-            "generated colours (--dataset NAME gives a dataset's names and colours)"
+            f"dsnet {args.command}: the weights name no dataset: classes class_0..class_{last} with generated "
+            "colours (--dataset NAME gives a dataset's names and colours)"
         )
     return predictor
 

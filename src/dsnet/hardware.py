@@ -129,7 +129,7 @@ def resolve_precision(
     if precision not in supported:
         where = ", ".join(b for b, p in BACKEND_PRECISIONS.items() if precision in p)
         raise ConfigError(f"precision {precision} does not run on backend {backend!r} (it runs on: {where})")
-    if precision == "bf16" and backend == "openvino" and not native_bf16(device, flags):
+    if backend == "openvino" and emulated_precision(precision, device, flags):
         raise ConfigError("precision bf16: OpenVINO computes bf16 only on CPUs with avx512_bf16 or amx_bf16")
     if emulated_precision(precision, device, flags):
         return "bf16", f"asked for; emulated on this {device.type} (slower than fp32)"

@@ -83,9 +83,8 @@ def _sized_rate(product: Callable[[int], Callable[[], Any]], seconds: float, lar
     per_flop = (time.perf_counter() - start) / (2 * 256**3)
     n = int((seconds / 20 / max(per_flop, 1e-15) / 2) ** (1 / 3)) // 64 * 64
     n = max(128, min(largest, n))
-    step = product(n) if n != 256 else probe
-    if n != 256:
-        step()  # warm-up at the chosen size
+    step = product(n)
+    step()  # warm-up at the chosen size
     return _rate(step, 2 * n**3, seconds)
 
 

@@ -152,7 +152,17 @@ class DatasetInfo:
         """Names ``class_k`` and a generated palette, for weights that carry only a class count."""
         if not 1 <= num_classes <= 255:
             raise ConfigError(f"num_classes must be in 1..255 for label images, got {num_classes}")
-        return cls(name or "unnamed", tuple(f"class_{k}" for k in range(num_classes)), generate_palette(num_classes))
+        return cls(name or "unnamed", generated_names(num_classes), generate_palette(num_classes))
+
+    @property
+    def names_generated(self) -> bool:
+        """Whether the class names are :meth:`generated` ones (the weights named no dataset)."""
+        return self.classes == generated_names(self.num_classes)
+
+
+def generated_names(num_classes: int) -> tuple[str, ...]:
+    """``class_0 .. class_{n-1}``: the names of a label space known only by its class count."""
+    return tuple(f"class_{k}" for k in range(num_classes))
 
 
 def _is_byte(value: Any) -> bool:

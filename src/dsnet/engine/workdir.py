@@ -23,9 +23,11 @@ from .config import Config, apply_overrides, config_from_dict, load_config
 from .distributed import DistEnv, all_ranks_agree
 from .state import load_training_state
 
-__all__ = ["RunDir", "LAST_CHECKPOINT", "RUN_FILES", "load_run_config"]
+__all__ = ["RunDir", "LAST_CHECKPOINT", "RUN_FILES", "TRAIN_LOG", "load_run_config"]
 
 LAST_CHECKPOINT = "last.pth"
+#: the run's log
+TRAIN_LOG = "train.log"
 #: Files and folders a training run writes (removed by ``--overwrite``).
 RUN_FILES = (
     LAST_CHECKPOINT,
@@ -38,7 +40,7 @@ RUN_FILES = (
     "config.yaml",
     "curves.png",
     "class_iou.png",
-    "train.log",
+    TRAIN_LOG,
     "tensorboard",
 )
 _CHECKPOINTS = (LAST_CHECKPOINT, "best.safetensors", "final.safetensors")

@@ -14,7 +14,7 @@ from .predictor import LARGE_IMAGE_PIXELS, Prediction, Predictor
 from .run import RunSummary, describe, predict_files
 from .runtimes import EXPORT_SUFFIXES, export_format
 from .sources import InputFile, discover_inputs, read_video, to_rgb
-from .writers import LABEL_IDS, OutputWriter, blend, check_output_dir, locked_output_dir
+from .writers import LABEL_IDS, OutputWriter, blend, check_output_dir, locked_output_dir, rank_lock_name
 
 __all__ = [
     "AVAILABLE_BACKENDS",
@@ -38,6 +38,7 @@ __all__ = [
     "label_space",
     "label_space_from_metadata",
     "locked_output_dir",
+    "rank_lock_name",
     "predict_files",
     "read_video",
     "read_weights_source",

@@ -25,10 +25,23 @@ from ..fileio import atomic_write, check_output_dir, describe_os_error
 from ..locking import LOCK_FILE, FolderLock, holder_of
 from .labelspace import LabelSpace
 
-__all__ = ["LABEL_IDS", "OutputWriter", "VideoOutput", "blend", "check_output_dir", "locked_output_dir"]
+__all__ = [
+    "LABEL_IDS",
+    "OutputWriter",
+    "VideoOutput",
+    "blend",
+    "check_output_dir",
+    "locked_output_dir",
+    "rank_lock_name",
+]
 
 LABEL_IDS = ("train", "dataset")
 _VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+
+
+def rank_lock_name(rank: int | str) -> str:
+    """The lock file of one torchrun rank in a shared output folder (``"*"``: a glob of them all)."""
+    return f"{LOCK_FILE}.rank{rank}"
 
 
 @contextmanager
@@ -46,7 +59,7 @@ def locked_output_dir(out_dir: str | Path, lock_name: str = LOCK_FILE) -> Iterat
     except OSError as e:
         raise OutputError(f"{out}: cannot write here ({describe_os_error(e)})") from e
     if holder is None:  # a plain run and a torchrun job's ranks take different lock files: check the others'
-        others = sorted(out.glob(f"{LOCK_FILE}.rank*")) if lock_name == LOCK_FILE else [out / LOCK_FILE]
+        others = sorted(out.glob(rank_lock_name("*"))) if lock_name == LOCK_FILE else [out / LOCK_FILE]
         holder = next((h for other in others if (h := holder_of(other)) is not None), None)
         if holder is not None:
             lock.release()
