@@ -13,7 +13,7 @@ from dsnet.errors import CheckpointMismatchError, ConfigError
 
 from .expected import PARAMS
 
-FAST = {"target_seconds": 0.05, "warmup": 1, "rounds": 2, "measure_peaks": False}
+FAST = {"target_seconds": 0.1, "warmup": 1, "rounds": 2, "measure_peaks": False}  # >= 2 calls on a busy CI
 
 
 def test_rows_for_every_backend_and_precision_with_eager_as_the_baseline() -> None:

@@ -10,6 +10,7 @@ slow phase of the machine hits every backend alike.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import statistics
@@ -150,7 +151,7 @@ def time_interleaved(
     known (from :func:`warm_up`); the others are calibrated by one call."""
     known = dict(estimates or {})
     per_call = {key: known[key] if key in known else _time_calls(s, 1, device)[0] for key, s in steps.items()}
-    plan = {key: max(1, round(target_seconds / max(per_call[key], 1e-6))) for key in steps}
+    plan = {key: max(1, math.ceil(target_seconds / max(per_call[key], 1e-6))) for key in steps}  # fill the target
     times: dict[K, list[float]] = {key: [] for key in steps}
     for r in range(rounds):
         due = {key: plan[key] // rounds + (1 if r < plan[key] % rounds else 0) for key in steps}
@@ -209,7 +210,7 @@ def run_bench(
     ``precisions``: fp32, bf16, fp16 (CUDA), or ``auto``: each backend in what ``dsnet predict
     --precision auto`` would run it in (see :func:`dsnet.hardware.resolve_precision`).
     ``target_seconds`` bounds every row: its warm-up (``warmup`` calls or half of it, at least one call) and
-    its timed calls (as many as fit, at least one), so a slow row (an emulated precision) costs one or two
+    its timed calls (enough to fill it, at least one), so a slow row (an emulated precision) costs one or two
     passes, not minutes. A precision this device only emulates is run as asked and marked ``emulated``.
     ``measure_peaks``: time the machine's matrix-product peak of each precision the rows run in (about
     1.5 s each, on any CPU), so each row reports its convolution throughput as a share of that peak.
