@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from dsnet.bench.system import machine_info
 from dsnet.data.calibration import CalibrationSet
-from dsnet.deploy import export, load_runner, prepare, quantize_openvino
+from dsnet.deploy import build_runner, export, prepare, quantize_openvino
 from dsnet.deploy.precision import to_bf16
 from dsnet.engine.build import build_split
 from dsnet.engine.config import inference_options, load_config
@@ -39,7 +39,6 @@ from dsnet.hardware import cpu_flags, native_bf16
 from dsnet.inference import argmax_channels, predict_scores
 from dsnet.models import create_model, get_model_info, load_weights
 from dsnet.models.checkpoint import read_checkpoint
-from dsnet.predict.backends import LogitsFnModule
 
 
 def _time_interleaved(runs: dict[str, Callable], x: np.ndarray, rounds: int, per_round: int) -> dict[str, list[float]]:
@@ -116,14 +115,14 @@ def main() -> None:
     modules["onnxruntime fp32"] = (
         "onnxruntime",
         "fp32",
-        LogitsFnModule(load_runner(onnx.path, "onnx", args.threads), multiple),
+        build_runner(onnx.path, "onnxruntime", "fp32", threads=args.threads, input_multiple=multiple),
     )
     fp32 = export(model, "openvino", eval_size, out=work / "fp32.xml", dynamic=True)
     print(f"openvino fp32 parity: {fp32.parity}")
     floats = ("fp32", "bf16") if bf16 else ("fp32",)
     for p in floats:
-        run = load_runner(fp32.path, "openvino", args.threads, precision=p)
-        modules[f"openvino {p}"] = ("openvino", p, LogitsFnModule(run, multiple))
+        run = build_runner(fp32.path, "openvino", p, threads=args.threads, input_multiple=multiple)
+        modules[f"openvino {p}"] = ("openvino", p, run)
     calibration = CalibrationSet(args.calib, eval_size, count=args.calib_count, mean=info.mean, std=info.std)
     quantized: dict[str, dict] = {}
     for preset in args.presets.split(","):
@@ -133,8 +132,8 @@ def main() -> None:
         print(f"int8 {preset}: {result.fake_quantize_ops} FakeQuantize, {result.seconds:.0f} s")
         for p in floats:
             key = f"openvino int8 {preset} (float parts {p})"
-            run = load_runner(result.path, "openvino", args.threads, precision=p)
-            modules[key] = (f"openvino, NNCF {preset}", "int8", LogitsFnModule(run, multiple))
+            run = build_runner(result.path, "openvino", p, threads=args.threads, input_multiple=multiple)
+            modules[key] = (f"openvino, NNCF {preset}", "int8", run)
             quantized[key] = {"preset": preset, "calibration_images": result.calibration_images, "float_parts": p}
 
     reference = _labels(model, dataset, cfg)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 import dsnet
-from dsnet.bench import BACKENDS
+from dsnet.bench import VARIANTS
 from dsnet.bench.system import machine_info
 from dsnet.data.io import read_image
 from dsnet.predict import OutputWriter, Predictor, discover_inputs, predict_files
@@ -97,7 +97,7 @@ def main() -> None:
     setup_s = time.perf_counter() - start
     model = dsnet.create_model(args.model, num_classes=predictor.labels.num_classes, weights=weights, aux_heads=False)
     example = torch.randn(1, 3, h, w)
-    forward = BACKENDS[FORWARD_BACKEND[args.backend]].build(model.eval(), example, "fp32")
+    forward = VARIANTS[FORWARD_BACKEND[args.backend]].runner(model.eval(), example, "fp32")
 
     print(f"warming up ({len(inputs)} images of {h}x{w}, set-up {setup_s:.1f} s)", file=sys.stderr)
     _forward_fps(forward, example, 5)

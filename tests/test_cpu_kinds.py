@@ -13,7 +13,7 @@ import torch
 import dsnet.bench.runner as runner
 import dsnet.bench.system as system
 from dsnet.bench import format_report, run_bench
-from dsnet.bench.backends import BACKENDS, Backend
+from dsnet.bench.variants import VARIANTS, BenchVariant
 from dsnet.cli import main
 from dsnet.hardware import CPU_FLAGS_ENV, cpu_flags, emulated_precision, resolve_amp, resolve_precision
 
@@ -94,7 +94,7 @@ def test_a_peak_is_bounded_on_a_slow_product():
     assert max(calls) < 2048 and rate == pytest.approx(5.0, rel=0.5)
 
 
-def _sleeping_backend(calls: list[float], seconds: float) -> Backend:
+def _sleeping_backend(calls: list[float], seconds: float) -> BenchVariant:
     def build(model, example, precision):
         def run(x: torch.Tensor) -> torch.Tensor:
             calls.append(time.perf_counter())
@@ -103,12 +103,12 @@ def _sleeping_backend(calls: list[float], seconds: float) -> Backend:
 
         return run
 
-    return Backend("sleepy", "a backend slower than --seconds", build)
+    return BenchVariant("sleepy", "a backend slower than --seconds", build=build)
 
 
 def test_seconds_bound_a_slow_row(monkeypatch):
     calls: list[float] = []
-    monkeypatch.setitem(BACKENDS, "sleepy", _sleeping_backend(calls, 0.2))
+    monkeypatch.setitem(VARIANTS, "sleepy", _sleeping_backend(calls, 0.2))
     report = run_bench(
         "dsnet_head64", (32, 64), backends=("eager", "sleepy"), target_seconds=0.1, warmup=10, rounds=5,
         measure_peaks=False,
@@ -163,7 +163,7 @@ def test_int8_without_vnni_says_it_gains_little(monkeypatch):
     assert why.startswith("asked for; no VNNI or AMX on this CPU")
     assert resolve_precision("int8", "cpu", "openvino", ["avx2", "avx512f", "avx512_vnni"])[1] == "asked for"
     monkeypatch.setenv(CPU_FLAGS_ENV, AVX2_ONLY)
-    monkeypatch.setitem(BACKENDS, "fake-int8", Backend("fake-int8", "", lambda m, x, p: m, precision="int8"))
+    monkeypatch.setitem(VARIANTS, "fake-int8", BenchVariant("fake-int8", "", precision="int8", build=lambda m, x, p: m))
     report = run_bench("dsnet_head64", (32, 64), backends=("fake-int8",), measure_peaks=False, **TINY)
     assert report.rows[0].precision == "int8" and not report.rows[0].emulated
     assert any(note.startswith("int8 without VNNI or AMX (CPU flags: avx2 fma f16c)") for note in report.notes)

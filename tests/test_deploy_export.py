@@ -160,11 +160,11 @@ def test_prepared_model_is_what_gets_exported(model: torch.nn.Module) -> None:
 _TWO_MODELS_THEN_A_SIGNAL = """
 import faulthandler, gc, os, signal, sys
 import dsnet
-from dsnet.deploy import load_runner
+from dsnet.deploy import load_export
 from dsnet.deploy.signal_stack import current_signal_stack
 faulthandler.enable()  # like pytest: the thread has an alternate signal stack before OpenVINO runs
 before = current_signal_stack()
-first, second = load_runner(sys.argv[1], "openvino"), load_runner(sys.argv[1], "openvino")
+first, second = load_export(sys.argv[1], "openvino").run, load_export(sys.argv[1], "openvino").run
 del first
 gc.collect()
 del second

@@ -71,7 +71,7 @@ def test_every_dataset_label_space_round_trips_through_weights(
     p = _predictor(path)
     assert p.labels == info  # every field: name, classes, palette, ignore index, dataset ids, class order
     assert p.class_names == info.classes and p.palette == info.palette
-    assert p.labels.ignore_index == 255 and p.model.num_classes == info.num_classes
+    assert p.labels.ignore_index == 255 and p.runner.num_classes == info.num_classes
     assert p.labels.dataset_ids is not None
     train = np.arange(info.num_classes, dtype=np.uint8)
     assert p.labels.to_dataset_ids(train).tolist() == list(info.dataset_ids or ())
@@ -129,7 +129,7 @@ def bare_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_predict_takes_the_class_count_from_weights_without_metadata(bare_weights: Path, tmp_path: Path) -> None:
     p = _predictor(bare_weights)
-    assert p.model.num_classes == 11 and p.class_names == tuple(f"class_{k}" for k in range(11))
+    assert p.runner.num_classes == 11 and p.class_names == tuple(f"class_{k}" for k in range(11))
     safetensors = _save(tmp_path / "bare.safetensors", 11)  # no metadata: the count from the header's shapes
     assert _predictor(safetensors).labels.num_classes == 11
     Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "a.png")

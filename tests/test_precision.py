@@ -101,7 +101,7 @@ def fp32_labels():
 
 def test_bf16_predictor_keeps_the_trained_models_labels(fp32_labels):
     predictor = dsnet.Predictor("dsnet_head64", weights="camvid-cpu60min", device="cpu", precision="bf16")
-    assert predictor.precision == "bf16" and isinstance(predictor.model, Bf16Module)
+    assert predictor.precision == "bf16" and isinstance(predictor.runner.module, Bf16Module)
     assert _agreement(fp32_labels, [predictor(image) for image in _demo_images(3)]) > 0.99
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 import dsnet
 from dsnet.cli import main
 from dsnet.data import ADE20K_CLASSES, CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_LABEL_TO_TRAIN, colorize, normalize
+from dsnet.deploy import LogitsFn
 from dsnet.errors import ConfigError
 from dsnet.predict import (
     Predictor,
@@ -27,7 +28,6 @@ from dsnet.predict import (
     locked_output_dir,
     to_rgb,
 )
-from dsnet.predict.backends import LogitsFn
 
 from .tolerances import assert_close_to_scale, assert_labels_agree, forward_rel, scale_of, softmax_abs, sum_rel
 
@@ -132,10 +132,10 @@ def test_odd_sizes_equal_the_padded_run_cropped_back(predictor: Predictor, size:
     h, w = size
     image = _image(h, w, seed=h)
     result = predictor.predict(image, return_probs=True)
-    logits = _logits(predictor.model, image)
+    logits = _logits(predictor.runner, image)
     expected = logits.softmax(dim=0).numpy()
     assert result.label.shape == (h, w) and result.probs is not None and result.probs.shape == (19, h, w)
-    tol = _logit_tol(predictor.model, logits)
+    tol = _logit_tol(predictor.runner, logits)
     assert_close_to_scale(result.probs, expected, rel=softmax_abs(tol), scale=1.0, what=f"probabilities {size}")
     assert_labels_agree(result.label, expected.argmax(0), logits, tol, what=f"labels {size}")
 
@@ -153,21 +153,21 @@ def test_batching_gives_the_one_by_one_result(weights: Path) -> None:
     images = [_image(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
     single = Predictor(MODEL, weights=weights, device="cpu", batch_size=1)
     batched = Predictor(MODEL, weights=weights, device="cpu", batch_size=3)
-    calls = _count_forwards(batched.model)
+    calls = _count_forwards(batched.runner)
     one = [p.probs for p in single.predict_many(images, return_probs=True)]
     many = [p.probs for p in batched.predict_many(images, return_probs=True)]
     assert [c[0] for c in calls] == [3, 2, 1, 2]  # same-size runs in order, at most 3 per pass
     for i, (a, b, (h, w)) in enumerate(zip(one, many, sizes)):
         assert a is not None and b is not None and b.shape == (19, h, w)
         # another batch size runs other kernels (other summation orders): equal up to float32 rounding
-        tol = softmax_abs(_logit_tol(single.model, _logits(single.model, images[i])))
+        tol = softmax_abs(_logit_tol(single.runner, _logits(single.runner, images[i])))
         assert_close_to_scale(b, a, rel=tol, scale=1.0, what=f"probabilities of image {i}")
         assert_labels_agree(b.argmax(0), a.argmax(0), a, tol, what=f"labels of image {i}")
 
 
 def test_large_images_use_sliding_windows(weights: Path) -> None:
     p = Predictor(MODEL, weights=weights, device="cpu", large_image_pixels=40 * 40, slide_crop=(32, 32))
-    calls = _count_forwards(p.model)
+    calls = _count_forwards(p.runner)
     assert p.options_for(40, 40).mode == "whole" and p.options_for(45, 61).mode == "slide"
     label = p(_image(45, 61))
     assert label.shape == (45, 61)
@@ -175,7 +175,7 @@ def test_large_images_use_sliding_windows(weights: Path) -> None:
 
 
 def test_a_callable_backend_plugs_in_and_unknown_names_are_refused(predictor: Predictor) -> None:
-    torch_model = predictor.model
+    torch_model = predictor.runner
 
     def numpy_backend(batch: np.ndarray) -> np.ndarray:
         assert batch.dtype == np.float32 and batch.shape[2] % 8 == 0 and batch.shape[3] % 8 == 0
@@ -209,7 +209,7 @@ def predictor_weights(tmp_path: Path) -> Path:
 
 def test_class_names_from_a_dataset_name_or_generated() -> None:
     p = Predictor(MODEL, device="cpu", dataset="ade20k")
-    assert p.class_names == ADE20K_CLASSES and p.model.num_classes == 150
+    assert p.class_names == ADE20K_CLASSES and p.runner.num_classes == 150
     space = label_space(None, 5)
     assert len(space.palette) == 5 and len(set(space.palette)) == 5
     with pytest.raises(ConfigError, match="has 19 classes, but the model has 11"):
@@ -253,8 +253,8 @@ def test_cli_mirrors_folders_without_collisions(weights: Path, tmp_path: Path, p
         label = cv2.imread(str(out / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
         assert label.dtype == np.uint8 and label.shape == image.shape[:2]
         # the command batches same-size images (other kernels than one at a time): labels agree but at near ties
-        logits = _logits(predictor.model, image)
-        assert_labels_agree(label, predictor(image), logits, _logit_tol(predictor.model, logits), what=rel)
+        logits = _logits(predictor.runner, image)
+        assert_labels_agree(label, predictor(image), logits, _logit_tol(predictor.runner, logits), what=rel)
         color = cv2.cvtColor(cv2.imread(str(out / "color" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
         assert np.array_equal(color, colorize(label, predictor.palette))
         overlay = cv2.cvtColor(cv2.imread(str(out / "overlay" / f"{stem}.png")), cv2.COLOR_BGR2RGB)

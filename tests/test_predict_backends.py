@@ -17,13 +17,12 @@ import dsnet
 from dsnet.cli import main
 from dsnet.data import DatasetInfo
 from dsnet.data.labels import generate_palette
-from dsnet.deploy import LoadedExport
+from dsnet.deploy import ArrayRunner, LoadedExport, RunnerInfo
+from dsnet.deploy import runner_builder as runner_builder_module
 from dsnet.deploy.export import MODEL_KEY, export_metadata
 from dsnet.errors import ConfigError, MissingBackendError
 from dsnet.inference import InferenceOptions, argmax_channels, predict_labels, predict_probs, predict_scores
 from dsnet.predict import Predictor
-from dsnet.predict import runtimes as runtimes_module
-from dsnet.predict.backends import LogitsFnModule
 
 from .test_predict import MODEL, _calibrated_model, _image, _logit_tol, _logits
 from .tolerances import EPS32, assert_close_to_scale, assert_labels_agree, softmax_abs
@@ -45,25 +44,25 @@ def torch_predictor(weights: Path) -> Predictor:
 
 
 def test_torch_runs_the_deploy_form_with_the_eager_labels(weights: Path, torch_predictor: Predictor) -> None:
-    model = torch_predictor.model
+    model = torch_predictor.runner.module
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # folded
     assert model.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
     eager = Predictor(MODEL, weights=weights, device="cpu", deploy_form=False)
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in eager.model.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in eager.runner.modules())
     for h, w in [(45, 61), (72, 120)]:
         image = _image(h, w, seed=h)
         fast, plain = torch_predictor.predict(image, True), eager.predict(image, True)
         assert fast.probs is not None and plain.probs is not None
         # float32 rounding of the folded weights and other kernels: two float32 runs of the network
-        logits = _logits(eager.model, image)
-        tol = _logit_tol(eager.model, logits)
+        logits = _logits(eager.runner, image)
+        tol = _logit_tol(eager.runner, logits)
         assert_close_to_scale(fast.probs, plain.probs, rel=softmax_abs(tol), scale=1.0, what=f"probabilities {h}x{w}")
         assert_labels_agree(fast.label, plain.label, logits, tol, what=f"labels {h}x{w}")
 
 
 def test_labels_come_from_the_logits_without_a_softmax(torch_predictor: Predictor) -> None:
     x = torch.randn(2, 3, 40, 56)
-    model = torch_predictor.model
+    model = torch_predictor.runner
     single = InferenceOptions()
     with torch.no_grad():
         logits = model(x)  # 40x56: multiples of 8, nothing to pad
@@ -77,14 +76,14 @@ def test_labels_come_from_the_logits_without_a_softmax(torch_predictor: Predicto
     assert torch.equal(predict_scores(model, x, tta), predict_probs(model, x, tta))  # views average probabilities
 
 
-def test_logits_fn_module_splits_a_static_batch_and_checks_sizes() -> None:
+def test_array_runner_splits_a_static_batch_and_checks_sizes() -> None:
     calls: list[tuple[int, ...]] = []
 
     def fn(batch: np.ndarray) -> np.ndarray:
         calls.append(batch.shape)
         return np.concatenate([batch[:, :1] * 2, batch[:, 1:2] + 1], axis=1)  # 2 "classes"
 
-    module = LogitsFnModule(fn, 8, size=(16, 24), batch=2)
+    module = ArrayRunner(fn, RunnerInfo("callable", "fp32", torch.device("cpu"), static_size=(16, 24), static_batch=2))
     x = torch.randn(3, 3, 16, 24)
     out = module(x)
     assert calls == [(2, 3, 16, 24), (2, 3, 16, 24)]  # the last batch filled up with zeros
@@ -92,7 +91,7 @@ def test_logits_fn_module_splits_a_static_batch_and_checks_sizes() -> None:
     with pytest.raises(ConfigError, match="input 16x32: this static export runs 16x24 inputs only"):
         module(torch.randn(1, 3, 16, 32))
     with pytest.raises(ConfigError, match="at least 16 pixels"):
-        LogitsFnModule(fn, 8, min_size=16)(torch.randn(1, 3, 8, 24))
+        ArrayRunner(fn, RunnerInfo("callable", "fp32", torch.device("cpu"), min_size=16))(torch.randn(1, 3, 8, 24))
 
 
 # ------------------------------------------------------------------------------ static exports (runtime faked)
@@ -101,7 +100,7 @@ def test_logits_fn_module_splits_a_static_batch_and_checks_sizes() -> None:
 @pytest.fixture
 def fake_static_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predictor, tmp_path: Path) -> Path:
     """A ".onnx" file whose 'runtime' is the torch deploy model, declared static at 1x3x64x96."""
-    model = torch_predictor.model
+    model = torch_predictor.runner
     seen: list[tuple[int, ...]] = []
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -114,7 +113,7 @@ def fake_static_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predict
         assert format == "onnx" and threads == 1
         return LoadedExport(run, (1, 3, 64, 96), (1, 19, 64, 96))
 
-    monkeypatch.setattr(runtimes_module, "load_export", load_export)
+    monkeypatch.setattr(runner_builder_module, "load_export", load_export)
     path = tmp_path / "static.onnx"
     path.write_bytes(b"fake")
     return path
@@ -124,7 +123,7 @@ def test_a_static_export_runs_its_size_tiles_larger_images_and_refuses_smaller(
     fake_static_export: Path, weights: Path, torch_predictor: Predictor
 ) -> None:
     p = Predictor(MODEL, weights=fake_static_export, dataset="cityscapes", threads=1)
-    assert p.backend == "onnxruntime" and p.labels.num_classes == 19 and p.input_limit == (64, 96)
+    assert p.backend == "onnxruntime" and p.labels.num_classes == 19 and p.static_size == (64, 96)
     image = _image(60, 90, seed=1)  # pads to 64x96, like every image: runs whole
     assert p.options_for(60, 90).mode == "whole"
     assert np.array_equal(p(image), torch_predictor(image))
@@ -143,7 +142,7 @@ def test_a_static_export_runs_its_size_tiles_larger_images_and_refuses_smaller(
 @pytest.fixture
 def fake_dynamic_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predictor, tmp_path: Path) -> Path:
     """A ".onnx" file whose 'runtime' is the torch deploy model, declared dynamic in batch and H, W."""
-    model = torch_predictor.model
+    model = torch_predictor.runner
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -152,7 +151,7 @@ def fake_dynamic_export(monkeypatch: pytest.MonkeyPatch, torch_predictor: Predic
     def load_export(path: object, format: str, threads: int | None, precision: str = "fp32") -> LoadedExport:
         return LoadedExport(run, (None, 3, None, None), (None, 19, None, None))
 
-    monkeypatch.setattr(runtimes_module, "load_export", load_export)
+    monkeypatch.setattr(runner_builder_module, "load_export", load_export)
     path = tmp_path / "dynamic.onnx"
     path.write_bytes(b"fake")
     return path
@@ -193,14 +192,14 @@ def test_an_export_carries_the_label_space_of_its_weights(
     space = DatasetInfo("my-folder", tuple(f"thing{k}" for k in range(19)), generate_palette(19))
     stored = export_metadata(MODEL, space.to_metadata())
     assert stored[MODEL_KEY] == MODEL and set(stored) == {MODEL_KEY, "dsnet.label_space", "dsnet.dataset"}
-    model = torch_predictor.model
+    model = torch_predictor.runner
 
     def load_export(path: object, format: str, threads: int | None, precision: str = "fp32") -> LoadedExport:
         return LoadedExport(
             lambda x: model(torch.from_numpy(x)).detach().numpy(), (None, 3, None, None), (None, 19, None, None), stored
         )
 
-    monkeypatch.setattr(runtimes_module, "load_export", load_export)
+    monkeypatch.setattr(runner_builder_module, "load_export", load_export)
     path = tmp_path / "carried.onnx"
     path.write_bytes(b"fake")
     p = Predictor(MODEL, weights=path, threads=1)
@@ -249,8 +248,8 @@ SIZES = [(64, 96), (45, 61), (72, 120)]  # 45x61 pads to 48x64 and 72x120 is 9x1
 def _torch_agrees(reference: Predictor, image: np.ndarray, label: np.ndarray, what: str) -> None:
     """``label`` (from a runtime: another float32 computation) is the torch label but at near ties. The torch
     label is the argmax of ``_logits``: what ``reference(image)`` computes, called directly (one forward)."""
-    logits = _logits(reference.model, image)
-    assert_labels_agree(label, logits.argmax(0), logits, _logit_tol(reference.model, logits), what=what)
+    logits = _logits(reference.runner, image)
+    assert_labels_agree(label, logits.argmax(0), logits, _logit_tol(reference.runner, logits), what=what)
 
 
 def _agree(p: Predictor, reference: Predictor) -> None:
@@ -258,7 +257,7 @@ def _agree(p: Predictor, reference: Predictor) -> None:
         images = [_image(h, w, seed=h + k) for k in range(3)]  # a batch of 3 through the dynamic batch axis
         # another runtime: two float32 runs of the network. The logit scale of the first image stands for
         # the three (one generator, one size; the bound has a wide margin) and saves two forward passes.
-        tol = softmax_abs(_logit_tol(reference.model, _logits(reference.model, images[0])))
+        tol = softmax_abs(_logit_tol(reference.runner, _logits(reference.runner, images[0])))
         for got, want in zip(p.predict_many(images, return_probs=True), reference.predict_many(images, True)):
             assert got.probs is not None and want.probs is not None
             assert_close_to_scale(got.probs, want.probs, rel=tol, scale=1.0, what=f"probabilities {h}x{w}")
@@ -272,9 +271,7 @@ def test_a_checkpoint_run_by_a_runtime_gives_the_torch_labels(
     backend: str, weights: Path, torch_predictor: Predictor
 ) -> None:
     p = Predictor(MODEL, weights=weights, backend=backend, threads=1, batch_size=3)
-    assert (
-        isinstance(p.model, LogitsFnModule) and p.input_limit is None and p.class_names == torch_predictor.class_names
-    )
+    assert isinstance(p.runner, ArrayRunner) and p.static_size is None and p.class_names == torch_predictor.class_names
     _agree(p, torch_predictor)
 
 
@@ -289,7 +286,7 @@ def test_exported_files_and_the_cli_backend_flag(weights: Path, torch_predictor:
         assert p.backend == (backend or "onnxruntime") and p.labels.num_classes == 19
         _agree(p, torch_predictor)
     static = Predictor(MODEL, weights=xml, threads=1)
-    assert static.backend == "openvino" and static.input_limit == (64, 96) and static.labels.num_classes == 19
+    assert static.backend == "openvino" and static.static_size == (64, 96) and static.labels.num_classes == 19
     assert static.labels == torch_predictor.labels  # the weights' label space travels in the export
     assert Predictor(MODEL, weights=onnx, threads=1).labels == torch_predictor.labels
     image = _image(64, 96, seed=5)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .bench import format_report, list_backends, run_bench
+from .bench import format_report, list_variants, run_bench
 from .data.calibration import CalibrationSet
-from .deploy import PRESETS, export, output_files, quantize_openvino
+from .deploy import BACKENDS, PRESETS, export, export_format, output_files, quantize_openvino
 from .engine.run_files import write_json
 from .errors import ConfigError
 from .fileio import LOCK_FILE, check_output_dir, check_output_files
@@ -24,13 +24,11 @@ from .hardware import PRECISION_CHOICES
 from .inference import InferenceOptions
 from .models import check_num_classes, create_model, get_model_info, list_models
 from .predict import (
-    AVAILABLE_BACKENDS,
     InputFile,
     OutputWriter,
     Predictor,
     describe,
     discover_inputs,
-    export_format,
     locked_output_dir,
     predict_files,
     rank_lock_name,
@@ -260,7 +258,7 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     )
     p_pred.add_argument(
         "--backend",
-        choices=AVAILABLE_BACKENDS,
+        choices=BACKENDS,
         default=None,
         help="runtime (default: torch; an exported file: its own); a checkpoint is exported once for "
         "onnxruntime/openvino (needs the [deploy] extra)",
@@ -298,7 +296,7 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p_bench = sub.add_parser("bench", help="speed of a model on several backends, interleaved in one process")
     p_bench.add_argument("model")
     p_bench.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
-    p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_backends())}")
+    p_bench.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_variants())}")
     p_bench.add_argument(
         "--precision",
         default="fp32",

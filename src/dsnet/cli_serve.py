@@ -12,10 +12,10 @@ import ipaddress
 import socket
 
 from .cli_deploy import add_precision_arguments, predictor_from_args
-from .deploy.backends import require
+from .deploy import BACKENDS
 from .errors import ConfigError
 from .models import list_models
-from .predict import AVAILABLE_BACKENDS
+from .optional_imports import import_optional
 
 __all__ = ["add_serve_command"]
 
@@ -45,8 +45,8 @@ def _loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    require("fastapi", "dsnet serve", extra="serve")
-    uvicorn = require("uvicorn", "dsnet serve", extra="serve")
+    import_optional("fastapi", "dsnet serve", extra="serve")
+    uvicorn = import_optional("uvicorn", "dsnet serve", extra="serve")
     _check_address(args.host, args.port)
     if not _loopback(args.host):
         print(
@@ -84,7 +84,7 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, help="checkpoint, shipped weights name, or a dsnet export")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--backend", choices=AVAILABLE_BACKENDS, default=None, help="as dsnet predict --backend")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="as dsnet predict --backend")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
     add_precision_arguments(p)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")

@@ -1,20 +1,19 @@
 """``dsnet bench``: speed of a model on every backend, interleaved in one process (see ``runner``)."""
 
-from . import exported as _exported  # noqa: F401  (registers the deploy backends)
-from .backends import BACKENDS, PRECISIONS, BackendUnavailable, list_backends, register_backend
 from .compare import compare_speed
 from .report import format_report
 from .runner import BenchReport, BenchRow, run_bench
+from .variants import VARIANTS, BackendUnavailable, BenchVariant, list_variants, register_variant
 
 __all__ = [
-    "BACKENDS",
-    "PRECISIONS",
+    "VARIANTS",
     "BackendUnavailable",
     "BenchReport",
     "BenchRow",
+    "BenchVariant",
     "compare_speed",
     "format_report",
-    "list_backends",
-    "register_backend",
+    "list_variants",
+    "register_variant",
     "run_bench",
 ]

@@ -29,8 +29,8 @@ from ..errors import ConfigError
 from ..hardware import cpu_flags, emulated_precision, native_int8, resolve_precision
 from ..inference import argmax_channels
 from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
-from .backends import BACKENDS, BackendUnavailable, RunFn
 from .system import PEAK_PRECISIONS, machine_info, matmul_peaks
+from .variants import VARIANTS, BackendUnavailable, Timed
 
 __all__ = ["BenchRow", "BenchReport", "run_bench", "time_interleaved", "warm_up"]
 
@@ -95,7 +95,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _e2e(run: RunFn, png: bytes, device: torch.device) -> Callable[[], Any]:
+def _e2e(run: Timed, png: bytes, device: torch.device) -> Callable[[], Any]:
     """decode -> normalise -> forward -> argmax -> NumPy, for one encoded image."""
     mean = np.asarray(IMAGENET_MEAN, np.float32) * 255
     std = np.asarray(IMAGENET_STD, np.float32) * 255
@@ -166,13 +166,13 @@ def time_interleaved(
     return times
 
 
-def _check_precision(family: str, precision: str, device: torch.device) -> None:
+def _check_precision(backend: str, precision: str, device: torch.device) -> None:
     """The precision checks ``dsnet predict`` applies (e.g. OpenVINO computes bf16 only where the CPU has it,
     and would run fp32 under a bf16 label elsewhere), as a row's ``unavailable`` reason."""
     if precision in ("fp16", "int8"):  # fp16: a torch cast, checked by the backend; int8: its own backends
         return
     try:
-        resolve_precision(precision, device, family)
+        resolve_precision(precision, device, backend)
     except ConfigError as e:
         raise BackendUnavailable(str(e)) from None
 
@@ -217,9 +217,9 @@ def run_bench(
     """
     if protocol not in ("paper", "e2e"):
         raise ValueError(f"protocol must be 'paper' or 'e2e', got {protocol!r}")
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown backend(s) {unknown}; available: {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown backend(s) {unknown}; available: {', '.join(VARIANTS)}")
     device = torch.device(device)
     h, w = int(size[0]), int(size[1])
     model = _build_model(model_name, num_classes, weights)
@@ -245,18 +245,18 @@ def run_bench(
     slow: dict[tuple[str, str], list[float]] = {}
     for asked in precisions:
         for name in backends:
-            backend = BACKENDS[name]
+            variant = VARIANTS[name]
             precision = asked
             if asked == "auto":
-                precision = resolve_precision("auto", device, backend.family)[0]
-            label = backend.precision or precision  # a quantized backend has its own precision
+                precision = resolve_precision("auto", device, variant.backend)[0]
+            label = variant.precision or precision  # a quantized variant has its own precision
             if any(r.backend == name and r.precision == label for r in report.rows):
                 continue
             row = BenchRow(name, label, protocol, emulated=emulated_precision(label, device))
             report.rows.append(row)
             try:
-                _check_precision(backend.family, label, device)
-                run = backend.build(model, example, "fp32" if backend.precision else precision)
+                _check_precision(variant.backend, label, device)
+                run = variant.runner(model, example, label)
             except BackendUnavailable as e:
                 row.error = str(e)
                 continue

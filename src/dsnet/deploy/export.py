@@ -29,9 +29,9 @@ from torch import nn
 
 from ..errors import ConfigError, ExportError, OutputError
 from ..fileio import atomic_write, describe_os_error, refuse_existing
-from .backends import require
+from ..optional_imports import import_optional
 from .prepare import prepare, prepare_with_report
-from .runtime import EXPORTED_METADATA_KEYS, METADATA_PREFIX, MODEL_KEY, load_runner
+from .runtime import EXPORTED_METADATA_KEYS, METADATA_PREFIX, MODEL_KEY, load_export
 
 __all__ = ["FORMATS", "MODEL_KEY", "ExportResult", "export", "output_files", "save_openvino"]
 
@@ -124,8 +124,8 @@ def _quiet_onnx_registry() -> Iterator[None]:
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path, metadata: Mapping[str, str]) -> None:
-    require("onnx", "ONNX export")
-    require("onnxscript", "ONNX export")
+    import_optional("onnx", "ONNX export")
+    import_optional("onnxscript", "ONNX export")
     with warnings.catch_warnings(), _quiet_onnx_registry():  # notices the user can do nothing about
         warnings.simplefilter("ignore", FutureWarning)  # the exporter's own deprecation notices
         program = torch.onnx.export(
@@ -157,7 +157,7 @@ def _write_torch(model: nn.Module, example: torch.Tensor, dynamic: Any, out: Pat
 def _write_openvino(
     model: nn.Module, example: torch.Tensor, dynamic: Any, out: Path, metadata: Mapping[str, str]
 ) -> None:
-    ov = require("openvino", "OpenVINO export")
+    ov = import_optional("openvino", "OpenVINO export")
     shape = [-1, example.shape[1], -1, -1] if dynamic else list(example.shape)
     with warnings.catch_warnings():  # OpenVINO traces with TorchScript: DSNet's input checks warn, harmlessly
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -168,7 +168,7 @@ def _write_openvino(
 def save_openvino(converted: Any, out: Path, metadata: Mapping[str, str] | None = None) -> None:
     """Write an OpenVINO model as ``out`` (.xml) and its .bin, both or neither (weights kept float32),
     with ``metadata`` (e.g. ``dsnet.model``) in its rt_info."""
-    ov = require("openvino", "OpenVINO export")
+    ov = import_optional("openvino", "OpenVINO export")
     for key, value in (metadata or {}).items():
         converted.set_rt_info(value, key.split("."))
     tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
@@ -189,7 +189,7 @@ def _parity(model: nn.Module, path: Path, format: str, sizes: list[tuple[int, in
     """Max error of the exported file relative to the output scale, against the eager unfolded model
     in float64 (the exact result: float32 rounding of the export and of eager PyTorch both count)."""
     reference = prepare(model, fold_bn=False, exportable_pooling=False).double()
-    run = load_runner(path, format)
+    run = load_export(path, format).run
     generator = torch.Generator().manual_seed(0)
     parity = {}
     for h, w in sizes:

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ExportError
-from .backends import require
+from ..optional_imports import import_optional
 from .export import export, export_metadata, output_files, save_openvino
 from .prepare import prepare
-from .runtime import load_runner
+from .runtime import load_export
 from .signal_stack import keep_signal_stack
 
 __all__ = ["PRESETS", "QuantizeResult", "quantize_openvino", "quantize_model"]
@@ -68,7 +68,7 @@ def quantize_model(
 ) -> Any:
     """The NNCF-quantized copy of an ``openvino.Model``, calibrated on ``num_samples`` batches of
     ``calibration`` (normalised float32 NCHW arrays; the iterable is read more than once)."""
-    nncf = require("nncf", "INT8 quantization")
+    nncf = import_optional("nncf", "INT8 quantization")
     if preset not in PRESETS:
         raise ConfigError(f"int8 preset {preset!r}: expected one of {', '.join(PRESETS)}")
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
@@ -92,7 +92,7 @@ def _count_fake_quantize(ov_model: Any) -> int:
 def _check(model: nn.Module, path: Path, images: list[np.ndarray]) -> tuple[float, float]:
     """(label agreement, relative error) of the INT8 file against eager float32 PyTorch."""
     reference = prepare(model, fold_bn=False, exportable_pooling=False)
-    run = load_runner(path, "openvino")
+    run = load_export(path, "openvino").run
     agree = total = 0
     worst = scale = 0.0
     for x in images:
@@ -135,8 +135,8 @@ def quantize_openvino(
     """
     files = output_files(out, "openvino", overwrite)
     path = files[0]
-    ov = require("openvino", "INT8 quantization")
-    require("nncf", "INT8 quantization")
+    ov = import_optional("openvino", "INT8 quantization")
+    import_optional("nncf", "INT8 quantization")
     samples = list(calibration) if not hasattr(calibration, "__len__") else calibration
     num_samples = len(samples)  # type: ignore[arg-type]
     if num_samples == 0:

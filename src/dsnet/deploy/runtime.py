@@ -14,7 +14,8 @@ import torch
 
 from ..constants import INPUT_LONG_SIDE_KEY
 from ..errors import ExportError
-from .backends import require
+from ..optional_imports import import_optional
+from .runner import LogitsFn
 from .signal_stack import keep_signal_stack
 
 __all__ = [
@@ -22,9 +23,7 @@ __all__ = [
     "METADATA_PREFIX",
     "MODEL_KEY",
     "LoadedExport",
-    "Runner",
     "load_export",
-    "load_runner",
 ]
 
 #: Key of the registered model name in an export's metadata (ONNX metadata_props, OpenVINO rt_info).
@@ -35,8 +34,6 @@ METADATA_PREFIX = "dsnet."
 #: The weights' metadata keys an export carries (beside the model name).
 EXPORTED_METADATA_KEYS = ("label_space", "dataset", INPUT_LONG_SIDE_KEY)
 
-#: float32 NCHW batch in, logits out.
-Runner = Callable[[np.ndarray], np.ndarray]
 #: An axis length, or None where the export leaves it free (dynamic).
 Dim = int | None
 
@@ -45,7 +42,7 @@ Dim = int | None
 class LoadedExport:
     """A loaded export: ``run`` and the shapes the file declares (None on a dynamic axis)."""
 
-    run: Runner
+    run: LogitsFn
     input_shape: tuple[Dim, ...]
     output_shape: tuple[Dim, ...]
     #: string metadata of the file (``dsnet.model``: the registered model name, when the export stored it)
@@ -86,7 +83,7 @@ _OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
 def _onnx_export(path: Path, threads: int | None, precision: str) -> LoadedExport:
     if precision != "fp32":
         raise ExportError(f"{path}: ONNX Runtime runs this export in fp32 only, not {precision}")
-    ort = require("onnxruntime", "running an ONNX export")
+    ort = import_optional("onnxruntime", "running an ONNX export")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -101,7 +98,7 @@ def _onnx_export(path: Path, threads: int | None, precision: str) -> LoadedExpor
 
 
 def _openvino_export(path: Path, threads: int | None, precision: str) -> LoadedExport:
-    ov = require("openvino", "running an OpenVINO export")
+    ov = import_optional("openvino", "running an OpenVINO export")
     if precision not in _OPENVINO_HINTS:
         raise ExportError(
             f"{path}: OpenVINO float precision {precision!r}: expected one of {', '.join(_OPENVINO_HINTS)}"
@@ -154,7 +151,7 @@ def _torch_export(path: Path, threads: int | None, precision: str) -> LoadedExpo
     return LoadedExport(run, dims(inputs[0]) if inputs else (), dims(output))
 
 
-_RUNNERS: dict[str, Callable[[Path, int | None, str], LoadedExport]] = {
+_LOADERS: dict[str, Callable[[Path, int | None, str], LoadedExport]] = {
     "onnx": _onnx_export,
     "openvino": _openvino_export,
     "torch": _torch_export,
@@ -165,12 +162,6 @@ def load_export(path: str | Path, format: str, threads: int | None = None, preci
     """The exported model at ``path`` (written in ``format``) loaded on the CPU with ``threads`` intra-op
     threads (default: the runtime's own choice), with its declared input and output shapes. ``precision``
     is what the float operations compute in: ``bf16`` only in OpenVINO (on CPUs with native bf16)."""
-    if format not in _RUNNERS:
-        raise ExportError(f"no runtime for format {format!r}; known: {', '.join(_RUNNERS)}")
-    return _RUNNERS[format](Path(path), threads, precision)
-
-
-def load_runner(path: str | Path, format: str, threads: int | None = None, precision: str = "fp32") -> Runner:
-    """A function that runs the exported model at ``path`` (written in ``format``) on the CPU, with
-    ``threads`` intra-op threads (default: the runtime's own choice) in ``precision`` (see load_export)."""
-    return load_export(path, format, threads, precision).run
+    if format not in _LOADERS:
+        raise ExportError(f"no runtime for format {format!r}; known: {', '.join(_LOADERS)}")
+    return _LOADERS[format](Path(path), threads, precision)

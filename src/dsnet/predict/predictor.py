@@ -12,30 +12,29 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD, INPUT_LONG_SIDE_KEY, round_up
+from ..constants import round_up
 from ..data.label_space import DatasetInfo
 from ..data.labels import Color, colorize
-from ..devices import check_device
-from ..errors import ConfigError, WeightsNotFoundError
-from ..hardware import resolve_precision
+from ..deploy import LogitsFn, Runner
+from ..errors import ConfigError
 from ..inference import InferenceOptions, argmax_channels, predict_probs, predict_scores
-from ..models import check_num_classes, create_model, get_model_info, load_weights, resolve_weights
-from ..models.registry import resolve_model_name
-from .backends import RUNTIME_BACKENDS, LogitsFn, LogitsFnModule, check_backend
-from .labelspace import LabelSpace, label_space, label_space_from_metadata, read_weights_source
-from .runtimes import Runtime, backend_for_export, export_format, load_exported, runtime_for, torch_module
+from .resolve import ResolvedModel, resolve_model
 from .sources import ImageLike, to_rgb
 
 __all__ = ["Prediction", "Predictor"]
 
 #: Above this many pixels an image is predicted window by window (unless options say otherwise).
 LARGE_IMAGE_PIXELS = 4 * 1024 * 1024
+#: The arguments that resolve a predictor's parts, at their defaults (unset when parts are passed in).
+_RESOLVE_DEFAULTS = dict(
+    weights=None, device=None, num_classes=None, dataset=None, backend=None, threads=None, deploy_form=True,
+    precision="fp32", calibration=None,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,21 +46,17 @@ class Prediction:
     probs: np.ndarray | None = None
 
 
-def _input_long_side(meta: dict[str, str], source: object) -> int | None:
-    """The long side of the weights' training images (``input_long_side`` in their metadata), if given."""
-    text = meta.get(INPUT_LONG_SIDE_KEY)
-    if text is None:
-        return None
-    if not text.isdigit() or not 16 <= int(text) <= 16384:
-        raise ConfigError(f"{source}: metadata {INPUT_LONG_SIDE_KEY}={text!r} is not a size in 16..16384 pixels")
-    return int(text)
-
-
 class Predictor:
     """Segment RGB images with a DSNet model.
 
+    Made from a model's name (or module) and weights, resolved by :meth:`resolve` (the arguments below), or
+    from parts resolved already (a :class:`~dsnet.predict.resolve.ResolvedModel`, e.g. around a runner of
+    one's own), so a server or a test can pass them in: ``Predictor(Predictor.resolve(...), options=...)``.
+
     Args:
-        model_or_name: a registered name (``"dsnet_head128"``) or a built ``nn.Module``.
+        model_or_name: a registered name (``"dsnet_head128"``), a built ``nn.Module``, or a ResolvedModel
+            (then the arguments that resolve it, ``weights`` to ``calibration`` but for ``options``,
+            ``batch_size``, ``large_image_pixels`` and ``slide_crop``, stay unset).
         weights: checkpoint file, whose metadata (``model``, ``num_classes``, the dataset's
             ``label_space``, or for older weights ``dataset``) fills in what is not given explicitly;
             or an exported ``.onnx`` / OpenVINO ``.xml`` file (then ``model_or_name`` is the
@@ -77,7 +72,7 @@ class Predictor:
             pass; the labels always come back at the input's size).
         batch_size: most inputs of one size per forward pass.
         backend: "torch", "onnxruntime", "openvino" (checkpoint weights are then exported once, with
-            dynamic H/W, to a temporary folder), or a :class:`~dsnet.predict.backends.LogitsFn` for
+            dynamic H/W, to a temporary folder), or a :class:`~dsnet.deploy.LogitsFn` for
             another runtime (then ``model_or_name`` must be a name). Default: torch, or for an
             exported file its own runtime.
         threads: intra-op threads of the ONNX Runtime / OpenVINO session (default: the runtime's
@@ -96,7 +91,7 @@ class Predictor:
 
     def __init__(
         self,
-        model_or_name: str | nn.Module,
+        model_or_name: str | nn.Module | ResolvedModel,
         weights: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         num_classes: int | None = None,
@@ -113,127 +108,60 @@ class Predictor:
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}")
-        weights = resolve_weights(weights)
-        if weights is not None and not Path(weights).is_file():
-            raise WeightsNotFoundError(f"{weights}: weights file not found")
-        backend = check_backend(backend)
-        exported = export_format(weights)
-        if exported is not None:
-            assert weights is not None
-            if backend is not None and not isinstance(backend, str):
-                raise ConfigError(f"{weights}: an exported file runs in its runtime, not in a LogitsFn backend")
-            backend = backend_for_export(weights, exported, backend)
-        backend = backend or "torch"
-        runtime_backend = isinstance(backend, str) and backend in RUNTIME_BACKENDS
-        if runtime_backend and device is not None and str(device).split(":")[0] != "cpu":
-            raise ConfigError(f"backend {backend!r} runs on the CPU here, not on {device}")
-        check_device(device, "device")  # one line naming it and what is available, not a traceback later
-        if threads is not None and backend == "torch":
-            raise ConfigError("threads: PyTorch's thread count is process-wide; set it with torch.set_num_threads")
-        source = read_weights_source(weights) if weights is not None and exported is None else None
-        meta = source.metadata if source is not None else {}
-        name = self._model_name(model_or_name, meta)
-        info = get_model_info(name) if name is not None else None
-        if not isinstance(backend, str) and info is None:
-            raise ConfigError("a LogitsFn backend needs the model's registered name (for normalisation)")
-
-        default_device = "cuda" if torch.cuda.is_available() and not runtime_backend else "cpu"
-        self.device = torch.device(device or default_device)
-        backend_name = backend if isinstance(backend, str) else "callable"
-        self.precision, self.precision_reason = resolve_precision(precision, self.device, backend_name)
-        float_precision = "fp32" if self.precision == "int8" else self.precision
-
-        runtime: Runtime | None = None
-        if exported is not None:
-            if info is None:
-                raise ConfigError(f"{weights}: an exported file needs the model's registered name (for normalisation)")
-            assert isinstance(backend, str) and weights is not None
-            runtime = load_exported(weights, backend, info.input_multiple, threads, float_precision)
-            if runtime.quantized and precision not in ("auto", "int8"):
-                raise ConfigError(f"{weights}: an INT8 export; --precision {precision} needs a float export")
-            if self.precision == "int8" and not runtime.quantized:
-                raise ConfigError(
-                    f"{weights}: a float export; precision int8 needs an INT8 export (dsnet export --int8 "
-                    "--calib DATA) or the checkpoint with calibration images (--calib DATA)"
-                )
-            if runtime.quantized and self.precision != "int8":
-                self.precision_reason = f"an INT8 export (its float parts in {self.precision})"
-                self.precision = "int8"
-            if runtime.model is not None and runtime.model != name:
-                raise ConfigError(
-                    f"{weights}: exported from {runtime.model}, not {name}; run it as that model "
-                    f"(dsnet predict {runtime.model} ... --weights {weights})"
-                )
-            if num_classes is not None and runtime.num_classes is not None and num_classes != runtime.num_classes:
-                raise ConfigError(f"{weights}: the export outputs {runtime.num_classes} classes, not {num_classes}")
-            num_classes = num_classes or runtime.num_classes
-            meta = runtime.metadata  # the label space of the weights it was exported from
-        if source is not None:
-            num_classes = check_num_classes(source.num_classes, num_classes, str(weights))
-        if num_classes is None and dataset is None and isinstance(model_or_name, nn.Module):
-            num_classes = getattr(model_or_name, "num_classes", None)
-        described = label_space_from_metadata(meta, num_classes, str(weights)) if dataset is None else None
-        if described is not None:
-            self.labels: LabelSpace = described
-        elif dataset is not None:
-            self.labels = label_space(dataset, num_classes)
+        resolving = dict(
+            weights=weights, device=device, num_classes=num_classes, dataset=dataset, backend=backend,
+            threads=threads, deploy_form=deploy_form, precision=precision, calibration=calibration,
+        )  # fmt: skip
+        if isinstance(model_or_name, ResolvedModel):
+            given = [k for k, v in resolving.items() if v != _RESOLVE_DEFAULTS[k]]
+            if given:
+                raise ConfigError(f"a ResolvedModel is resolved already; {', '.join(given)} cannot change it")
+            parts = model_or_name
         else:
-            self.labels = label_space(None, num_classes or 19)
-        num_classes = self.labels.num_classes
-
-        self.mean: tuple[float, float, float] = info.mean if info else IMAGENET_MEAN
-        self.std: tuple[float, float, float] = info.std if info else IMAGENET_STD
-        self.backend = backend_name
-        if not isinstance(backend, str):
-            assert info is not None
-            self.model: nn.Module = LogitsFnModule(backend, info.input_multiple)
-        elif runtime is None:
-            if isinstance(model_or_name, nn.Module):
-                model = model_or_name
-                if source is not None:
-                    load_weights(model, source.weights, fine_tuning=False)
-            else:
-                assert name is not None
-                model = create_model(
-                    name, num_classes=num_classes, weights=source.weights if source else None, fine_tuning=False
-                )
-            if backend == "torch":
-                self.model = torch_module(model, self.device, deploy_form, self.precision)
-            else:
-                runtime = runtime_for(model, backend, threads, self.precision, calibration)
-        if runtime is not None:
-            self.model = runtime.module
-            self._workdir = runtime.workdir  # an on-the-fly export's folder lives as long as the predictor
-        self.model.eval()
-        self.name = name
+            parts = self.resolve(model_or_name, **resolving)  # type: ignore[arg-type]
+        self.parts = parts
+        self.runner: Runner = parts.runner
+        self.labels: DatasetInfo = parts.labels
+        self.name = parts.name
+        self.mean, self.std = parts.mean, parts.std
+        self.device = parts.device
+        self.backend = self.runner.info.backend
+        self.precision = self.runner.info.precision
+        self.precision_reason = parts.precision_reason
         self.batch_size = int(batch_size)
         self.large_image_pixels = large_image_pixels
         self.slide_crop = (int(slide_crop[0]), int(slide_crop[1]))
-        self.input_limit: tuple[int, int] | None = getattr(self.model, "size", None)  # a static export's size
+        #: the only input size a static export runs (None: any size)
+        self.static_size: tuple[int, int] | None = self.runner.info.static_size
         #: scale each image to this long side (the weights' training size) unless options were given; a static
         #: export does so where the scaled image is its size (an export of the shipped model at 240x320 runs
         #: CamVid's 360x480 and 180x240 images as the model was trained), else it runs the image unscaled
-        self.input_long_side = _input_long_side(meta, weights) if options is None else None
+        self.input_long_side = parts.input_long_side if options is None else None
         self.options = options or InferenceOptions()
-        if self.input_limit is not None and tuple(self.options.scales) != (1.0,):
+        if self.static_size is not None and tuple(self.options.scales) != (1.0,):
             raise ConfigError(f"{weights}: a static export runs one input size, so no multi-scale views; use --dynamic")
-        self._channels_last = self.backend == "torch" and deploy_form and self.device.type == "cpu"
         self._scale = (1.0 / (255.0 * torch.tensor(self.std, dtype=torch.float64))).float().view(1, 3, 1, 1)
         self._offset = -torch.tensor(self.mean, dtype=torch.float64) / torch.tensor(self.std, dtype=torch.float64)
         self._offset = self._offset.float().view(1, 3, 1, 1)
 
-    @staticmethod
-    def _model_name(model_or_name: str | nn.Module, meta: dict[str, str]) -> str | None:
-        """The registered name: given, or from the metadata; a clash between the two is an error."""
-        stored = meta.get("model")
-        if isinstance(model_or_name, str):
-            name = resolve_model_name(model_or_name)
-            if stored and resolve_model_name(stored) != name:
-                raise ConfigError(f"weights were trained for model {stored!r}, not {model_or_name!r}")
-            return name
-        return resolve_model_name(stored) if stored else None
+    @classmethod
+    def resolve(
+        cls,
+        model_or_name: str | nn.Module,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        num_classes: int | None = None,
+        dataset: str | DatasetInfo | None = None,
+        backend: str | LogitsFn | None = None,
+        threads: int | None = None,
+        deploy_form: bool = True,
+        precision: str = "fp32",
+        calibration: Iterable[np.ndarray] | None = None,
+    ) -> ResolvedModel:
+        """Weights, model, label space and runner from names (the constructor's arguments of the same names)."""
+        return resolve_model(
+            model_or_name, weights, device, num_classes, dataset, backend, threads, deploy_form, precision, calibration
+        )
 
     # ---------------------------------------------------------------------------------- labels
 
@@ -284,10 +212,10 @@ class Predictor:
         large = self.large_image_pixels is not None and height * width > self.large_image_pixels
         if large and options.mode == "whole":
             options = replace(options, mode="slide", crop=self.slide_crop, stride=None)
-        if self.input_limit is None:
+        if self.static_size is None:
             return options
-        lh, lw = self.input_limit
-        multiple = int(getattr(self.model, "input_multiple", 8))
+        lh, lw = self.static_size
+        multiple = self.runner.input_multiple
         if options.scales != self.options.scales:  # scaled to the weights' training size
             scale = options.scales[0]
             scaled = (max(8, round(height * scale)), max(8, round(width * scale)))  # as predict_scores resizes
@@ -316,10 +244,10 @@ class Predictor:
             options = self.options_for(height, width)
         except ConfigError as e:
             return str(e)
-        min_size = int(getattr(self.model, "min_size", 0))
+        min_size = self.runner.info.min_size
         if not min_size:
             return None
-        multiple = int(getattr(self.model, "input_multiple", 8))
+        multiple = self.runner.input_multiple
         for scale in options.scales:  # the sizes inference.predict_scores runs (views, windows, padding)
             h, w = (height, width) if scale == 1.0 else (max(8, round(height * scale)), max(8, round(width * scale)))
             if options.mode == "slide" and options.crop is not None:
@@ -335,13 +263,13 @@ class Predictor:
     def predict_batch(self, images: Sequence[np.ndarray], return_probs: bool = False) -> list[Prediction]:
         """One forward pass (per view) over RGB uint8 images of one size. Labels alone are the argmax of
         the logits (no full-resolution softmax) unless test-time augmentation averages probabilities."""
-        layout = torch.channels_last if self._channels_last else torch.contiguous_format
+        layout = torch.channels_last if self.runner.channels_last else torch.contiguous_format
         batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
         batch = batch.contiguous(memory_format=layout)
         batch.mul_(self._scale.to(self.device)).add_(self._offset.to(self.device))
         options = self.options_for(*batch.shape[-2:])
         scores = (
-            predict_probs(self.model, batch, options) if return_probs else predict_scores(self.model, batch, options)
+            predict_probs(self.runner, batch, options) if return_probs else predict_scores(self.runner, batch, options)
         )
         dtype = torch.uint8 if scores.shape[1] <= 256 else torch.int64
         labels = argmax_channels(scores).to(dtype).cpu().numpy()

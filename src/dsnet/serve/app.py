@@ -142,7 +142,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None, titl
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
-        warm = np.zeros((*(predictor.input_limit or (64, 64)), 3), np.uint8)  # a static export runs its own size
+        warm = np.zeros((*(predictor.static_size or (64, 64)), 3), np.uint8)  # a static export runs its own size
         await asyncio.wrap_future(batcher.submit(warm))  # the first pass pays for lazy set-up
         state["ready"] = True
         yield

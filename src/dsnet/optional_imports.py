@@ -1,18 +1,16 @@
-"""Optional export/runtime packages, imported only when asked for, with one clear error when absent."""
+"""Optional packages (export runtimes, the server), imported only when asked for, with one clear error when absent."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from ..errors import MissingBackendError
+from .errors import MissingBackendError
 
-__all__ = ["INSTALL_HINT", "require"]
-
-INSTALL_HINT = "pip install dsnet-seg[deploy]"
+__all__ = ["import_optional"]
 
 
-def require(module: str, purpose: str, extra: str = "deploy") -> ModuleType:
+def import_optional(module: str, purpose: str, extra: str = "deploy") -> ModuleType:
     """Import the optional package ``module`` or raise :class:`MissingBackendError` naming the extra
     (``pip install dsnet-seg[extra]``) that brings it."""
     try:
