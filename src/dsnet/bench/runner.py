@@ -25,12 +25,13 @@ import torch
 
 from ..analysis import profile
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..deploy import Runner
 from ..errors import ConfigError
 from ..hardware import cpu_flags, emulated_precision, native_int8, resolve_precision
 from ..inference import argmax_channels
 from ..models import checkpoint_num_classes, create_model, get_model_info, normalize_state_dict, read_checkpoint
 from .system import PEAK_PRECISIONS, machine_info, matmul_peaks
-from .variants import VARIANTS, BackendUnavailable, Timed
+from .variants import VARIANTS, BackendUnavailable
 
 __all__ = ["BenchRow", "BenchReport", "run_bench", "time_interleaved", "warm_up"]
 
@@ -95,7 +96,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _e2e(run: Timed, png: bytes, device: torch.device) -> Callable[[], Any]:
+def _e2e(run: Runner, png: bytes, device: torch.device) -> Callable[[], Any]:
     """decode -> normalise -> forward -> argmax -> NumPy, for one encoded image."""
     mean = np.asarray(IMAGENET_MEAN, np.float32) * 255
     std = np.asarray(IMAGENET_STD, np.float32) * 255

@@ -17,13 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..deploy import RUNTIME_BACKENDS, build_runner
+from ..deploy import RUNTIME_BACKENDS, Runner, build_runner
 from ..errors import DSNetError
 
 __all__ = ["VARIANTS", "BackendUnavailable", "BenchVariant", "list_variants", "register_variant"]
 
-#: a built variant: the batch in, the model output out
-Timed = Callable[[Tensor], Tensor]
 #: random inputs calibrate the INT8 variant: its speed does not depend on the calibration data
 _INT8_CALIBRATION = 4
 
@@ -35,7 +33,7 @@ class BackendUnavailable(DSNetError):
 @dataclass(frozen=True)
 class BenchVariant:
     """A way to run the model that the bench times: a runner backend with :func:`build_runner` options, or
-    (for a runtime of one's own) ``build(model, example, precision) -> callable``."""
+    (for a runtime of one's own) ``build(model, example, precision) -> runner``."""
 
     name: str
     description: str
@@ -45,9 +43,9 @@ class BenchVariant:
     precision: str | None = None
     #: keyword options of build_runner (fold, channels_last, compile)
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    build: Callable[[nn.Module, Tensor, str], Timed] | None = None
+    build: Callable[[nn.Module, Tensor, str], Runner] | None = None
 
-    def runner(self, model: nn.Module, example: Tensor, precision: str) -> Timed:
+    def runner(self, model: nn.Module, example: Tensor, precision: str) -> Runner:
         """The variant of ``model`` ready to time on batches shaped like ``example``, in ``precision``."""
         if self.build is not None:
             return self.build(model, example, precision)
