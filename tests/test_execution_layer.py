@@ -87,8 +87,8 @@ def test_predict_and_bench_build_the_same_runner(weights: Path, backend: str, pr
         assert torch.equal(a, b)
     elif precision == "int8":  # two quantizations (other calibration shapes): the same scale of logits
         assert a.shape == b.shape and torch.isfinite(b).all()
-    else:
-        assert_close_to_scale(b.numpy(), a.numpy(), rel=1e-2 if precision == "bf16" else 1e-4, what=variant.name)
+    else:  # a static and a dynamic export compile to other kernels; bf16 rounds each (8 bits) on a random model
+        assert_close_to_scale(b.numpy(), a.numpy(), rel=5e-2 if precision == "bf16" else 1e-4, what=variant.name)
 
 
 def test_the_torch_variants_are_runner_options(weights: Path) -> None:

@@ -186,6 +186,133 @@ def _emulation_note(precision: str, device: torch.device) -> str:
     )
 
 
+@dataclass
+class _Timing:
+    """What the rows still need: interleaved steps (with their warm-up estimates) and rows timed by one pass."""
+
+    steps: dict[tuple[str, str], Callable[[], Any]] = field(default_factory=dict)
+    estimates: dict[tuple[str, str], float] = field(default_factory=dict)
+    slow: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+
+def _new_report(
+    model_name: str, model: torch.nn.Module, size: tuple[int, int], batch_size: int, device: torch.device, weights: Any
+) -> tuple[BenchReport, dict[str, Any]]:
+    cost = profile(model, size, batch_size=batch_size)
+    report = BenchReport(
+        get_model_info(model_name).name,
+        size,
+        batch_size,
+        cost["params"],
+        cost["paper_gflops"],
+        cost["macs"] / 1e9,
+        machine_info(device),
+        num_classes=int(model.num_classes),
+        weights=str(weights) if weights is not None else None,
+    )
+    return report, cost
+
+
+def _prepare_rows(
+    report: BenchReport,
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    protocol: str,
+    warmup: int,
+    target_seconds: float,
+    progress: Callable[[str], None] | None,
+) -> _Timing:
+    """A row per (variant, precision), its runner built and warmed up; a variant that cannot run says why."""
+    device = example.device
+    image = np.random.default_rng(0).integers(0, 256, (*example.shape[-2:], 3), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    timing = _Timing()
+    for asked in precisions:
+        for name in backends:
+            variant = VARIANTS[name]
+            precision = resolve_precision("auto", device, variant.backend)[0] if asked == "auto" else asked
+            label = variant.precision or precision  # a quantized variant has its own precision
+            if any(r.backend == name and r.precision == label for r in report.rows):
+                continue
+            row = BenchRow(name, label, protocol, emulated=emulated_precision(label, device))
+            report.rows.append(row)
+            try:
+                _check_precision(variant.backend, label, device)
+                run = variant.runner(model, example, label)
+            except BackendUnavailable as e:
+                row.error = str(e)
+                continue
+            step = (lambda run=run: run(example)) if protocol == "paper" else _e2e(run, png, device)
+            if progress:
+                progress(f"warming up {name} {label}" + (" (emulated here: slow)" if row.emulated else ""))
+            warm = warm_up(step, warmup, target_seconds / 2, device)
+            if len(warm) == 1 and warm[0] >= max(target_seconds, _SET_UP_NEGLIGIBLE_S):
+                timing.slow[(name, label)] = warm  # one pass is over the row's budget: that pass is its timing
+            else:
+                timing.estimates[(name, label)] = per_call_estimate(warm)
+                timing.steps[(name, label)] = step
+    return timing
+
+
+def _hardware_notes(report: BenchReport, device: torch.device) -> None:
+    """Notes on rows whose precision this hardware runs slowly (emulated bf16, INT8 without VNNI)."""
+    emulated = sorted({r.precision for r in report.rows if r.emulated and not r.error})
+    for precision in emulated:
+        report.notes.append(_emulation_note(precision, device))
+    if device.type == "cpu" and not native_int8() and any(r.precision == "int8" and not r.error for r in report.rows):
+        report.notes.append(
+            f"int8 without VNNI or AMX (CPU flags: {' '.join(cpu_flags()) or 'none found'}): its dot products "
+            "take AVX2 multiply-adds, so INT8 gains far less over fp32 here than on CPUs with them"
+        )
+
+
+def _peaks(report: BenchReport, timed: set[str], progress: Callable[[str], None] | None) -> dict[str, float]:
+    """The matrix-product peak of each precision the rows were timed in (recorded in the report's machine)."""
+    if not timed & set(PEAK_PRECISIONS):
+        return {}
+    if progress:
+        progress(f"matrix-product peak of {', '.join(p for p in PEAK_PRECISIONS if p in timed)}")
+    peaks = matmul_peaks(timed)
+    report.machine["matmul_peak_gflops"] = {k: round(v, 1) for k, v in peaks.items()}
+    if "fp32" in peaks:
+        report.machine["sgemm_peak_gflops"] = report.machine["matmul_peak_gflops"]["fp32"]
+    return peaks
+
+
+def _fill_rows(
+    report: BenchReport,
+    times: Mapping[tuple[str, str], list[float]],
+    conv_macs: float,
+    peaks: Mapping[str, float],
+    device: torch.device,
+) -> None:
+    """Latency, FPS, throughput, share of peak, memory and speed-up of every timed row."""
+    for row in report.rows:
+        key = (row.backend, row.precision)
+        if key not in times:
+            continue
+        t = sorted(times[key])
+        row.iterations = len(t)
+        row.latency_ms_median = 1e3 * statistics.median(t)
+        row.latency_ms_p90 = 1e3 * t[min(len(t) - 1, int(0.9 * len(t)))]
+        row.fps = report.batch_size * len(t) / sum(t)
+        row.achieved_conv_gflops = 2 * conv_macs / (row.latency_ms_median / 1e3) / 1e9
+        if row.precision in peaks:
+            row.share_of_peak = row.achieved_conv_gflops / peaks[row.precision]
+        row.peak_memory_mib = (
+            torch.cuda.max_memory_allocated(device) / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
+    eager = {r.precision: r.fps for r in report.rows if r.backend == "eager" and r.fps}
+    base = eager.get("fp32") or next(iter(eager.values()), None)
+    for row in report.rows:
+        if row.fps and base:
+            row.speedup_vs_eager = row.fps / base
+
+
 @torch.inference_mode()
 def run_bench(
     model_name: str,
@@ -224,102 +351,27 @@ def run_bench(
     device = torch.device(device)
     h, w = int(size[0]), int(size[1])
     model = _build_model(model_name, num_classes, weights)
-    cost = profile(model, (h, w), batch_size=batch_size)
+    report, cost = _new_report(model_name, model, (h, w), batch_size, device, weights)
     model = model.to(device)
     example = torch.randn(batch_size, 3, h, w, device=device)
-    report = BenchReport(
-        get_model_info(model_name).name,
-        (h, w),
-        batch_size,
-        cost["params"],
-        cost["paper_gflops"],
-        cost["macs"] / 1e9,
-        machine_info(device),
-        num_classes=int(model.num_classes),
-        weights=str(weights) if weights is not None else None,
-    )
-    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    png = cv2.imencode(".png", image)[1].tobytes()
-
-    steps: dict[tuple[str, str], Callable[[], Any]] = {}
-    estimates: dict[tuple[str, str], float] = {}
-    slow: dict[tuple[str, str], list[float]] = {}
-    for asked in precisions:
-        for name in backends:
-            variant = VARIANTS[name]
-            precision = asked
-            if asked == "auto":
-                precision = resolve_precision("auto", device, variant.backend)[0]
-            label = variant.precision or precision  # a quantized variant has its own precision
-            if any(r.backend == name and r.precision == label for r in report.rows):
-                continue
-            row = BenchRow(name, label, protocol, emulated=emulated_precision(label, device))
-            report.rows.append(row)
-            try:
-                _check_precision(variant.backend, label, device)
-                run = variant.runner(model, example, label)
-            except BackendUnavailable as e:
-                row.error = str(e)
-                continue
-            step = (lambda run=run: run(example)) if protocol == "paper" else _e2e(run, png, device)
-            if progress:
-                progress(f"warming up {name} {label}" + (" (emulated here: slow)" if row.emulated else ""))
-            warm = warm_up(step, warmup, target_seconds / 2, device)
-            if len(warm) == 1 and warm[0] >= max(target_seconds, _SET_UP_NEGLIGIBLE_S):
-                slow[(name, label)] = warm  # one pass is over the row's budget: that pass is its timing
-            else:
-                estimates[(name, label)] = per_call_estimate(warm)
-                steps[(name, label)] = step
-
-    emulated = sorted({r.precision for r in report.rows if r.emulated and not r.error})
-    for precision in emulated:
-        report.notes.append(_emulation_note(precision, device))
-    if device.type == "cpu" and not native_int8() and any(r.precision == "int8" and not r.error for r in report.rows):
-        report.notes.append(
-            f"int8 without VNNI or AMX (CPU flags: {' '.join(cpu_flags()) or 'none found'}): its dot products "
-            "take AVX2 multiply-adds, so INT8 gains far less over fp32 here than on CPUs with them"
-        )
-    peaks: dict[str, float] = {}
-    timed = {precision for _, precision in [*steps, *slow]}
-    if measure_peaks and device.type == "cpu" and timed & set(PEAK_PRECISIONS):
-        if progress:
-            progress(f"matrix-product peak of {', '.join(p for p in PEAK_PRECISIONS if p in timed)}")
-        peaks = matmul_peaks(timed)
-        report.machine["matmul_peak_gflops"] = {k: round(v, 1) for k, v in peaks.items()}
-        if "fp32" in peaks:
-            report.machine["sgemm_peak_gflops"] = report.machine["matmul_peak_gflops"]["fp32"]
-
+    timing = _prepare_rows(report, model, example, backends, precisions, protocol, warmup, target_seconds, progress)
+    _hardware_notes(report, device)
+    timed = {precision for _, precision in [*timing.steps, *timing.slow]}
+    peaks = _peaks(report, timed, progress) if measure_peaks and device.type == "cpu" else {}
     times = time_interleaved(
-        steps, device, target_seconds=target_seconds, rounds=rounds, progress=progress, estimates=estimates
+        timing.steps,
+        device,
+        target_seconds=target_seconds,
+        rounds=rounds,
+        progress=progress,
+        estimates=timing.estimates,
     )
-    times.update(slow)
+    times.update(timing.slow)
     once = [f"{b} {p}" for (b, p), t in times.items() if len(t) == 1]
     if once:
         report.notes.append(
             f"timed by a single pass (one pass takes longer than --seconds {target_seconds:g}; its first pass "
             f"when that alone was over it): {', '.join(once)}"
         )
-
-    for row in report.rows:
-        key = (row.backend, row.precision)
-        if key not in times:
-            continue
-        t = sorted(times[key])
-        row.iterations = len(t)
-        row.latency_ms_median = 1e3 * statistics.median(t)
-        row.latency_ms_p90 = 1e3 * t[min(len(t) - 1, int(0.9 * len(t)))]
-        row.fps = batch_size * len(t) / sum(t)
-        row.achieved_conv_gflops = 2 * cost["macs"] / (row.latency_ms_median / 1e3) / 1e9
-        if row.precision in peaks:
-            row.share_of_peak = row.achieved_conv_gflops / peaks[row.precision]
-        row.peak_memory_mib = (
-            torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        )
-    eager = {r.precision: r.fps for r in report.rows if r.backend == "eager" and r.fps}
-    base = eager.get("fp32") or next(iter(eager.values()), None)
-    for row in report.rows:
-        if row.fps and base:
-            row.speedup_vs_eager = row.fps / base
+    _fill_rows(report, times, cost["macs"], peaks, device)
     return report
