@@ -27,11 +27,11 @@ from .error_handlers import add_error_handlers
 from .routes_info import info_router
 from .routes_page import page_router
 from .routes_segment import segment_router
-from .segment_query import FORMATS
+from .segment_query import RESPONSE_FORMATS
 from .settings import ServeSettings
 from .state import ServeState
 
-__all__ = ["FORMATS", "create_app"]
+__all__ = ["RESPONSE_FORMATS", "create_app"]
 
 
 def create_app(predictor: Predictor, settings: ServeSettings | None = None, title: str = "dsnet") -> FastAPI:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from .images import IMAGE_TYPES
-from .segment_query import FORMATS
+from .segment_query import RESPONSE_FORMATS
 from .state import ServeState
 
 __all__ = ["info_router", "model_info"]
@@ -30,7 +30,7 @@ def model_info(state: ServeState) -> dict[str, Any]:
             "content_types": [*IMAGE_TYPES, "multipart/form-data"],
             "max_pixels": settings.max_pixels,
             "max_body_bytes": settings.max_body_bytes,
-            "formats": list(FORMATS),
+            "formats": list(RESPONSE_FORMATS),
         },
         "batching": {
             "max_batch": settings.max_batch,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .images import IMAGE_TYPES
-from .segment_query import FORMATS
+from .segment_query import RESPONSE_FORMATS
 
 __all__ = ["SEGMENT_DESCRIPTION", "SEGMENT_OPENAPI", "SEGMENT_SUMMARY"]
 
@@ -22,7 +22,11 @@ _BINARY = {"type": "string", "format": "binary"}
 #: the route's ``openapi_extra``: its query parameters and its request body
 SEGMENT_OPENAPI: dict[str, Any] = {
     "parameters": [
-        {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS), "default": "label"}},
+        {
+            "name": "format",
+            "in": "query",
+            "schema": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "label"},
+        },
         {"name": "alpha", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}},
     ],
     "requestBody": {

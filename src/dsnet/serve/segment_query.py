@@ -6,10 +6,10 @@ from starlette.datastructures import QueryParams
 
 from .errors import RequestRejected
 
-__all__ = ["FORMATS", "QUERY_KEYS", "parse_segment_query"]
+__all__ = ["RESPONSE_FORMATS", "QUERY_KEYS", "parse_segment_query"]
 
 #: values of ``format``
-FORMATS = ("label", "ids", "color", "overlay", "json")
+RESPONSE_FORMATS = ("label", "ids", "color", "overlay", "json")
 #: the query parameters /v1/segment knows; any other is refused rather than ignored
 QUERY_KEYS = ("format", "alpha")
 
@@ -20,8 +20,8 @@ def parse_segment_query(params: QueryParams) -> tuple[str, float]:
     if unknown:
         raise RequestRejected(400, f"unknown query parameter {unknown[0]!r} (known: {', '.join(QUERY_KEYS)})")
     fmt = params.get("format", "label")
-    if fmt not in FORMATS:
-        raise RequestRejected(400, f"format={fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt not in RESPONSE_FORMATS:
+        raise RequestRejected(400, f"format={fmt!r}: expected one of {', '.join(RESPONSE_FORMATS)}")
     try:
         alpha = float(params.get("alpha", "0.5"))
     except ValueError:
