@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from dsnet.cli import build_parser, main
+from dsnet.cli.ablate import _parse_shard
+from dsnet.errors import ConfigError
 from dsnet.torchrun import Shard, is_main_process, local_rank_from_env, shard_from_env
 
 CLI = Path(__file__).resolve().parents[1] / "src" / "dsnet" / "cli"
@@ -121,3 +123,11 @@ def test_torchrun_environment_is_read_in_one_place() -> None:
     assert Shard(1, 3).describe() == "rank 1 of 3"
     assert local_rank_from_env({"LOCAL_RANK": "3"}) == 3 and local_rank_from_env({}) == 0
     assert is_main_process({}) and is_main_process({"RANK": "0"}) and not is_main_process({"RANK": "x"})
+
+
+def test_ablate_shard_flag_is_a_shard() -> None:
+    """``--shard I/N`` parses to the same :class:`Shard` torchrun's environment gives (a ``(rank, world)`` pair)."""
+    assert _parse_shard("1/4") == Shard(1, 4) and _parse_shard(None) is None
+    for text, message in [("1-4", "write I/N"), ("4/4", "need 0 <= I < N")]:
+        with pytest.raises(ConfigError, match=message):
+            _parse_shard(text)
