@@ -46,19 +46,19 @@ Case = tuple[Callable[[Path, Path], list[str]], str, bool, str | None]
 CASES: dict[str, Case] = {
     "predict": (
         lambda tmp, out: ["predict", "dsnet_head64", str(_image(tmp / "in")), "--weights", "w.pt", "-o", str(out)],
-        "dsnet.cli_deploy.Predictor",
+        "dsnet.cli.predictor.Predictor",
         True,
         None,
     ),
     "erf": (
         lambda tmp, out: ["erf", "dsnet_head64", "--num-images", "1", "--size", "32", "32", "--out", str(out)],
-        "dsnet.cli_analysis.create_model",
+        "dsnet.cli.analysis.create_model",
         True,
         None,
     ),
     "atrous-padding": (
         lambda tmp, out: ["atrous-padding", "dsnet_head64", "-o", str(out)],
-        "dsnet.cli_analysis.create_model",
+        "dsnet.cli.analysis.create_model",
         True,
         "atrous_padding_dsnet_head64.png",
     ),
@@ -67,7 +67,7 @@ CASES: dict[str, Case] = {
             ["export", "dsnet_head64", "--weights", "w.pt", "--format", "onnx", "--size", "32", "32"]
             + ["-o", str(out.with_suffix(".onnx"))]
         ),
-        "dsnet.cli_deploy._weights_model",
+        "dsnet.cli.export._weights_model",
         False,
         None,
     ),
@@ -76,13 +76,13 @@ CASES: dict[str, Case] = {
             ["eval", str(write_tiny_config(tmp / "c.yaml", tmp / "data", iters=1, val_interval=1))]
             + ["--weights", "w.pt", "-o", str(out.with_suffix(".json"))]
         ),
-        "dsnet.cli.evaluate_weights",
+        "dsnet.cli.evaluate.evaluate_weights",
         False,
         None,
     ),
     "bench": (
         lambda tmp, out: ["bench", "dsnet_head64", "--size", "32", "32", "--out", str(out.with_suffix(".json"))],
-        "dsnet.cli_deploy.run_bench",
+        "dsnet.cli.bench.run_bench",
         False,
         None,
     ),
@@ -151,7 +151,7 @@ def test_bench_report_is_not_overwritten_silently(tmp_path: Path, capsys: pytest
 
 
 def test_export_takes_out_and_output_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _work_must_not_start(monkeypatch, "dsnet.cli_deploy._weights_model")
+    _work_must_not_start(monkeypatch, "dsnet.cli.export._weights_model")
     for flag in ("-o", "--out", "--output"):
         argv = ["export", "dsnet_head64", "--weights", "w.pt", "--format", "onnx", "--size", "32", "32"]
         with pytest.raises(_Worked):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import dsnet.cli as cli
+import dsnet.cli.evaluate as cli_evaluate
 from dsnet.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,14 +24,14 @@ def test_predict_ends_with_its_throughput(tmp_path, capsys):
 
 def test_eval_says_its_speed_and_shows_a_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
     shown = []
-    real = cli.evaluate_weights
+    real = cli_evaluate.evaluate_weights
 
     def spy(*args, **kwargs):
         shown.append(kwargs["progress"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "evaluate_weights", spy)
-    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cli_evaluate, "evaluate_weights", spy)
+    monkeypatch.setattr(cli_evaluate.sys.stderr, "isatty", lambda: True, raising=False)
     args = ["eval", str(DEMO), "--weights", "camvid-cpu60min", f"data.root={REPO / 'demo' / 'camvid-mini'}"]
     assert main([*args, "train.progress=false", "-o", str(tmp_path / "val.json")]) == 0
     assert shown == [True]  # train.progress is the training's: a terminal gets the evaluation's bar

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import dsnet.cli_serve as cli_serve
+import dsnet.cli.serve as cli_serve
 from dsnet.cli import main
 
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed")

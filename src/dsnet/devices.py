@@ -1,5 +1,5 @@
 """Early checks of ``--device`` and ``--threads``: one clear line before any work instead of a traceback
-from deep inside torch (a leaf module: imports nothing of dsnet but its errors)."""
+from deep inside torch (a leaf module: imports nothing of dsnet but its errors); and torch's thread count."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["available_devices", "check_device", "check_threads"]
+__all__ = ["available_devices", "check_device", "check_threads", "use_threads"]
 
 
 def available_devices() -> list[str]:
@@ -62,3 +62,10 @@ def check_threads(threads: int | None, option: str = "--threads") -> int | None:
     if threads is not None and threads < 1:
         raise ConfigError(f"{option} {threads}: needs a number of threads >= 1 (leave it out for the default)")
     return threads
+
+
+def use_threads(threads: int | None, option: str = "--threads") -> None:
+    """Set torch's process-wide CPU thread count to ``threads`` (checked as :func:`check_threads` does);
+    None leaves torch's own choice. Runtimes (ONNX Runtime, OpenVINO) take their count separately."""
+    if check_threads(threads, option) is not None:
+        torch.set_num_threads(threads)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..torchrun import local_rank_from_env, shard_from_env
 
 __all__ = [
     "DistEnv",
@@ -40,12 +41,12 @@ class DistEnv:
 def init_distributed(device: str | None = None, timeout_s: int = 1800) -> DistEnv:
     """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1).
 
-    NCCL on CUDA, gloo on CPU. Rendezvous (single- or multi-node) is torchrun's: this reads the
-    ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` it sets.
+    NCCL on CUDA, gloo on CPU. Rendezvous (single- or multi-node) is torchrun's: the ``RANK``/
+    ``LOCAL_RANK``/``WORLD_SIZE`` it sets are read by :mod:`dsnet.torchrun`, ``MASTER_ADDR``/``MASTER_PORT``
+    by torch.distributed.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world_size = shard_from_env()
+    local_rank = local_rank_from_env()
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":

@@ -11,11 +11,20 @@ import importlib
 import ipaddress
 import socket
 
-from .cli_deploy import add_precision_arguments, predictor_from_args
-from .deploy import BACKENDS
-from .errors import ConfigError
-from .models import list_models
-from .optional_imports import import_optional
+from ..errors import ConfigError
+from ..models import list_models
+from ..optional_imports import import_optional
+from .flags import (
+    RUNTIME_THREADS_HELP,
+    add_backend,
+    add_dataset,
+    add_device,
+    add_num_classes,
+    add_predictor_precision,
+    add_threads,
+    add_weights,
+)
+from .predictor import predictor_from_args
 
 __all__ = ["add_serve_command"]
 
@@ -72,24 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_serve_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="an HTTP API and a web page that segment uploaded images (needs the [serve] extra)",
-        description="Loads the model once and answers POST /v1/segment (label PNG, dataset ids, colours, overlay "
-        "or JSON), GET /v1/model, /healthz and /readyz; the page at / uploads an image and shows the overlay. "
-        "Requests that arrive together share a forward pass; a full queue answers 503 with Retry-After.",
-    )
-    p.add_argument("model", help=f"one of {', '.join(list_models())}")
-    p.add_argument("--weights", required=True, help="checkpoint, shipped weights name, or a dsnet export")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="as dsnet predict --backend")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads of torch and of the runtime")
-    add_precision_arguments(p)
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--dataset", default=None, help="class names/colours/ids of this dataset (default: metadata)")
-    p.add_argument("--num-classes", type=int, default=None, help="default: the weights' (must agree if given)")
+def _add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """How the server batches and bounds requests, and what it logs."""
     p.add_argument("--max-batch", type=int, default=4, help="requests that may share a forward pass (default 4)")
     p.add_argument(
         "--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to join (default 5)"
@@ -101,4 +94,26 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+
+
+def add_serve_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``serve`` on the ``dsnet`` sub-command parser."""
+    p = sub.add_parser(
+        "serve",
+        help="an HTTP API and a web page that segment uploaded images (needs the [serve] extra)",
+        description="Loads the model once and answers POST /v1/segment (label PNG, dataset ids, colours, overlay "
+        "or JSON), GET /v1/model, /healthz and /readyz; the page at / uploads an image and shows the overlay. "
+        "Requests that arrive together share a forward pass; a full queue answers 503 with Retry-After.",
+    )
+    p.add_argument("model", help=f"one of {', '.join(list_models())}")
+    add_weights(p, "checkpoint, shipped weights name, or a dsnet export", required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_backend(p, "as dsnet predict --backend")
+    add_threads(p, RUNTIME_THREADS_HELP)
+    add_predictor_precision(p)
+    add_device(p)
+    add_dataset(p)
+    add_num_classes(p, help="default: the weights' (must agree if given)")
+    _add_server_arguments(p)
     p.set_defaults(func=cmd_serve)

@@ -1,34 +1,28 @@
-"""The ablation part of the ``dsnet`` command: ``dsnet ablate`` and ``dsnet list --ablations``.
+"""``dsnet ablate``: train several variants with one config and budget, then compare them.
 
-Kept beside ``cli.py`` (which registers it) so the main command file stays small; like it, it only
-parses, calls the library and prints.
+``--shard I/N`` trains every N-th variant from the I-th only (one process per GPU); the plain command
+afterwards measures and writes the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from .analysis.ablation_table import ablation_rows, format_ablation_table
-from .engine.ablate import run_ablation
-from .engine.config import load_config
-from .engine.observe import setup_logging
-from .engine.trainer import TrainingInterrupted
-from .errors import ConfigError
+from ..engine.ablate import run_ablation
+from ..engine.config import load_config
+from ..engine.trainer import TrainingInterrupted
+from ..errors import ConfigError
+from ..torchrun import Shard
+from .flags import add_device, add_overrides, add_overwrite, add_threads, add_work_dir
+from .reporting import configure_logging
 
-__all__ = ["add_ablate_parser", "cmd_list_ablations"]
-
-
-def cmd_list_ablations(args: argparse.Namespace) -> int:
-    size = tuple(args.size)
-    rows = ablation_rows(size=size, num_classes=args.num_classes)
-    print(format_ablation_table(rows, size, markdown=args.markdown))
-    return 0
+__all__ = ["add_ablate_command"]
 
 
-def _parse_shard(text: str | None) -> tuple[int, int] | None:
+def _parse_shard(text: str | None) -> Shard | None:
+    """``--shard I/N``: the I-th of N shards (None: train every variant)."""
     if text is None:
         return None
     try:
@@ -37,15 +31,24 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
         raise ConfigError(f"--shard {text!r}: write I/N, e.g. 0/4 for the first of four processes") from None
     if not 0 <= i < n:
         raise ConfigError(f"--shard {text!r}: need 0 <= I < N")
-    return i, n
+    return Shard(i, n)
+
+
+def _print_rows(result: dict) -> None:
+    for r in result["rows"]:
+        miou = "-" if r["miou"] is None else f"{100 * r['miou']:.2f}"
+        print(
+            f"{r['variant']:<40} mIoU {miou:>6}  params {r['params']:>10,}  "
+            f"GFLOPs {r['paper_gflops']:>8.2f}  FPS {r['fps']:>7.2f}"
+        )
+    print("written: " + ", ".join(result["outputs"]))
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     work_dir = Path(args.work_dir or Path("runs") / f"ablate-{cfg.name}")
-    main = os.environ.get("RANK", "0") == "0"
     args.new_outputs.watch(work_dir)  # removed again if the command fails before any result
-    setup_logging(work_dir / "ablate.log" if main else None, main)
+    configure_logging(work_dir / "ablate.log")
     try:
         result = run_ablation(
             cfg,
@@ -64,17 +67,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if "rows" not in result:
         print(f"dsnet ablate: trained {', '.join(result['trained'])} in {result['work_dir']}")
         return 0
-    for r in result["rows"]:
-        miou = "-" if r["miou"] is None else f"{100 * r['miou']:.2f}"
-        print(
-            f"{r['variant']:<40} mIoU {miou:>6}  params {r['params']:>10,}  "
-            f"GFLOPs {r['paper_gflops']:>8.2f}  FPS {r['fps']:>7.2f}"
-        )
-    print("written: " + ", ".join(result["outputs"]))
+    _print_rows(result)
     return 0
 
 
-def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
+def add_ablate_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``ablate`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser(
         "ablate",
         help="train several variants with one config and budget, then compare mIoU, params, GFLOPs and FPS",
@@ -82,11 +80,12 @@ def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
         "variants are not retrained). When all are trained: WORK_DIR/ablation.md, ablation.json, ablation.png.",
     )
     p.add_argument("config", help="YAML training config shared by every variant (model.name is replaced)")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.iters=500")
+    add_overrides(p, "train.iters=500")
     p.add_argument("--variants", required=True, help="comma-separated model names (dsnet list --ablations)")
-    p.add_argument("--work-dir", metavar="DIR", help="output folder (default: runs/ablate-<config name>)")
-    p.add_argument("--overwrite", action="store_true", help="retrain every variant from scratch")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    add_work_dir(p, "output folder (default: runs/ablate-<config name>)")
+    add_overwrite(p, "retrain every variant from scratch")
+    add_device(p)
+    add_threads(p)
     p.add_argument("--shard", default=None, metavar="I/N", help="train only variants I, I+N, ... (one per GPU)")
     p.add_argument("--fps-size", nargs=2, type=int, default=None, metavar=("H", "W"), help="default: eval size")
     p.add_argument("--fps-seconds", type=float, default=3.0, help="timed seconds per variant (default 3)")

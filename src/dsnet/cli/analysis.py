@@ -1,7 +1,4 @@
-"""The analysis commands of ``dsnet``: ``rf``, ``erf`` and ``atrous-padding`` (parse, call, print).
-
-Registered by :mod:`dsnet.cli`; kept apart so that the main command file stays small.
-"""
+"""The analysis commands of ``dsnet``: ``rf``, ``erf`` and ``atrous-padding`` (parse, call, print)."""
 
 from __future__ import annotations
 
@@ -13,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analysis import TABLE1_SCHEDULES, RFRow, atrous_padding, receptive_fields, schedule_padding
-from .analysis.erf import effective_receptive_field, image_inputs, list_images, random_inputs
-from .analysis.plots import plot_erf, plot_erf_grid, plot_padding
-from .errors import ConfigError
-from .fileio import atomic_write, check_output_dir, check_output_files
-from .models import (
+from ..analysis import TABLE1_SCHEDULES, RFRow, atrous_padding, receptive_fields, schedule_padding
+from ..analysis.erf import effective_receptive_field, image_inputs, list_images, random_inputs
+from ..analysis.plots import plot_erf, plot_erf_grid, plot_padding
+from ..errors import ConfigError
+from ..fileio import atomic_write, check_output_dir, check_output_files
+from ..models import (
     checkpoint_num_classes,
     create_model,
     get_model_info,
@@ -26,6 +23,7 @@ from .models import (
     normalize_state_dict,
     read_checkpoint,
 )
+from .flags import add_device, add_json, add_num_classes, add_out, add_overwrite, add_size, add_threads, add_weights
 
 __all__ = ["add_analysis_commands"]
 
@@ -213,48 +211,55 @@ def cmd_atrous_padding(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``rf``, ``erf`` and ``atrous-padding`` on the ``dsnet`` sub-command parser."""
-    models = ", ".join(list_models())
+def _add_rf(sub: argparse._SubParsersAction, models: str) -> None:
     p = sub.add_parser("rf", help="theoretical receptive fields per module and branch (scales of every path)")
     p.add_argument("model", help=f"one of {models}")
-    p.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
+    add_size(p, default=(1024, 2048))
     p.add_argument("--within", default=None, metavar="NAME", help="only this submodule, measured from its input")
     p.add_argument("--depth", type=int, default=2, help="module depth shown (default 2; names with more dots hidden)")
     p.add_argument("--branch", default=None, help="only rows of this branch (spatial, context, fusion, ...)")
-    p.add_argument("--num-classes", type=int, default=19)
-    p.add_argument("--json", action="store_true", help="every row shown, all fields, as JSON")
+    add_num_classes(p, default=19)
+    add_json(p, "every row shown, all fields, as JSON")
     p.set_defaults(func=cmd_rf)
 
+
+def _add_erf(sub: argparse._SubParsersAction, models: str) -> None:
     p = sub.add_parser("erf", help="effective receptive fields: heat maps and area ratios, several models side by side")
     p.add_argument("models", nargs="+", metavar="MODEL", help=f"one or more of {models}")
-    p.add_argument("--weights", nargs="+", default=None, help="one per model, or several for one model; - = init")
+    add_weights(p, "one per model, or several for one model; - = init", several=True)
     p.add_argument("--images", default=None, metavar="DIR", help="images to average over (default: random inputs)")
     p.add_argument("--num-images", type=int, default=4, help="inputs averaged (default 4)")
-    p.add_argument("--size", nargs=2, type=int, default=(256, 256), metavar=("H", "W"), help="input size (256 256)")
+    add_size(p, default=(256, 256), help="input size (256 256)")
     p.add_argument("--layer", default=None, help="module whose centre output is traced (default: the model output)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the random inputs")
-    p.add_argument("--num-classes", type=int, default=None, help="default: the weights' class count, else 19")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument(
-        "-o", "--out", required=True, metavar="DIR", help="output folder (one that holds files needs --overwrite)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="write into an output folder that holds files")
+    add_num_classes(p, help="default: the weights' class count, else 19")
+    add_device(p, default="cpu", help="cpu (default) or cuda")
+    add_threads(p)
+    add_out(p, "output folder (one that holds files needs --overwrite)", metavar="DIR", required=True)
+    add_overwrite(p, "write into an output folder that holds files")
     p.set_defaults(func=cmd_erf)
 
+
+def _add_atrous_padding(sub: argparse._SubParsersAction, models: str) -> None:
     p = sub.add_parser("atrous-padding", help="share of atrous kernel taps on padding per input size (Table 1)")
     p.add_argument("model", help=f"one of {models}")
-    p.add_argument("--size", nargs=2, type=int, action="append", metavar=("H", "W"), help="repeat (224 224, 1024 2048)")
+    add_size(p, help="repeat (224 224, 1024 2048)", repeated=True)
     p.add_argument("--all", action="store_true", help="also the dense (dilation 1) k>1 convolutions")
-    p.add_argument(
-        "-o",
-        "--out",
-        "--plot-dir",
-        dest="plot_dir",
-        default=None,
+    add_out(
+        p,
+        "write atrous_padding_<model>.png and atrous_padding_table1.png into this folder",
         metavar="DIR",
-        help="write atrous_padding_<model>.png and atrous_padding_table1.png into this folder",
+        aliases=("--plot-dir",),
+        dest="plot_dir",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing plots")
-    p.add_argument("--json", action="store_true")
+    add_overwrite(p, "replace existing plots")
+    add_json(p)
     p.set_defaults(func=cmd_atrous_padding)
+
+
+def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``rf``, ``erf`` and ``atrous-padding`` on the ``dsnet`` sub-command parser."""
+    models = ", ".join(list_models())
+    _add_rf(sub, models)
+    _add_erf(sub, models)
+    _add_atrous_padding(sub, models)

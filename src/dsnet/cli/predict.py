@@ -1,0 +1,111 @@
+"""``dsnet predict``: segment images, folders, globs and videos into label, colour and overlay files.
+
+Under torchrun each rank predicts its shard of the inputs (:mod:`dsnet.predict.shard`); ``--resume``
+leaves complete outputs as they are (:mod:`dsnet.predict.resume`). This module parses, calls and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..inference import InferenceOptions
+from ..models import list_models
+from ..predict import OutputWriter, describe, discover_inputs, predict_files
+from ..predict.resume import plan_resume
+from ..predict.shard import shard_from_env, sharded_output_dir, take_shard
+from .flags import (
+    RUNTIME_THREADS_HELP,
+    add_backend,
+    add_batch_size,
+    add_dataset,
+    add_device,
+    add_num_classes,
+    add_out,
+    add_overwrite,
+    add_predictor_precision,
+    add_resume,
+    add_threads,
+    add_weights,
+)
+from .predictor import predictor_from_args
+
+__all__ = ["add_predict_command"]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    shard = shard_from_env()  # torchrun: this process's share of the inputs
+    inputs = take_shard(discover_inputs(args.inputs, exclude=args.out), shard)
+    args.new_outputs.watch(args.out)  # a folder this run creates goes again if it fails
+    with sharded_output_dir(args.out, shard, args.overwrite or args.resume) as out_dir:  # refused before any work
+        options = InferenceOptions(mode="slide", crop=tuple(args.slide_crop)) if args.slide else None
+        predictor = predictor_from_args(args, options)
+        writer = OutputWriter(
+            out_dir,
+            predictor.labels,
+            color=args.color,
+            overlay=args.overlay,
+            alpha=args.alpha,
+            label_ids=args.label_ids,
+            video_labels=args.video_labels,
+        )
+        plan = plan_resume(inputs, writer, args.resume)
+        summary = predict_files(predictor, plan.todo, writer)
+        who = f" ({shard.describe()}: {len(inputs)} of the inputs)" if shard.distributed else ""
+        kept = f"; {len(plan.done)} already complete, left as they were (--resume)" if plan.done else ""
+        print(describe(summary, out_dir) + who + kept)
+    for message in summary.skipped:
+        print(f"dsnet predict: skipped {message}", file=sys.stderr)
+    return 1 if summary.skipped else 0
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """What ``predict`` writes: the folder and the kinds of file in it."""
+    add_out(p, "output folder (one that holds files needs --overwrite)", metavar="DIR", required=True)
+    p.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
+    p.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in overlays (default 0.5)")
+    p.add_argument(
+        "--label-ids",
+        choices=("train", "dataset"),
+        default="train",
+        help="ids in label PNGs: training ids, or the dataset's own (e.g. Cityscapes labelIds for its server)",
+    )
+    p.add_argument("--video-labels", action="store_true", help="also write a label PNG per video frame")
+
+
+def add_predict_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``predict`` on the ``dsnet`` sub-command parser."""
+    p = sub.add_parser(
+        "predict",
+        help="segment images, folders (recursively), globs or videos into label/colour/overlay files",
+        description="Outputs go to OUT/labels, OUT/color and OUT/overlay, named by the inputs' paths relative "
+        "to the folder that holds them all. Unreadable inputs are skipped, listed at the end, and make the exit "
+        "status 1; a missing path or an empty glob stops before any work.",
+    )
+    p.add_argument("model", help=f"one of {', '.join(list_models())}")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
+    add_weights(
+        p,
+        "checkpoint (its metadata names the classes), or a file made by dsnet export (.onnx, OpenVINO .xml)",
+        required=True,
+    )
+    add_backend(
+        p,
+        "runtime (default: torch; an exported file: its own); a checkpoint is exported once for "
+        "onnxruntime/openvino (needs the [deploy] extra)",
+    )
+    add_threads(p, RUNTIME_THREADS_HELP)
+    add_predictor_precision(p)
+    _add_output_arguments(p)
+    add_dataset(p)
+    add_num_classes(p, help="default: the weights' (must agree with them if given)")
+    add_device(p)
+    add_batch_size(p, 4, "images of one size per forward pass")
+    p.add_argument("--slide", action="store_true", help="sliding-window inference for every image")
+    p.add_argument("--slide-crop", nargs=2, type=int, default=(1024, 1024), metavar=("H", "W"), help="window size")
+    add_overwrite(p, "write into an output folder that holds files")
+    add_resume(
+        p, "skip inputs whose outputs are all there (a killed run, or more inputs); implies writing into the folder"
+    )
+    p.set_defaults(func=cmd_predict)
