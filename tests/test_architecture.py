@@ -165,7 +165,7 @@ PREDICT_USERS = ("dsnet.cli", "dsnet.serve")
 # The command line is one package: its modules import each other; outside it only ``python -m dsnet`` runs it.
 CLI = "dsnet.cli"
 CLI_RUNNERS = ("dsnet.__main__",)
-LEAVES = ("dsnet.errors", "dsnet.constants", "dsnet.fileio", "dsnet.typed", "dsnet.torchrun")
+LEAVES = ("dsnet.errors", "dsnet.constants", "dsnet.fileio", "dsnet.typed", "dsnet.torchrun", "dsnet.optional_imports")
 
 
 def layer_violations(graph: Graph) -> list[str]:

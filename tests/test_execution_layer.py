@@ -17,6 +17,8 @@ import torch
 
 import dsnet
 from dsnet.bench import VARIANTS
+from dsnet.cli import build_parser
+from dsnet.cli.predictor import predictor_from_args
 from dsnet.deploy import ArrayRunner, ModuleRunner, Runner, RunnerInfo, build_runner
 from dsnet.errors import ConfigError
 from dsnet.hardware import BACKEND_PRECISIONS, resolve_precision
@@ -89,6 +91,29 @@ def test_predict_and_bench_build_the_same_runner(weights: Path, backend: str, pr
         assert a.shape == b.shape and torch.isfinite(b).all()
     else:  # a static and a dynamic export compile to other kernels; bf16 rounds each (8 bits) on a random model
         assert_close_to_scale(b.numpy(), a.numpy(), rel=5e-2 if precision == "bf16" else 1e-4, what=variant.name)
+
+
+@pytest.mark.parametrize(
+    "backend, precision",
+    [pytest.param(b, p, marks=[pytest.mark.slow] if b != "torch" else []) for b, p in _offered() if p != "int8"],
+)
+def test_serve_and_predict_commands_build_the_same_runner(weights: Path, backend: str, precision: str) -> None:
+    """``dsnet serve`` and ``dsnet predict`` make their predictor from the same flags by the same builder."""
+    missing = [m for m in RUNTIME_PACKAGES[backend] if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+    flags = ["--weights", str(weights), "--backend", backend, "--precision", precision, "--device", "cpu"]
+    parser = build_parser()
+    serve_args = parser.parse_args(["serve", MODEL, *flags])
+    serve_args.batch_size = serve_args.max_batch  # as cmd_serve sets it before making the predictor
+    serve = predictor_from_args(serve_args)
+    predict = predictor_from_args(parser.parse_args(["predict", MODEL, "in", "-o", "out", *flags]))
+    api = Predictor(MODEL, weights=weights, device="cpu", backend=backend, precision=precision)
+    assert serve.runner.recipe == predict.runner.recipe == api.runner.recipe
+    assert api.runner.recipe is not None and (api.runner.recipe.backend, api.runner.recipe.precision) == (
+        backend,
+        precision,
+    )
 
 
 def test_the_torch_variants_are_runner_options(weights: Path) -> None:
