@@ -144,24 +144,9 @@ class Predictor:
         self._offset = -torch.tensor(self.mean, dtype=torch.float64) / torch.tensor(self.std, dtype=torch.float64)
         self._offset = self._offset.float().view(1, 3, 1, 1)
 
-    @classmethod
-    def resolve(
-        cls,
-        model_or_name: str | nn.Module,
-        weights: str | os.PathLike | None = None,
-        device: str | torch.device | None = None,
-        num_classes: int | None = None,
-        dataset: str | DatasetInfo | None = None,
-        backend: str | LogitsFn | None = None,
-        threads: int | None = None,
-        deploy_form: bool = True,
-        precision: str = "fp32",
-        calibration: Iterable[np.ndarray] | None = None,
-    ) -> ResolvedModel:
-        """Weights, model, label space and runner from names (the constructor's arguments of the same names)."""
-        return resolve_model(
-            model_or_name, weights, device, num_classes, dataset, backend, threads, deploy_form, precision, calibration
-        )
+    #: weights, model, label space and runner from names: the constructor's arguments of the same names
+    #: (see :func:`~dsnet.predict.resolve.resolve_model`) -> a ResolvedModel to make predictors from
+    resolve = staticmethod(resolve_model)
 
     # ---------------------------------------------------------------------------------- labels
 
