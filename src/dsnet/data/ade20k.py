@@ -11,7 +11,7 @@ from ..constants import IGNORE_INDEX
 from ..errors import DataError
 from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .io import PathLike
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, generate_palette, make_lut
 
 __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataset", "ade20k_classes"]
@@ -221,12 +221,12 @@ class ADE20KDataset(SegmentationDataset):
         return root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace:
         """The 150 classes (names from ``objectInfo150.csv`` under ``root`` when there is one); the files
         hold 1..150 and 0 for "other" (reduce-zero-label undone)."""
         classes = ade20k_classes(None if root is None else cls._resolve_root(root) / "objectInfo150.csv")
         ids = tuple(range(1, len(classes) + 1))
-        return DatasetInfo("ade20k", classes, ADE20K_PALETTE, dataset_ids=ids, dataset_ignore_id=0)
+        return LabelSpace("ade20k", classes, ADE20K_PALETTE, dataset_ids=ids, dataset_ignore_id=0)
 
     def __init__(
         self,

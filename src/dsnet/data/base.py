@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .io import PathLike, read_image, read_label
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import decode_index_label
 
 __all__ = [
@@ -142,14 +142,14 @@ def pair_folders(images: FolderSpec, labels: FolderSpec, on_bad_sample: str) -> 
 class SegmentationDataset(Dataset):
     """Base class: a list of ``(image_path, label_path)`` pairs, label decoding, validation and seeding.
 
-    Subclasses set ``self.info`` and either ``self.label_lut`` (index labels, see
+    Subclasses set ``self.label_space`` and either ``self.label_lut`` (index labels, see
     :func:`~dsnet.data.labels.make_lut`) or override :meth:`decode_label`.
     """
 
     label_lut: np.ndarray | None = None
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace | None:
         """The label space of this dataset with these constructor ``options``, without listing its files.
 
         What inference falls back on for weights that name only their dataset, and what ``--dataset``
@@ -162,7 +162,7 @@ class SegmentationDataset(Dataset):
     def __init__(
         self,
         samples: Sequence[tuple[PathLike, PathLike]],
-        info: DatasetInfo,
+        label_space: LabelSpace,
         transform: Transform | None = None,
         seed: int = 0,
         on_bad_sample: str = "error",
@@ -174,7 +174,7 @@ class SegmentationDataset(Dataset):
         if seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.samples: list[tuple[Path, Path]] = [(Path(i), Path(t)) for i, t in samples]
-        self.info = info
+        self.label_space = label_space
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -187,7 +187,7 @@ class SegmentationDataset(Dataset):
     # ---- basics
     @property
     def num_classes(self) -> int:
-        return self.info.num_classes
+        return self.label_space.num_classes
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -11,13 +11,13 @@ from ..constants import IGNORE_INDEX
 from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from .io import PathLike
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import ColorCodec, decode_color_label, decode_index_label, make_lut
 
-__all__ = ["BDD100K_INFO", "BDD100KDataset"]
+__all__ = ["BDD100K_LABEL_SPACE", "BDD100KDataset"]
 
 # the masks hold the training ids themselves (255: ignore)
-BDD100K_INFO = DatasetInfo(
+BDD100K_LABEL_SPACE = LabelSpace(
     "bdd100k", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, dataset_ids=tuple(range(len(CITYSCAPES_CLASSES)))
 )
 _TRAIN_ID_LUT_19 = make_lut({**{k: k for k in range(19)}, IGNORE_INDEX: IGNORE_INDEX})
@@ -37,8 +37,8 @@ class BDD100KDataset(SegmentationDataset):
     label_lut = _TRAIN_ID_LUT_19
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
-        return BDD100K_INFO
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace:
+        return BDD100K_LABEL_SPACE
 
     def __init__(
         self,

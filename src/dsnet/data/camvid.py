@@ -17,7 +17,7 @@ from ..constants import IGNORE_INDEX
 from ..errors import DataError
 from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .io import PathLike, read_label
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, ColorCodec, decode_color_label, decode_index_label, make_lut
 
 __all__ = [
@@ -192,12 +192,12 @@ class CamVidDataset(SegmentationDataset):
     CLASS_ORDERS = ("segnet", "dsnet")
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, *, class_order: str = "segnet", **options: Any) -> DatasetInfo:
+    def describe(cls, root: PathLike | None = None, *, class_order: str = "segnet", **options: Any) -> LabelSpace:
         """The 11 classes in ``class_order``; the dataset ids are SegNet's (void: 11) in either order."""
         if class_order not in cls.CLASS_ORDERS:
             raise ValueError(f"camvid: class_order must be one of {cls.CLASS_ORDERS}, got {class_order!r}")
         order = tuple(range(11)) if class_order == "segnet" else CAMVID_DSNET_ORDER
-        return DatasetInfo(
+        return LabelSpace(
             "camvid" if class_order == "segnet" else "camvid-dsnet",
             tuple(CAMVID_CLASSES[k] for k in order),
             tuple(CAMVID_PALETTE[k] for k in order),

@@ -8,12 +8,12 @@ from typing import Any
 from ..constants import IGNORE_INDEX
 from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
 from .io import PathLike
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, make_lut
 
 __all__ = [
     "CITYSCAPES_CLASSES",
-    "CITYSCAPES_INFO",
+    "CITYSCAPES_LABEL_SPACE",
     "CITYSCAPES_LABEL_TO_TRAIN",
     "CITYSCAPES_PALETTE",
     "CityscapesDataset",
@@ -88,7 +88,7 @@ CITYSCAPES_LABEL_TO_TRAIN: dict[int, int] = {
 
 # the dataset ids are the labelIds (what the benchmark server wants); ignored pixels stay 255 (Cityscapes has
 # several void labelIds, none of which is "the" ignore id)
-CITYSCAPES_INFO = DatasetInfo(
+CITYSCAPES_LABEL_SPACE = LabelSpace(
     "cityscapes",
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -107,8 +107,8 @@ class CityscapesDataset(SegmentationDataset):
     label_lut = _CITYSCAPES_LUT
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
-        return CITYSCAPES_INFO
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace:
+        return CITYSCAPES_LABEL_SPACE
 
     def __init__(
         self,

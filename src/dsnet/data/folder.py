@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from ..typed import from_dict
 from .base import FolderSpec, SegmentationDataset, Transform, pair_folders
 from .io import PathLike, read_label
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, ColorCodec, decode_color_label, decode_index_label, generate_palette, make_lut
 
 __all__ = ["FOLDER_CONFIG_NAME", "FolderConfig", "FolderDataset", "load_folder_config"]
@@ -150,19 +150,19 @@ class FolderDataset(SegmentationDataset):
         return root / FOLDER_CONFIG_NAME, root
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace | None:
         """The label space its ``dataset.yaml`` declares (None without ``root``: the names live there)."""
         if root is None:
             return None
         return cls._info(load_folder_config(cls._config_path(root)[0]))
 
     @staticmethod
-    def _info(cfg: FolderConfig) -> DatasetInfo:
+    def _info(cfg: FolderConfig) -> LabelSpace:
         """Mask value k is class k, so the dataset ids are the training ids; ``ignore_index`` is the masks'."""
         n = len(cfg.classes)
         palette = cfg.palette if cfg.palette is not None else generate_palette(n)
         ignore = None if cfg.ignore_index == IGNORE_INDEX else cfg.ignore_index
-        return DatasetInfo(str(cfg.name), cfg.classes, palette, dataset_ids=tuple(range(n)), dataset_ignore_id=ignore)
+        return LabelSpace(str(cfg.name), cfg.classes, palette, dataset_ids=tuple(range(n)), dataset_ignore_id=ignore)
 
     def __init__(
         self,

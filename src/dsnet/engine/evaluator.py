@@ -114,7 +114,7 @@ def evaluate(
     device = torch.device(device)
     num_classes = num_classes or dataset.num_classes
     if ignore_index is None:
-        ignore_index = int(getattr(getattr(dataset, "info", None), "ignore_index", IGNORE_INDEX))
+        ignore_index = int(getattr(getattr(dataset, "label_space", None), "ignore_index", IGNORE_INDEX))
     if random_crop is not None and batch_size != 1:
         raise ValueError("eval.random_crop (the authors' ADE20K protocol) needs eval.batch_size=1")
     was_training = model.training

@@ -66,9 +66,9 @@ class Trainer(TrainingRun):
         cfg = self.cfg
         datasets = build_datasets(cfg)
         self.train_set, self.val_set = datasets["train"], datasets["val"]
-        self.class_names = list(self.train_set.info.classes)
-        self.label_space = self.train_set.info
-        self.ignore_index = int(self.train_set.info.ignore_index)
+        self.class_names = list(self.train_set.label_space.classes)
+        self.label_space = self.train_set.label_space
+        self.ignore_index = int(self.train_set.label_space.ignore_index)
         self.model, self.ddp = build_training_model(cfg, self.env)
         self.optimizer = build_optimizer(cfg, self.model)
         self._setup_ema(cfg.optim.ema_decay)

@@ -66,7 +66,7 @@ class TrainingRun(StepMechanics):
     score_label = "mIoU"
     #: the dataset named in the weights' metadata
     dataset_name = ""
-    #: the training data's label space (a :class:`~dsnet.data.DatasetInfo`), written whole into the weights'
+    #: the training data's label space (a :class:`~dsnet.data.LabelSpace`), written whole into the weights'
     #: metadata so inference names and colours the classes as the dataset does; None: only ``dataset_name``
     label_space: Any = None
 

@@ -367,7 +367,7 @@ def load_weights(
 
 
 class LabelSpaceLike(Protocol):
-    """What :func:`save_weights` needs of a label space (:class:`dsnet.data.DatasetInfo` is one)."""
+    """What :func:`save_weights` needs of a label space (:class:`dsnet.data.LabelSpace` is one)."""
 
     @property
     def num_classes(self) -> int: ...
@@ -386,7 +386,7 @@ def save_weights(
 
     ``metadata`` (string pairs) is stored in the safetensors header or as ``{'meta': ...}`` beside
     ``{'state_dict': ...}`` in a torch file. ``label_space`` (a dataset's
-    :class:`~dsnet.data.DatasetInfo`) adds its description (keys ``label_space``, ``num_classes``,
+    :class:`~dsnet.data.LabelSpace`) adds its description (keys ``label_space``, ``num_classes``,
     and ``dataset`` unless ``metadata`` names one), so inference names and colours the classes as
     the dataset does; a class count that contradicts the classifier's is a ConfigError.
     """

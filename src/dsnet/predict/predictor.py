@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, INPUT_LONG_SIDE_KEY, round_up
-from ..data.label_space import DatasetInfo
+from ..data.label_space import LabelSpace
 from ..data.labels import Color, colorize
 from ..devices import check_device
 from ..errors import ConfigError, WeightsNotFoundError
@@ -28,9 +28,9 @@ from ..inference import InferenceOptions, argmax_channels, predict_probs, predic
 from ..models import check_num_classes, create_model, get_model_info, load_weights, resolve_weights
 from ..models.registry import resolve_model_name
 from .backends import RUNTIME_BACKENDS, LogitsFn, LogitsFnModule, check_backend
-from .labelspace import LabelSpace, label_space, label_space_from_metadata, read_weights_source
 from .runtimes import Runtime, backend_for_export, export_format, load_exported, runtime_for, torch_module
 from .sources import ImageLike, to_rgb
+from .weights_labels import label_space, label_space_from_metadata, read_weights_source
 
 __all__ = ["Prediction", "Predictor"]
 
@@ -69,7 +69,7 @@ class Predictor:
         device: "cuda", "cpu", ... (default: CUDA when available; ONNX Runtime and OpenVINO: the CPU).
         num_classes: output classes (default: the weights' (metadata, else the classifier's shape) or
             the exported file's, else the dataset's, else 19); one that contradicts the weights is an error.
-        dataset: a registered dataset name or a :class:`~dsnet.data.DatasetInfo`: the classes' names,
+        dataset: a registered dataset name or a :class:`~dsnet.data.LabelSpace`: the classes' names,
             colours and dataset ids (overrides the metadata's).
         options: whole/slide/multi-scale/flip settings (default: the whole image; when the weights' metadata
             gives the long side of their training images (``input_long_side``, e.g. 320 for the shipped CamVid
@@ -100,7 +100,7 @@ class Predictor:
         weights: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         num_classes: int | None = None,
-        dataset: str | DatasetInfo | None = None,
+        dataset: str | LabelSpace | None = None,
         options: InferenceOptions | None = None,
         batch_size: int = 4,
         backend: str | LogitsFn | None = None,
