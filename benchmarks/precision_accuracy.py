@@ -37,8 +37,7 @@ from dsnet.engine.config import inference_options, load_config
 from dsnet.engine.evaluator import evaluate_with_config
 from dsnet.hardware import cpu_flags, native_bf16
 from dsnet.inference import argmax_channels, predict_scores
-from dsnet.models import create_model, get_model_info, load_weights
-from dsnet.models.checkpoint import read_checkpoint
+from dsnet.models import create_model, get_model_info, load_weights, read_checkpoint
 
 
 def _time_interleaved(runs: dict[str, Callable], x: np.ndarray, rounds: int, per_round: int) -> dict[str, list[float]]:

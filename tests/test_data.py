@@ -75,8 +75,8 @@ def _save_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
 def test_cityscapes_real_matches_shipped_train_ids():
     root = shared_path("data", "cityscapes", "cityscapes")
     ds = CityscapesDataset(root, "val")
-    assert len(ds) == 1 and ds.num_classes == 19 and ds.info.ignore_index == 255
-    assert ds.info.palette == CITYSCAPES_PALETTE
+    assert len(ds) == 1 and ds.num_classes == 19 and ds.label_space.ignore_index == 255
+    assert ds.label_space.palette == CITYSCAPES_PALETTE
     _all_samples_ok(ds)
     _, label = ds.load_pair(0)
     label_ids = np.array(Image.open(ds.samples[0][1]))
@@ -99,8 +99,8 @@ def test_ade20k_real_reduce_zero_label():
     root = shared_path("data", "ade20k")
     ds = ADE20KDataset(root, "validation")
     assert len(ds) == 3 and ds.num_classes == 150
-    assert ds.info.classes == ADE20K_CLASSES  # the shipped objectInfo150.csv agrees with the built-in names
-    assert len(set(ds.info.palette)) == 150
+    assert ds.label_space.classes == ADE20K_CLASSES  # the shipped objectInfo150.csv agrees with the built-in names
+    assert len(set(ds.label_space.palette)) == 150
     _all_samples_ok(ds)
     for i in range(len(ds)):
         raw = np.array(Image.open(ds.samples[i][1]))
@@ -215,14 +215,14 @@ def test_camvid_dsnet_class_order():
     root = shared_path("data", "camvid")
     segnet = CamVidDataset(root, "val")
     dsnet = CamVidDataset(root, "val", class_order="dsnet")
-    assert dsnet.info.classes == (
+    assert dsnet.label_space.classes == (
         "Bicyclist", "Building", "Car", "Pole", "Fence", "Pedestrian",
         "Road", "Sidewalk", "SignSymbol", "Sky", "Tree",
     )  # fmt: skip
     a, b = segnet.load_pair(5)[1], dsnet.load_pair(5)[1]
-    for k, name in enumerate(dsnet.info.classes):
-        np.testing.assert_array_equal(b == k, a == segnet.info.classes.index(name))
-        assert dsnet.info.palette[k] == segnet.info.palette[segnet.info.classes.index(name)]
+    for k, name in enumerate(dsnet.label_space.classes):
+        np.testing.assert_array_equal(b == k, a == segnet.label_space.classes.index(name))
+        assert dsnet.label_space.palette[k] == segnet.label_space.palette[segnet.label_space.classes.index(name)]
     np.testing.assert_array_equal(a == 255, b == 255)
 
 
@@ -246,8 +246,8 @@ def _make_folder(root: Path, n: int = 3, size=(24, 32), classes=("bg", "cat", "d
 def test_folder_dataset(tmp_path):
     root = _make_folder(tmp_path, name="pets", palette=[[0, 0, 0], [255, 0, 0], [0, 255, 0]])
     ds = FolderDataset(root)
-    assert len(ds) == 3 and ds.num_classes == 3 and ds.info.name == "pets"
-    assert ds.info.classes == ("bg", "cat", "dog") and ds.info.palette[1] == (255, 0, 0)
+    assert len(ds) == 3 and ds.num_classes == 3 and ds.label_space.name == "pets"
+    assert ds.label_space.classes == ("bg", "cat", "dog") and ds.label_space.palette[1] == (255, 0, 0)
     _all_samples_ok(ds)
     assert len(FolderDataset(root / "dataset.yaml")) == 3
     assert len(build_dataset("folder", root)) == 3
@@ -259,7 +259,7 @@ def test_folder_dataset(tmp_path):
     m[m == 255] = 9
     _save_png(mask, m)
     ds2 = FolderDataset(root2, "train")
-    assert ds2.load_pair(0)[1][0, 0] == 255 and ds2.info.palette == generate_palette(3)
+    assert ds2.load_pair(0)[1][0, 0] == 255 and ds2.label_space.palette == generate_palette(3)
     with pytest.raises(ValueError, match="valid splits: train, val"):
         FolderDataset(root2, "test")
     with pytest.raises(ValueError, match="split is required"):

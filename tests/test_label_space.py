@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 import dsnet
 from dsnet.cli import main
-from dsnet.data import LABEL_SPACE_KEY, DatasetInfo, describe_dataset, list_datasets
+from dsnet.data import LABEL_SPACE_KEY, LabelSpace, describe_dataset, list_datasets
 from dsnet.engine.config import load_config
 from dsnet.engine.evaluate_run import evaluate_weights
 from dsnet.engine.trainer import Trainer
@@ -43,7 +43,7 @@ def folder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 CASES = [*[(name, {}) for name in list_datasets()], ("camvid", {"class_order": "dsnet"})]
 
 
-def _describe(name: str, options: dict[str, str], folder_root: Path) -> DatasetInfo:
+def _describe(name: str, options: dict[str, str], folder_root: Path) -> LabelSpace:
     info = describe_dataset(name, folder_root if name == "folder" else None, **options)
     assert info is not None
     return info
@@ -173,7 +173,7 @@ def test_training_writes_the_whole_label_space_into_its_weights(synthetic_camvid
     for name in ("best.safetensors", "final.safetensors"):
         with safe_open(str(tmp_path / "run" / name), framework="pt") as f:
             meta = f.metadata()
-        assert DatasetInfo.from_json(meta[LABEL_SPACE_KEY]) == expected
+        assert LabelSpace.from_json(meta[LABEL_SPACE_KEY]) == expected
         assert meta["dataset"] == "camvid" and meta["num_classes"] == "11" and meta["model"] == MODEL
     p = _predictor(tmp_path / "run" / "best.safetensors")
     assert p.labels == expected and p.class_names[0] == "Bicyclist"

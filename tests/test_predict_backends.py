@@ -15,7 +15,7 @@ from PIL import Image
 
 import dsnet
 from dsnet.cli import main
-from dsnet.data import DatasetInfo
+from dsnet.data import LabelSpace
 from dsnet.data.labels import generate_palette
 from dsnet.deploy import ArrayRunner, LoadedExport, RunnerInfo
 from dsnet.deploy import runner_builder as runner_builder_module
@@ -189,7 +189,7 @@ def test_an_export_carries_the_label_space_of_its_weights(
 ) -> None:
     """What ``dsnet export`` stores (export_metadata) is what a predictor on the exported file names its
     classes by: no --dataset needed, and names the registry does not know (a folder dataset's) survive."""
-    space = DatasetInfo("my-folder", tuple(f"thing{k}" for k in range(19)), generate_palette(19))
+    space = LabelSpace("my-folder", tuple(f"thing{k}" for k in range(19)), generate_palette(19))
     stored = export_metadata(MODEL, space.to_metadata())
     assert stored[MODEL_KEY] == MODEL and set(stored) == {MODEL_KEY, "dsnet.label_space", "dsnet.dataset"}
     model = torch_predictor.runner

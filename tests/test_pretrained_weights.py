@@ -20,7 +20,7 @@ from dsnet.models.pretrained import PretrainedWeights, get_weights, resolve_weig
 def shipped(tmp_path, monkeypatch, synthetic_camvid):
     """A temporary registered name for a small CamVid model saved with its label space and metrics."""
     model = dsnet.create_model("dsnet_head64", num_classes=11, aux_heads=False).eval()
-    info = build_dataset("camvid", synthetic_camvid, "train").info
+    info = build_dataset("camvid", synthetic_camvid, "train").label_space
     dsnet.save_weights(
         model.half(),
         tmp_path / "w.safetensors",

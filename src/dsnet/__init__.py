@@ -2,6 +2,7 @@
 
 from . import deploy
 from .analysis import count_parameters, profile
+from .data.label_space import LabelSpace
 from .errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -38,6 +39,7 @@ __all__ = [
     "DataError",
     "DSNetError",
     "InferenceOptions",
+    "LabelSpace",
     "OutputError",
     "WorkDirError",
     "deploy",

@@ -15,7 +15,7 @@ from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPE
 from .class_balance import CLASS_BALANCE_METHODS, balanced_class_weights, class_pixel_counts
 from .folder import FolderConfig, FolderDataset, load_folder_config
 from .io import read_image, read_label
-from .label_space import LABEL_SPACE_KEY, DatasetInfo
+from .label_space import LABEL_SPACE_KEY, LabelSpace
 from .labels import ColorCodec, colorize, decode_color_label, decode_index_label, generate_palette, make_lut
 from .transforms import EvalTransform, TrainTransform, denormalize, normalize
 from .workers import worker_init_fn
@@ -42,7 +42,7 @@ __all__ = [
     "CityscapesDataset",
     "ColorCodec",
     "DataError",
-    "DatasetInfo",
+    "LabelSpace",
     "EvalTransform",
     "FolderConfig",
     "FolderDataset",

@@ -9,9 +9,9 @@ from typing import Any
 
 from ..constants import IGNORE_INDEX
 from ..errors import DataError
-from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset
 from .io import PathLike
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, generate_palette, make_lut
 
 __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataset", "ade20k_classes"]
@@ -211,8 +211,10 @@ class ADE20KDataset(SegmentationDataset):
     ``ADEChallengeData2016`` or that folder itself. Splits "training"/"validation" (aliases "train"/"val").
     """
 
+    NAME = "ade20k"
     SPLITS = ("training", "validation")
-    ALIASES = {"train": "training", "val": "validation"}
+    SPLIT_ALIASES = {"train": "training", "val": "validation"}
+    DEFAULT_SPLIT = "training"
     label_lut = _ADE_LUT
 
     @staticmethod
@@ -221,27 +223,17 @@ class ADE20KDataset(SegmentationDataset):
         return root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace:
         """The 150 classes (names from ``objectInfo150.csv`` under ``root`` when there is one); the files
         hold 1..150 and 0 for "other" (reduce-zero-label undone)."""
         classes = ade20k_classes(None if root is None else cls._resolve_root(root) / "objectInfo150.csv")
         ids = tuple(range(1, len(classes) + 1))
-        return DatasetInfo("ade20k", classes, ADE20K_PALETTE, dataset_ids=ids, dataset_ignore_id=0)
+        return LabelSpace("ade20k", classes, ADE20K_PALETTE, dataset_ids=ids, dataset_ignore_id=0)
 
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "training",
-        transform: Transform | None = None,
-        seed: int = 0,
-        on_bad_sample: str = "error",
-    ) -> None:
-        split = self.ALIASES.get(split, split)
-        check_split(split, self.SPLITS + tuple(self.ALIASES), "ade20k")
-        root = self._resolve_root(root)
-        images = FolderSpec(root / "images" / split, "ADE20K image")
-        labels = FolderSpec(root / "annotations" / split, "ADE20K annotation", (".png",))
-        samples = pair_folders(images, labels, on_bad_sample)
-        info = self.describe(root)
-        self.root, self.split = root, split
-        super().__init__(samples, info, transform, seed, on_bad_sample, source=images.folder)
+    def open_root(self, root: Path) -> Path:
+        return self._resolve_root(root)
+
+    def folders(self) -> tuple[FolderSpec, FolderSpec]:
+        images = FolderSpec(self.root / "images" / self.split, "ADE20K image")
+        labels = FolderSpec(self.root / "annotations" / self.split, "ADE20K annotation", (".png",))
+        return images, labels

@@ -1,5 +1,5 @@
-"""The dataset base class and the one helper that pairs images with labels (the label-space description
-is :mod:`dsnet.data.label_space`).
+"""The dataset base class (the one constructor, pairing images with labels by name, loading, seeding); a
+dataset module adds only its metadata and file rules (the label space is :mod:`dsnet.data.label_space`).
 
 Every dataset yields ``(image, label)``: with a transform, a float32 tensor (3, H, W) and an int64 tensor
 (H, W); without one, the RGB uint8 (H, W, 3) image and the uint8 (H, W) label as NumPy arrays. Labels
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .io import PathLike, read_image, read_label
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import decode_index_label
 
 __all__ = [
@@ -140,16 +140,24 @@ def pair_folders(images: FolderSpec, labels: FolderSpec, on_bad_sample: str) -> 
 
 
 class SegmentationDataset(Dataset):
-    """Base class: a list of ``(image_path, label_path)`` pairs, label decoding, validation and seeding.
+    """Base class: a dataset is its metadata and file rules; listing, pairing, decoding and seeding live here.
 
-    Subclasses set ``self.info`` and either ``self.label_lut`` (index labels, see
-    :func:`~dsnet.data.labels.make_lut`) or override :meth:`decode_label`.
+    A subclass declares ``NAME`` (in messages), ``SPLITS`` (and ``SPLIT_ALIASES``, ``DEFAULT_SPLIT``), its
+    label space (``LABEL_SPACE``, or :meth:`describe` where options or files change it), ``label_lut``
+    (index labels, see :func:`~dsnet.data.labels.make_lut`) or :meth:`decode_label`, and where its files
+    are: :meth:`folders` (an image and a label folder paired by name), or :meth:`list_samples` for other
+    rules. :meth:`open_root`, :meth:`check_split` and :meth:`check_options` adapt the rest.
     """
 
+    NAME: ClassVar[str] = "dataset"
+    SPLITS: ClassVar[tuple[str, ...]] = ()
+    SPLIT_ALIASES: ClassVar[Mapping[str, str]] = {}
+    DEFAULT_SPLIT: ClassVar[str | None] = "train"
+    LABEL_SPACE: ClassVar[LabelSpace | None] = None
     label_lut: np.ndarray | None = None
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace | None:
         """The label space of this dataset with these constructor ``options``, without listing its files.
 
         What inference falls back on for weights that name only their dataset, and what ``--dataset``
@@ -157,37 +165,71 @@ class SegmentationDataset(Dataset):
         None where the description cannot be known without it. Options that do not change the label
         space are ignored (the constructor checks them).
         """
-        raise NotImplementedError(f"{cls.__name__} must implement describe()")
+        if cls.LABEL_SPACE is None:
+            raise NotImplementedError(f"{cls.__name__} must set LABEL_SPACE or implement describe()")
+        return cls.LABEL_SPACE
 
     def __init__(
         self,
-        samples: Sequence[tuple[PathLike, PathLike]],
-        info: DatasetInfo,
+        root: PathLike,
+        split: str | None = None,
         transform: Transform | None = None,
         seed: int = 0,
         on_bad_sample: str = "error",
-        source: PathLike | None = None,
     ) -> None:
         if on_bad_sample not in ("error", "skip"):
             raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         seed = operator.index(seed)
         if seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.root = self.open_root(Path(root))
+        self.split = self.check_split(self.DEFAULT_SPLIT if split is None else split)
+        self.check_options()
+        samples, source = self.list_samples(on_bad_sample)
         self.samples: list[tuple[Path, Path]] = [(Path(i), Path(t)) for i, t in samples]
-        self.info = info
+        self.label_space = self.own_label_space()
         self.transform = transform
         self.seed = seed
         self.epoch = 0
         self.on_bad_sample = on_bad_sample
         self._bad: dict[int, str] = {}
         if not self.samples:
-            where = source if source is not None else type(self).__name__
-            raise DataError(f"{where}: empty dataset (no samples found)")
+            raise DataError(f"{source}: empty dataset (no samples found)")
+
+    # ---- the file rules a subclass adapts
+    def open_root(self, root: Path) -> Path:
+        """The dataset folder for ``root`` as the user gave it (some datasets accept the folder above)."""
+        return root
+
+    def check_split(self, split: str | None) -> str | None:
+        """The split's canonical name (aliases resolved); a ValueError names the valid ones."""
+        split = self.SPLIT_ALIASES.get(split, split) if split is not None else None
+        check_split(split, self.SPLITS + tuple(self.SPLIT_ALIASES), self.NAME)  # type: ignore[arg-type]
+        return split
+
+    def check_options(self) -> None:
+        """Check the subclass's own constructor options (set before ``super().__init__``), after the split."""
+
+    def folders(self) -> tuple[FolderSpec, FolderSpec]:
+        """The image and label folders of ``self.split``, paired by name by :meth:`list_samples`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement folders() or list_samples()")
+
+    def list_samples(self, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
+        """The ``(image, label)`` pairs of ``self.split``, and where they were found (named in messages)."""
+        images, labels = self.folders()
+        return pair_folders(images, labels, on_bad_sample), images.folder
+
+    def own_label_space(self) -> LabelSpace:
+        """The label space of this instance (its root and options)."""
+        space = self.describe(self.root)
+        if space is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement own_label_space()")
+        return space
 
     # ---- basics
     @property
     def num_classes(self) -> int:
-        return self.info.num_classes
+        return self.label_space.num_classes
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..constants import IGNORE_INDEX
-from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from .io import PathLike
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import ColorCodec, decode_color_label, decode_index_label, make_lut
 
-__all__ = ["BDD100K_INFO", "BDD100KDataset"]
+__all__ = ["BDD100K_LABEL_SPACE", "BDD100KDataset"]
 
 # the masks hold the training ids themselves (255: ignore)
-BDD100K_INFO = DatasetInfo(
+BDD100K_LABEL_SPACE = LabelSpace(
     "bdd100k", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, dataset_ids=tuple(range(len(CITYSCAPES_CLASSES)))
 )
 _TRAIN_ID_LUT_19 = make_lut({**{k: k for k in range(19)}, IGNORE_INDEX: IGNORE_INDEX})
@@ -32,13 +31,11 @@ class BDD100KDataset(SegmentationDataset):
     containing ``bdd100k/``.
     """
 
+    NAME = "bdd100k"
     SPLITS = ("train", "val")
+    LABEL_SPACE = BDD100K_LABEL_SPACE
     LABEL_SOURCES = ("masks", "colormaps")
     label_lut = _TRAIN_ID_LUT_19
-
-    @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
-        return BDD100K_INFO
 
     def __init__(
         self,
@@ -49,18 +46,23 @@ class BDD100KDataset(SegmentationDataset):
         on_bad_sample: str = "error",
         label_source: str = "masks",
     ) -> None:
-        check_split(split, self.SPLITS, "bdd100k")
-        if label_source not in self.LABEL_SOURCES:
-            raise ValueError(f"bdd100k: label_source must be one of {self.LABEL_SOURCES}, got {label_source!r}")
-        root = Path(root)
-        if not (root / "images").is_dir() and (root / "bdd100k" / "images").is_dir():
-            root = root / "bdd100k"
-        images = FolderSpec(root / "images" / "10k" / split, "BDD100K image")
-        labels = FolderSpec(root / "labels" / "sem_seg" / label_source / split, f"BDD100K {label_source}", (".png",))
-        samples = pair_folders(images, labels, on_bad_sample)
-        self.root, self.split, self.label_source = root, split, label_source
+        self.label_source = label_source
         self._codec = ColorCodec(CITYSCAPES_PALETTE, range(len(CITYSCAPES_PALETTE)))
-        super().__init__(samples, self.describe(), transform, seed, on_bad_sample, source=images.folder)
+        super().__init__(root, split, transform, seed, on_bad_sample)
+
+    def check_options(self) -> None:
+        if self.label_source not in self.LABEL_SOURCES:
+            raise ValueError(f"bdd100k: label_source must be one of {self.LABEL_SOURCES}, got {self.label_source!r}")
+
+    def open_root(self, root: Path) -> Path:
+        """``root`` or the ``bdd100k/`` folder in it."""
+        return root / "bdd100k" if not (root / "images").is_dir() and (root / "bdd100k" / "images").is_dir() else root
+
+    def folders(self) -> tuple[FolderSpec, FolderSpec]:
+        images = FolderSpec(self.root / "images" / "10k" / self.split, "BDD100K image")
+        source = self.label_source
+        labels = FolderSpec(self.root / "labels" / "sem_seg" / source / self.split, f"BDD100K {source}", (".png",))
+        return images, labels
 
     def decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         if raw.ndim == 3:

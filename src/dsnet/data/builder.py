@@ -13,7 +13,7 @@ from .camvid import CamVidDataset
 from .cityscapes import CityscapesDataset
 from .folder import FolderDataset
 from .io import PathLike
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 
 __all__ = ["DATASETS", "DATASET_ALIASES", "build_dataset", "describe_dataset", "list_datasets"]
 
@@ -27,7 +27,7 @@ DATASETS: dict[str, type[SegmentationDataset]] = {
 
 
 #: Names of a registered dataset with constructor options that change its label space (the name its
-#: :class:`DatasetInfo` carries), so a label space can be asked for by that name alone.
+#: :class:`LabelSpace` carries), so a label space can be asked for by that name alone.
 DATASET_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "camvid-dsnet": ("camvid", {"class_order": "dsnet"}),
 }
@@ -37,7 +37,7 @@ def list_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
-def describe_dataset(name: str, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+def describe_dataset(name: str, root: PathLike | None = None, **options: Any) -> LabelSpace | None:
     """The label space of a registered dataset (or alias) with these options, without listing its files.
 
     None where it cannot be known without ``root`` (a folder dataset's classes live in its YAML).

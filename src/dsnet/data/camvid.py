@@ -15,9 +15,9 @@ import numpy as np
 
 from ..constants import IGNORE_INDEX
 from ..errors import DataError
-from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
+from .base import FolderSpec, SegmentationDataset, Transform, pair_folders
 from .io import PathLike, read_label
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, ColorCodec, decode_color_label, decode_index_label, make_lut
 
 __all__ = [
@@ -187,17 +187,18 @@ class CamVidDataset(SegmentationDataset):
     use the authors' CamVid weights.
     """
 
+    NAME = "camvid"
     SPLITS = ("train", "val", "test", "trainval")
     ENCODINGS = ("auto", "index", "color")
     CLASS_ORDERS = ("segnet", "dsnet")
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, *, class_order: str = "segnet", **options: Any) -> DatasetInfo:
+    def describe(cls, root: PathLike | None = None, *, class_order: str = "segnet", **options: Any) -> LabelSpace:
         """The 11 classes in ``class_order``; the dataset ids are SegNet's (void: 11) in either order."""
         if class_order not in cls.CLASS_ORDERS:
             raise ValueError(f"camvid: class_order must be one of {cls.CLASS_ORDERS}, got {class_order!r}")
         order = tuple(range(11)) if class_order == "segnet" else CAMVID_DSNET_ORDER
-        return DatasetInfo(
+        return LabelSpace(
             "camvid" if class_order == "segnet" else "camvid-dsnet",
             tuple(CAMVID_CLASSES[k] for k in order),
             tuple(CAMVID_PALETTE[k] for k in order),
@@ -218,18 +219,10 @@ class CamVidDataset(SegmentationDataset):
         merge_32_classes: bool = True,
         class_order: str = "segnet",
     ) -> None:
-        check_split(split, self.SPLITS, "camvid")
-        if encoding not in self.ENCODINGS:
-            raise ValueError(f"camvid: encoding must be one of {self.ENCODINGS}, got {encoding!r}")
-        if class_order not in self.CLASS_ORDERS:
-            raise ValueError(f"camvid: class_order must be one of {self.CLASS_ORDERS}, got {class_order!r}")
-        root = Path(root)
-        if not root.is_dir():
-            raise DataError(f"{root}: CamVid root folder not found")
-        self.root, self.split, self.encoding, self.class_order = root, split, encoding, class_order
-        samples, source = self._list_samples(root, split, list_file, on_bad_sample)
-
-        order = tuple(range(11)) if class_order == "segnet" else CAMVID_DSNET_ORDER
+        self.encoding, self.class_order, self.list_file = encoding, class_order, list_file
+        self.merge_32_classes = merge_32_classes
+        super().__init__(root, split, transform, seed, on_bad_sample)
+        order = self.label_space.dataset_ids or ()  # SegNet id of each training id
         to_train = [0] * 11  # SegNet id -> training id in the chosen order
         for train_id, segnet_id in enumerate(order):
             to_train[segnet_id] = train_id
@@ -237,16 +230,26 @@ class CamVidDataset(SegmentationDataset):
             {**dict(enumerate(to_train)), CAMVID_VOID_ID: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX}
         )
         self._codec = camvid_color_codec(merge_32_classes, to_train)
-        super().__init__(samples, self.describe(class_order=class_order), transform, seed, on_bad_sample, source=source)
+
+    def check_options(self) -> None:
+        if self.encoding not in self.ENCODINGS:
+            raise ValueError(f"camvid: encoding must be one of {self.ENCODINGS}, got {self.encoding!r}")
+        if self.class_order not in self.CLASS_ORDERS:
+            raise ValueError(f"camvid: class_order must be one of {self.CLASS_ORDERS}, got {self.class_order!r}")
+
+    def own_label_space(self) -> LabelSpace:
+        return self.describe(class_order=self.class_order)
 
     # ---- listing
-    def _list_samples(
-        self, root: Path, split: str, list_file: PathLike | None, on_bad_sample: str
-    ) -> tuple[list[tuple[Path, Path]], Path]:
-        if list_file is not None:
-            lists = [Path(list_file)]
+    def list_samples(self, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
+        """The list file's pairs (``list_file``, else one found in ``root``), else the folders' paired by name."""
+        root, split = self.root, self.split
+        if not root.is_dir():
+            raise DataError(f"{root}: CamVid root folder not found")
+        if self.list_file is not None:
+            lists = [Path(self.list_file)]
             if not lists[0].is_file():
-                raise DataError(f"{list_file}: CamVid list file not found")
+                raise DataError(f"{self.list_file}: CamVid list file not found")
         else:
             lists = self._find_lists(root, split)
         if lists:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from ..constants import IGNORE_INDEX
-from .base import FolderSpec, SegmentationDataset, Transform, check_split, pair_folders
-from .io import PathLike
-from .label_space import DatasetInfo
+from .base import FolderSpec, SegmentationDataset
+from .label_space import LabelSpace
 from .labels import Color, make_lut
 
 __all__ = [
     "CITYSCAPES_CLASSES",
-    "CITYSCAPES_INFO",
+    "CITYSCAPES_LABEL_SPACE",
     "CITYSCAPES_LABEL_TO_TRAIN",
     "CITYSCAPES_PALETTE",
     "CityscapesDataset",
@@ -88,7 +84,7 @@ CITYSCAPES_LABEL_TO_TRAIN: dict[int, int] = {
 
 # the dataset ids are the labelIds (what the benchmark server wants); ignored pixels stay 255 (Cityscapes has
 # several void labelIds, none of which is "the" ignore id)
-CITYSCAPES_INFO = DatasetInfo(
+CITYSCAPES_LABEL_SPACE = LabelSpace(
     "cityscapes",
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -101,27 +97,14 @@ class CityscapesDataset(SegmentationDataset):
     """Cityscapes fine annotations: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` +
     ``gtFine/<split>/<city>/*_gtFine_labelIds.png``; labelIds -> the 19 trainIds, every other id -> 255."""
 
+    NAME = "cityscapes"
     SPLITS = ("train", "val", "test")
+    LABEL_SPACE = CITYSCAPES_LABEL_SPACE
     IMAGE_SUFFIX = "_leftImg8bit.png"
     LABEL_SUFFIX = "_gtFine_labelIds.png"
     label_lut = _CITYSCAPES_LUT
 
-    @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo:
-        return CITYSCAPES_INFO
-
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        transform: Transform | None = None,
-        seed: int = 0,
-        on_bad_sample: str = "error",
-    ) -> None:
-        check_split(split, self.SPLITS, "cityscapes")
-        root = Path(root)
-        images = FolderSpec(root / "leftImg8bit" / split, "Cityscapes image", (self.IMAGE_SUFFIX,), depth=1)
-        labels = FolderSpec(root / "gtFine" / split, "Cityscapes label", (self.LABEL_SUFFIX,), depth=1)
-        samples = pair_folders(images, labels, on_bad_sample)
-        self.root, self.split = root, split
-        super().__init__(samples, self.describe(), transform, seed, on_bad_sample, source=images.folder)
+    def folders(self) -> tuple[FolderSpec, FolderSpec]:
+        images = FolderSpec(self.root / "leftImg8bit" / self.split, "Cityscapes image", (self.IMAGE_SUFFIX,), depth=1)
+        labels = FolderSpec(self.root / "gtFine" / self.split, "Cityscapes label", (self.LABEL_SUFFIX,), depth=1)
+        return images, labels

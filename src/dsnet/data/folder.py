@@ -17,9 +17,9 @@ import yaml
 from ..constants import IGNORE_INDEX
 from ..errors import ConfigError, DataError
 from ..typed import from_dict
-from .base import FolderSpec, SegmentationDataset, Transform, pair_folders
+from .base import FolderSpec, SegmentationDataset, pair_folders
 from .io import PathLike, read_label
-from .label_space import DatasetInfo
+from .label_space import LabelSpace
 from .labels import Color, ColorCodec, decode_color_label, decode_index_label, generate_palette, make_lut
 
 __all__ = ["FOLDER_CONFIG_NAME", "FolderConfig", "FolderDataset", "load_folder_config"]
@@ -150,50 +150,53 @@ class FolderDataset(SegmentationDataset):
         return root / FOLDER_CONFIG_NAME, root
 
     @classmethod
-    def describe(cls, root: PathLike | None = None, **options: Any) -> DatasetInfo | None:
+    def describe(cls, root: PathLike | None = None, **options: Any) -> LabelSpace | None:
         """The label space its ``dataset.yaml`` declares (None without ``root``: the names live there)."""
         if root is None:
             return None
-        return cls._info(load_folder_config(cls._config_path(root)[0]))
+        return cls._label_space(load_folder_config(cls._config_path(root)[0]))
 
     @staticmethod
-    def _info(cfg: FolderConfig) -> DatasetInfo:
+    def _label_space(cfg: FolderConfig) -> LabelSpace:
         """Mask value k is class k, so the dataset ids are the training ids; ``ignore_index`` is the masks'."""
         n = len(cfg.classes)
         palette = cfg.palette if cfg.palette is not None else generate_palette(n)
         ignore = None if cfg.ignore_index == IGNORE_INDEX else cfg.ignore_index
-        return DatasetInfo(str(cfg.name), cfg.classes, palette, dataset_ids=tuple(range(n)), dataset_ignore_id=ignore)
+        return LabelSpace(str(cfg.name), cfg.classes, palette, dataset_ids=tuple(range(n)), dataset_ignore_id=ignore)
 
-    def __init__(
-        self,
-        root: PathLike,
-        split: str | None = None,
-        transform: Transform | None = None,
-        seed: int = 0,
-        on_bad_sample: str = "error",
-    ) -> None:
-        config_path, base = self._config_path(root)
-        cfg = load_folder_config(config_path)
-        self.config, self.config_path, self.root, self.split = cfg, config_path, base, split
+    DEFAULT_SPLIT = None
 
-        image_dir, mask_dir = base / cfg.image_dir, base / cfg.mask_dir
-        if cfg.splits is not None:
-            if split is None:
-                raise ValueError(f"{config_path}: a split is required; valid splits: {', '.join(cfg.splits)}")
-            if split not in cfg.splits:
-                raise ValueError(f"{config_path}: unknown split {split!r}; valid splits: {', '.join(cfg.splits)}")
-        if split is not None:
-            image_dir, mask_dir = image_dir / split, mask_dir / split
-        samples = pair_folders(FolderSpec(image_dir, "image"), FolderSpec(mask_dir, "mask"), on_bad_sample)
-
-        info = self._info(cfg)
+    def open_root(self, root: Path) -> Path:
+        """The folder the YAML's paths are relative to; reads and checks the YAML (``self.config``) and sets
+        the decoding it implies (mask value k is class k; ``palette`` and ``ignore_colors`` decode colours)."""
+        self.config_path, base = self._config_path(root)
+        cfg = self.config = load_folder_config(self.config_path)
         self.label_lut = make_lut({**{k: k for k in range(len(cfg.classes))}, cfg.ignore_index: IGNORE_INDEX})
         self._codec = None
         if cfg.palette is not None and cfg.mask_encoding != "index":
             colors = list(cfg.palette) + list(cfg.ignore_colors)
             ids = list(range(len(cfg.palette))) + [IGNORE_INDEX] * len(cfg.ignore_colors)
             self._codec = ColorCodec(colors, ids)
-        super().__init__(samples, info, transform, seed, on_bad_sample, source=image_dir)
+        return base
+
+    def check_split(self, split: str | None) -> str | None:
+        """The YAML's ``splits`` (when it has them) name the valid splits, and one is then required."""
+        splits = self.config.splits
+        if splits is not None:
+            if split is None:
+                raise ValueError(f"{self.config_path}: a split is required; valid splits: {', '.join(splits)}")
+            if split not in splits:
+                raise ValueError(f"{self.config_path}: unknown split {split!r}; valid splits: {', '.join(splits)}")
+        return split
+
+    def list_samples(self, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
+        image_dir, mask_dir = self.root / self.config.image_dir, self.root / self.config.mask_dir
+        if self.split is not None:
+            image_dir, mask_dir = image_dir / self.split, mask_dir / self.split
+        return pair_folders(FolderSpec(image_dir, "image"), FolderSpec(mask_dir, "mask"), on_bad_sample), image_dir
+
+    def own_label_space(self) -> LabelSpace:
+        return self._label_space(self.config)
 
     def read_label(self, path: Path) -> np.ndarray:
         return read_label(path, as_color=self.config.mask_encoding == "color")  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """A dataset's label space: what each training id means (name, colour) and which id the dataset itself
 uses for it, with its ignore values and class order.
 
-Each dataset module builds its own :class:`DatasetInfo`; training writes it whole into the weights'
+Each dataset module builds its own :class:`LabelSpace`; training writes it whole into the weights'
 metadata (key :data:`LABEL_SPACE_KEY`, JSON) and inference reads it back from there, so the weights
 alone say how to name, colour and re-number a prediction.
 """
@@ -18,17 +18,17 @@ from ..constants import IGNORE_INDEX
 from ..errors import ConfigError
 from .labels import Color, generate_palette
 
-__all__ = ["LABEL_SPACE_KEY", "LABEL_SPACE_VERSION", "DatasetInfo"]
+__all__ = ["LABEL_SPACE_KEY", "LABEL_SPACE_VERSION", "LabelSpace"]
 
 
-#: The key of the safetensors metadata that holds a :class:`DatasetInfo` as JSON (see :meth:`DatasetInfo.to_json`).
+#: The key of the safetensors metadata that holds a :class:`LabelSpace` as JSON (see :meth:`LabelSpace.to_json`).
 LABEL_SPACE_KEY = "label_space"
-#: Version of the JSON layout written by :meth:`DatasetInfo.to_json`.
+#: Version of the JSON layout written by :meth:`LabelSpace.to_json`.
 LABEL_SPACE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
+class LabelSpace:
     """A dataset's label space: what each training id means, and which id the dataset itself uses for it.
 
     The one source of class names, colours and ids: each dataset module builds its own (with
@@ -98,7 +98,7 @@ class DatasetInfo:
         return {LABEL_SPACE_KEY: self.to_json(), "num_classes": str(self.num_classes), "dataset": self.name}
 
     @classmethod
-    def from_dict(cls, data: Any) -> DatasetInfo:
+    def from_dict(cls, data: Any) -> LabelSpace:
         """Inverse of :meth:`to_dict`; a ValueError names the first bad field."""
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
@@ -139,7 +139,7 @@ class DatasetInfo:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> DatasetInfo:
+    def from_json(cls, text: str) -> LabelSpace:
         """Inverse of :meth:`to_json`; a ValueError says what is wrong."""
         try:
             data = json.loads(text)
@@ -148,7 +148,7 @@ class DatasetInfo:
         return cls.from_dict(data)
 
     @classmethod
-    def generated(cls, num_classes: int, name: str | None = None) -> DatasetInfo:
+    def generated(cls, num_classes: int, name: str | None = None) -> LabelSpace:
         """Names ``class_k`` and a generated palette, for weights that carry only a class count."""
         if not 1 <= num_classes <= 255:
             raise ConfigError(f"num_classes must be in 1..255 for label images, got {num_classes}")

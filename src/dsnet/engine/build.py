@@ -29,6 +29,7 @@ __all__ = [
     "build_datasets",
     "build_model",
     "build_training_model",
+    "place_for_training",
     "build_optimizer",
     "build_criterion",
     "class_weights",
@@ -95,13 +96,15 @@ def build_model(cfg: Config, *, aux_heads: bool = True) -> nn.Module:
     return model
 
 
-def build_training_model(cfg: Config, env: DistEnv) -> tuple[nn.Module, nn.Module]:
-    """The model on its device (channels_last, SyncBatchNorm under multi-GPU DDP) and the module
-    to call in training: the DDP wrapper when distributed, else the model itself."""
-    model = build_model(cfg).to(env.device)
-    if cfg.model.channels_last:
+def place_for_training(
+    model: nn.Module, env: DistEnv, *, channels_last: bool = False, sync_bn: bool = False
+) -> tuple[nn.Module, nn.Module]:
+    """``model`` on its device (channels_last, SyncBatchNorm under multi-GPU DDP) and the module to call in
+    training: the DDP wrapper when distributed, else the model itself. Both trainers place theirs so."""
+    model = model.to(env.device)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
-    if env.distributed and cfg.model.sync_bn:
+    if env.distributed and sync_bn:
         if env.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
@@ -109,6 +112,11 @@ def build_training_model(cfg: Config, env: DistEnv) -> tuple[nn.Module, nn.Modul
     if not env.distributed:
         return model, model
     return model, DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+
+
+def build_training_model(cfg: Config, env: DistEnv) -> tuple[nn.Module, nn.Module]:
+    """The config's model placed for training (see :func:`place_for_training`)."""
+    return place_for_training(build_model(cfg), env, channels_last=cfg.model.channels_last, sync_bn=cfg.model.sync_bn)
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:

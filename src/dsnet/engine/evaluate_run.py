@@ -80,7 +80,7 @@ def evaluate_weights(
                 for k in ("mode", "crop_size", "stride", "scales", "flip", "short_side", "random_crop")
             },
             "world_size": env.world_size,
-            "class_names": list(dataset.info.classes),
+            "class_names": list(dataset.label_space.classes),
             **metrics.to_dict(),
         }
         if env.is_main:

@@ -114,16 +114,15 @@ def evaluate(
     device = torch.device(device)
     num_classes = num_classes or dataset.num_classes
     if ignore_index is None:
-        ignore_index = int(getattr(getattr(dataset, "info", None), "ignore_index", IGNORE_INDEX))
+        ignore_index = int(getattr(getattr(dataset, "label_space", None), "ignore_index", IGNORE_INDEX))
     if random_crop is not None and batch_size != 1:
         raise ValueError("eval.random_crop (the authors' ADE20K protocol) needs eval.batch_size=1")
     was_training = model.training
     model.eval()
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     rank, world = get_rank(), get_world_size()
-    shard = list(range(rank, n, world))
     loader = DataLoader(
-        _Shard(dataset, shard),
+        _Shard(dataset, list(range(rank, n, world))),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -133,36 +132,60 @@ def evaluate(
     # every rank calls should_stop (a collective under DDP) equally often
     steps = round_up(round_up(n, world) // world, batch_size) // batch_size
     cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
+    try:
+        images, skipped = _accumulate(
+            model, loader, cm, device, options, random_crop, seed, progress, should_stop, steps
+        )
+    finally:
+        model.train(was_training)
+    return _summed_metrics(cm, images, skipped, world)
+
+
+def _accumulate(
+    model: nn.Module,
+    loader: DataLoader,
+    cm: ConfusionMatrix,
+    device: torch.device,
+    options: InferenceOptions | None,
+    random_crop: tuple[int, int] | None,
+    seed: int,
+    progress: bool | str,
+    should_stop: Callable[[], bool] | None,
+    steps: int,
+) -> tuple[int, list[str]]:
+    """Add this rank's predictions to ``cm``; the number of images counted and the bad samples' messages.
+
+    ``should_stop`` is called ``steps`` times whatever the shard's length (the same on every rank)."""
     images, skipped = 0, []
     label = progress if isinstance(progress, str) else "eval"
     done = 0
-    try:
-        for indices, image, target, bad in progress_bar(loader, label, enabled=bool(progress), leave=False):
-            if should_stop is not None and should_stop():
+    for indices, image, target, bad in progress_bar(loader, label, enabled=bool(progress), leave=False):
+        if should_stop is not None and should_stop():
+            raise EvaluationInterrupted(f"evaluation stopped after {images} images")
+        done += 1
+        for message in bad:
+            logger.warning("dropping bad sample from the evaluation: %s", message)
+        skipped += bad
+        if image is None or target is None:
+            continue
+        image = image.to(device, non_blocking=True)
+        target = target.to(device, non_blocking=True)
+        if random_crop is not None:
+            image, target = random_crop_pair(image, target, tuple(random_crop), seed, indices[0])
+        probs = predict_probs(model, image, options)
+        if probs.shape[-2:] != target.shape[-2:]:  # input resized for inference (ADE20K short side)
+            probs = torch.nn.functional.interpolate(probs, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        cm.update(argmax_channels(probs), target)
+        images += len(indices)
+    if should_stop is not None:
+        for _ in range(done, steps):
+            if should_stop():
                 raise EvaluationInterrupted(f"evaluation stopped after {images} images")
-            done += 1
-            for message in bad:
-                logger.warning("dropping bad sample from the evaluation: %s", message)
-            skipped += bad
-            if image is None or target is None:
-                continue
-            image = image.to(device, non_blocking=True)
-            target = target.to(device, non_blocking=True)
-            if random_crop is not None:
-                image, target = random_crop_pair(image, target, tuple(random_crop), seed, indices[0])
-            probs = predict_probs(model, image, options)
-            if probs.shape[-2:] != target.shape[-2:]:  # input resized for inference (ADE20K short side)
-                probs = torch.nn.functional.interpolate(
-                    probs, size=target.shape[-2:], mode="bilinear", align_corners=False
-                )
-            cm.update(argmax_channels(probs), target)
-            images += len(indices)
-        if should_stop is not None:
-            for _ in range(done, steps):
-                if should_stop():
-                    raise EvaluationInterrupted(f"evaluation stopped after {images} images")
-    finally:
-        model.train(was_training)
+    return images, skipped
+
+
+def _summed_metrics(cm: ConfusionMatrix, images: int, skipped: list[str], world: int) -> SegMetrics:
+    """The metrics of every rank's counts together."""
     cm.all_reduce()
     counts = torch.tensor([images, len(skipped)], dtype=torch.int64, device=cm.device)
     if world > 1:

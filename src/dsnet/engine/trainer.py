@@ -29,7 +29,7 @@ import torch.distributed as dist
 from ..errors import ConfigError
 from ..models import load_weights
 from .build import build_criterion, build_datasets, build_optimizer, build_training_model, train_transform
-from .config import Config, validate_config, validate_device_settings
+from .config import Config, StageConfig, validate_config, validate_device_settings
 from .evaluator import EvaluationInterrupted, evaluate_with_config
 from .losses import LossOutput
 from .metrics import SegMetrics
@@ -66,9 +66,9 @@ class Trainer(TrainingRun):
         cfg = self.cfg
         datasets = build_datasets(cfg)
         self.train_set, self.val_set = datasets["train"], datasets["val"]
-        self.class_names = list(self.train_set.info.classes)
-        self.label_space = self.train_set.info
-        self.ignore_index = int(self.train_set.info.ignore_index)
+        self.class_names = list(self.train_set.label_space.classes)
+        self.label_space = self.train_set.label_space
+        self.ignore_index = int(self.train_set.label_space.ignore_index)
         self.model, self.ddp = build_training_model(cfg, self.env)
         self.optimizer = build_optimizer(cfg, self.model)
         self._setup_ema(cfg.optim.ema_decay)
@@ -120,13 +120,7 @@ class Trainer(TrainingRun):
         The measurement is a bounded ``share`` of the budget on any CPU: up to ``warm_steps`` + ``timed_steps``
         steps per stage, fewer (at least one warm-up and two timed steps) once the stage's share is spent, so a
         short budget on a slow CPU (a 75-second demo at 5 s per step) still trains."""
-        saved = {
-            "model": copy.deepcopy(self.model.state_dict()),
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "ema": copy.deepcopy(self.ema.state_dict()) if self.ema is not None else None,
-            "scaler": copy.deepcopy(self.scaler.state_dict()),  # fp16 loss scaling moves with each step
-            "rng": capture_rng_state(),
-        }
+        saved = self._state_to_restore()
         stages = [None, *self.cfg.data.stages]
         stage_share_s = share * minutes * 60 / len(stages)
         if self.env.is_main:
@@ -138,45 +132,9 @@ class Trainer(TrainingRun):
                 stage_share_s,
                 warm_steps + timed_steps,
             )
-        step_s = []
-        for stage in stages:
-            self.train_set.transform = train_transform(self.cfg, stage)
-            batches = super()._loader()
-            start = time.perf_counter()
-
-            def spent(start: float = start) -> bool:
-                return self._agree(time.perf_counter() - start > stage_share_s)
-
-            warm = 0
-            while warm < warm_steps and (warm == 0 or not spent()):
-                t0 = time.perf_counter()
-                self._step(batches)
-                warm += 1
-                self._measured(minutes, "warm-up", warm, time.perf_counter() - t0, 2)
-            times: list[float] = []
-            while len(times) < timed_steps and (len(times) < 2 or not spent()):
-                t0 = time.perf_counter()
-                self._step(batches)
-                times.append(time.perf_counter() - t0)
-                self._measured(minutes, "timed", len(times), times[-1], max(0, 2 - len(times)))
-            step_s.append(float(np.median(times)))  # robust to a step slowed by something else
-            del batches
-        val_images = min(len(self.val_set), self.cfg.train.max_val_samples or len(self.val_set))
-        probe = copy.deepcopy(self.cfg)
-        probe.train.max_val_samples = min(4, val_images)
-        probe.eval.num_workers = 0
-        t0 = time.perf_counter()
-        evaluate_with_config(self._eval_model(), self.val_set, probe, device=self.env.device)
-        validation_s = (time.perf_counter() - t0) / probe.train.max_val_samples * val_images
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if self.ema is not None:
-            self.ema.load_state_dict(saved["ema"])
-        if saved["scaler"]:
-            self.scaler.load_state_dict(saved["scaler"])
-        restore_rng_state(saved["rng"])
-        self.iteration, self._empty_batch = 0, False
-        self.train_set.transform = train_transform(self.cfg)
+        step_s = [self._time_stage(stage, minutes, warm_steps, timed_steps, stage_share_s) for stage in stages]
+        validation_s = self._time_validation()
+        self._restore(saved)
         try:
             plan = plan_iterations(
                 minutes * 60,
@@ -198,6 +156,65 @@ class Trainer(TrainingRun):
             logger.info("%s", plan.describe())
         self.plan = plan
         return plan
+
+    def _state_to_restore(self) -> dict[str, Any]:
+        """Copies of every state a measured step changes (fp16 loss scaling moves with each step too)."""
+        return {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "ema": copy.deepcopy(self.ema.state_dict()) if self.ema is not None else None,
+            "scaler": copy.deepcopy(self.scaler.state_dict()),
+            "rng": capture_rng_state(),
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """Back to the state before the measurement, so the run is the one ``train.iters=N`` would give."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["ema"])
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        restore_rng_state(saved["rng"])
+        self.iteration, self._empty_batch = 0, False
+        self.train_set.transform = train_transform(self.cfg)
+
+    def _time_stage(
+        self, stage: StageConfig | None, minutes: float, warm_steps: int, timed_steps: int, stage_share_s: float
+    ) -> float:
+        """Seconds per training step of ``stage`` (None: the base transform): the median of the timed steps
+        after the warm-up, fewer of each once the stage's share of the budget is spent."""
+        self.train_set.transform = train_transform(self.cfg, stage)
+        batches = super()._loader()
+        start = time.perf_counter()
+
+        def spent() -> bool:
+            return self._agree(time.perf_counter() - start > stage_share_s)
+
+        warm = 0
+        while warm < warm_steps and (warm == 0 or not spent()):
+            t0 = time.perf_counter()
+            self._step(batches)
+            warm += 1
+            self._measured(minutes, "warm-up", warm, time.perf_counter() - t0, 2)
+        times: list[float] = []
+        while len(times) < timed_steps and (len(times) < 2 or not spent()):
+            t0 = time.perf_counter()
+            self._step(batches)
+            times.append(time.perf_counter() - t0)
+            self._measured(minutes, "timed", len(times), times[-1], max(0, 2 - len(times)))
+        del batches
+        return float(np.median(times))  # robust to a step slowed by something else
+
+    def _time_validation(self) -> float:
+        """Seconds of one validation, extrapolated from a few images."""
+        val_images = min(len(self.val_set), self.cfg.train.max_val_samples or len(self.val_set))
+        probe = copy.deepcopy(self.cfg)
+        probe.train.max_val_samples = min(4, val_images)
+        probe.eval.num_workers = 0
+        t0 = time.perf_counter()
+        evaluate_with_config(self._eval_model(), self.val_set, probe, device=self.env.device)
+        return (time.perf_counter() - t0) / probe.train.max_val_samples * val_images
 
     def _measured(self, minutes: float, kind: str, count: int, seconds: float, steps_left: int) -> None:
         """Log a measured step, and stop at once when the budget cannot hold the rest of the measurement and one

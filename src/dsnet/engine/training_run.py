@@ -14,7 +14,8 @@ pretrain`` (:class:`dsnet.engine.pretrain.PretrainTrainer`), so that both keep t
   best weights at their intervals, a stop on a non-finite loss; then final weights, plots, summary.
 
 A subclass builds its data, model and optimiser (:meth:`TrainingRun._setup`) and says how one step
-and one validation go and how they read in the log.
+and one validation go and how they read in the log. What a checkpoint holds and how a run resumes from
+it is :mod:`dsnet.engine.run_checkpoints`.
 """
 
 from __future__ import annotations
@@ -25,23 +26,17 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..errors import ConfigError
 from ..models import save_weights
-from .config import config_to_dict
 from .distributed import DistEnv, cleanup, init_distributed, param_divergence
 from .observe import RunRecorder
+from .run_checkpoints import RunCheckpoints
 from .run_files import resolve_work_dir, write_config, write_json
-from .state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
-from .steps import StepMechanics
 from .stopping import SignalStop, TrainingInterrupted
 from .workdir import RunDir
 
@@ -52,7 +47,7 @@ logger = logging.getLogger("dsnet")
 Resume = str | os.PathLike | bool | None
 
 
-class TrainingRun(StepMechanics):
+class TrainingRun(RunCheckpoints):
     """One resumable training run in its work dir (see the module docstring).
 
     ``resume``: ``None`` (a new run), ``True`` (this work dir's ``last.pth``), or a checkpoint file / work
@@ -66,7 +61,7 @@ class TrainingRun(StepMechanics):
     score_label = "mIoU"
     #: the dataset named in the weights' metadata
     dataset_name = ""
-    #: the training data's label space (a :class:`~dsnet.data.DatasetInfo`), written whole into the weights'
+    #: the training data's label space (a :class:`~dsnet.data.LabelSpace`), written whole into the weights'
     #: metadata so inference names and colours the classes as the dataset does; None: only ``dataset_name``
     label_space: Any = None
 
@@ -147,31 +142,6 @@ class TrainingRun(StepMechanics):
     def _plot(self, final: dict[str, Any] | None) -> None:
         """The end-of-run figures in the work dir."""
 
-    def _setup_ema(self, decay: float | None) -> None:
-        """Keep an exponential moving average of the weights (and BN statistics) when ``decay`` is set: it is
-        what gets validated and saved, updated after every optimiser step, and checkpointed."""
-        self.ema = (
-            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
-        )
-
-    def _eval_model(self) -> nn.Module:
-        """The weights that are validated and saved: the EMA when there is one."""
-        return self.ema.module if self.ema is not None else self.model
-
-    def _model_state(self) -> dict[str, Any]:
-        """The model's part of a checkpoint (with the EMA's state)."""
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else {}}
-
-    def _load_model_state(self, state: dict[str, Any], path: Path) -> None:
-        self._load_model_weights(state["model"], path)
-        if self.ema is not None:
-            if not state.get("ema"):
-                raise ConfigError(f"{path}: the checkpoint has no EMA state, but the config asks for one")
-            self.ema.load_state_dict(state["ema"])
-
-    def _load_model_weights(self, weights: dict[str, Any], path: Path) -> None:
-        self.model.load_state_dict(weights)
-
     def _poll_stop(self) -> bool:
         """Before each step: whether a stop was asked for on any rank."""
         return self._should_stop()
@@ -182,7 +152,7 @@ class TrainingRun(StepMechanics):
     def _before_first_step(self) -> None:
         """Before a new run's first step and before ``config.yaml`` is written (not on resume)."""
 
-    # --- start-up, checkpoints, resume ---------------------------------------------------------
+    # --- start-up ------------------------------------------------------------------------------
     def _seed(self) -> None:
         seed = self.cfg.train.seed
         torch.manual_seed(seed)
@@ -192,49 +162,6 @@ class TrainingRun(StepMechanics):
             torch.backends.cudnn.benchmark = False
         elif self.env.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-
-    def save_checkpoint(self, name: str = "last.pth", pending_validation: bool = False) -> Path | None:
-        if not self.env.is_main:
-            return None
-        return save_training_state(
-            self.work_dir / name,
-            **self._model_state(),
-            optimizer=self.optimizer.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            iteration=self.iteration,
-            **{f"best_{self.score_name}": self.best_score},
-            best_iteration=self.best_iteration,
-            pending_validation=pending_validation,
-            rng=capture_rng_state(),
-            config=config_to_dict(self.cfg),
-            model_name=self.cfg.model.name,
-            num_classes=self.cfg.model.num_classes,
-        )
-
-    def _resume(self, path: Path) -> None:
-        state = load_training_state(path)
-        self._load_model_state(state, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.iteration = int(state["iteration"])
-        self.best_score = float(state[f"best_{self.score_name}"])
-        self.best_iteration = int(state.get("best_iteration", -1))
-        self.pending_validation = bool(state.get("pending_validation", False))
-        restore_rng_state(state["rng"])
-        saved_iters = (state.get("config") or {}).get("train", {}).get("iters")
-        if saved_iters is not None and saved_iters != self.cfg.train.iters:
-            logger.warning(
-                "resuming with train.iters=%s, the checkpoint's run had %s: the LR schedule changes",
-                self.cfg.train.iters,
-                saved_iters,
-            )
-        if self.env.is_main:
-            # a validation still to do at this iteration is redone: drop any record it left, so none is repeated
-            self.run_dir.truncate_metrics(self.iteration, drop_val_at_iteration=self.pending_validation)
-        logger.info(
-            "resumed from %s at iteration %d (best %s %.4f)", path, self.iteration, self.score_label, self.best_score
-        )
 
     # --- stopping ------------------------------------------------------------------------------
     def _request_stop(self, signum: int) -> None:

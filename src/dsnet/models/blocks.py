@@ -1,7 +1,7 @@
 """Building blocks of DSNet: residual blocks, MFACB, MSAF and SPASPP.
 
 Module and attribute names follow the authors' implementation so that their state dicts map
-onto ours one to one (see ``dsnet.models.checkpoint``). Every block documents the exact order
+onto ours one to one (see ``dsnet.models.weights_reading``). Every block documents the exact order
 of operations because numerical identity with the reference depends on it (ReLU placement,
 legacy ``nearest`` resizing, the factor 2 in MSAF).
 """

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from . import ablations as _ablations  # noqa: F401  (registers the ablation variants)
 from . import classifier_variants as _classifier_variants  # noqa: F401  (registers the ImageNet classifiers)
 from . import variants as _variants  # noqa: F401  (registers the variants)
-from .checkpoint import load_weights
+from .load_policy import load_weights
 from .pretrained import get_weights, list_weights
 from .registry import get_model_constructor, get_model_info, resolve_model_name
 

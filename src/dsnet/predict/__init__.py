@@ -2,19 +2,20 @@
 output writing and the file-to-folder run behind ``dsnet predict``.
 
 Modules: ``resolve`` (weights, model, label space and the runner :func:`dsnet.deploy.build_runner` makes for
-the backend and precision asked), ``labelspace`` (class names, colours, dataset ids, weights metadata),
+the backend and precision asked), ``weights_labels`` (the label space a set of weights describes in its metadata),
 ``sources`` (reading inputs, finding files), ``predictor``, ``writers`` (PNGs and videos), ``pipeline``
 (background reading and writing threads), ``run`` (many files into one folder), ``resume`` (what a killed
 run already wrote), ``shard`` (a collection split over torchrun's processes, their lock and barriers).
 """
 
-from .labelspace import LabelSpace, known_label_spaces, label_space, label_space_from_metadata, read_weights_source
+from ..data.label_space import LabelSpace
 from .predictor import LARGE_IMAGE_PIXELS, Prediction, Predictor
 from .resolve import ResolvedModel, resolve_model
 from .resume import ResumePlan, plan_resume
 from .run import RunSummary, describe, predict_files
 from .shard import Shard, shard_from_env, sharded_output_dir, take_shard
 from .sources import InputFile, discover_inputs, read_video, to_rgb
+from .weights_labels import known_label_spaces, label_space, label_space_from_metadata, read_weights_source
 from .writers import LABEL_IDS, OutputWriter, blend, check_output_dir, locked_output_dir, rank_lock_name
 
 __all__ = [

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..constants import round_up
-from ..data.label_space import DatasetInfo
+from ..data.label_space import LabelSpace
 from ..data.labels import Color, colorize
 from ..deploy import LogitsFn, Runner
 from ..errors import ConfigError
@@ -64,7 +64,7 @@ class Predictor:
         device: "cuda", "cpu", ... (default: CUDA when available; ONNX Runtime and OpenVINO: the CPU).
         num_classes: output classes (default: the weights' (metadata, else the classifier's shape) or
             the exported file's, else the dataset's, else 19); one that contradicts the weights is an error.
-        dataset: a registered dataset name or a :class:`~dsnet.data.DatasetInfo`: the classes' names,
+        dataset: a registered dataset name or a :class:`~dsnet.data.LabelSpace`: the classes' names,
             colours and dataset ids (overrides the metadata's).
         options: whole/slide/multi-scale/flip settings (default: the whole image; when the weights' metadata
             gives the long side of their training images (``input_long_side``, e.g. 320 for the shipped CamVid
@@ -95,7 +95,7 @@ class Predictor:
         weights: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         num_classes: int | None = None,
-        dataset: str | DatasetInfo | None = None,
+        dataset: str | LabelSpace | None = None,
         options: InferenceOptions | None = None,
         batch_size: int = 4,
         backend: str | LogitsFn | None = None,
@@ -121,7 +121,7 @@ class Predictor:
             parts = self.resolve(model_or_name, **resolving)  # type: ignore[arg-type]
         self.parts = parts
         self.runner: Runner = parts.runner
-        self.labels: DatasetInfo = parts.labels
+        self.labels: LabelSpace = parts.labels
         self.name = parts.name
         self.mean, self.std = parts.mean, parts.std
         self.device = parts.device

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, INPUT_LONG_SIDE_KEY
-from ..data.label_space import DatasetInfo
+from ..data.label_space import LabelSpace
 from ..deploy import (
     RUNTIME_BACKENDS,
     LogitsFn,
@@ -34,7 +34,7 @@ from ..errors import ConfigError, WeightsNotFoundError
 from ..hardware import resolve_precision
 from ..models import ModelInfo, check_num_classes, create_model, get_model_info, load_weights, resolve_weights
 from ..models.registry import resolve_model_name
-from .labelspace import WeightsSource, label_space, label_space_from_metadata, read_weights_source
+from .weights_labels import WeightsSource, label_space, label_space_from_metadata, read_weights_source
 
 __all__ = ["ResolvedModel", "resolve_model"]
 
@@ -44,7 +44,7 @@ class ResolvedModel:
     """What a :class:`~dsnet.predict.Predictor` runs: the runner and what its outputs mean."""
 
     runner: Runner
-    labels: DatasetInfo
+    labels: LabelSpace
     #: the registered model name, when known (None: a module passed in without weights naming it)
     name: str | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -121,8 +121,8 @@ def _check_export(runner: Runner, weights: Path, name: str | None, asked: str, n
 
 
 def _labels(
-    meta: dict[str, str], dataset: str | DatasetInfo | None, num_classes: int | None, weights: object
-) -> DatasetInfo:
+    meta: dict[str, str], dataset: str | LabelSpace | None, num_classes: int | None, weights: object
+) -> LabelSpace:
     """The label space: an explicit dataset's, else the weights' metadata's, else a generated one."""
     if dataset is not None:
         return label_space(dataset, num_classes)
@@ -147,7 +147,7 @@ def resolve_model(
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     num_classes: int | None = None,
-    dataset: str | DatasetInfo | None = None,
+    dataset: str | LabelSpace | None = None,
     backend: str | LogitsFn | None = None,
     threads: int | None = None,
     deploy_form: bool = True,

@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.label_space import LabelSpace
 from ..data.labels import colorize
 from ..errors import ConfigError, OutputError
 from ..fileio import atomic_write, check_output_dir, describe_os_error
 from ..locking import LOCK_FILE, FolderLock, holder_of
-from .labelspace import LabelSpace
 
 __all__ = [
     "LABEL_IDS",

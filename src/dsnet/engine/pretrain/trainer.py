@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ...errors import ConfigError
+from ..build import place_for_training
 from ..sampler import ResumableBatchSampler
 from ..training_run import TrainingRun, run_to_end
 from .build import ClsSchedule, build_classifier, build_cls_datasets, build_cls_optimizer, scaled_lr
@@ -54,16 +53,10 @@ class PretrainTrainer(TrainingRun):
         cfg, env = self.cfg, self.env
         data = build_cls_datasets(cfg)
         self.train_set, self.val_set = data["train"], data["val"]
-        model = build_classifier(cfg).to(env.device)
-        if cfg.model.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if env.distributed and cfg.model.sync_bn and env.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        self.ddp = (
-            DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) if env.distributed else model
+        self.model, self.ddp = place_for_training(
+            build_classifier(cfg), env, channels_last=cfg.model.channels_last, sync_bn=cfg.model.sync_bn
         )
-        self.optimizer = build_cls_optimizer(cfg, model)
+        self.optimizer = build_cls_optimizer(cfg, self.model)
         self._setup_ema(cfg.optim.ema_decay)
         self.batches_per_epoch = ResumableBatchSampler(
             len(self.train_set), cfg.data.batch_size, 0, env.world_size

@@ -1,7 +1,7 @@
-"""What a prediction's ids mean: class names, colours and the dataset's own label ids.
+"""The label space of a set of weights (what a prediction's ids mean), read from the weights' metadata.
 
-The label space is the dataset's own description (:class:`dsnet.data.DatasetInfo`), which training
-writes whole into the weights' metadata (key ``label_space``, JSON; see :meth:`DatasetInfo.to_json`).
+The label space is the dataset's own description (:class:`dsnet.data.LabelSpace`), which training
+writes whole into the weights' metadata (key ``label_space``, JSON; see :meth:`LabelSpace.to_json`).
 Older weights that carry only ``dataset=<name>`` get that dataset's default description from the
 dataset registry; a class count alone gets generated names and a generated palette. No dataset's
 names or colours are kept here. Reading the metadata touches only the safetensors header, so the
@@ -19,13 +19,12 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from ..data.builder import DATASET_ALIASES, describe_dataset, list_datasets
-from ..data.label_space import LABEL_SPACE_KEY, DatasetInfo
+from ..data.label_space import LABEL_SPACE_KEY, LabelSpace
 from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 from ..fileio import read_torch_file
 from ..models import resolve_weights, weights_num_classes
 
 __all__ = [
-    "LabelSpace",
     "WeightsSource",
     "known_label_spaces",
     "label_space",
@@ -33,43 +32,40 @@ __all__ = [
     "read_weights_source",
 ]
 
-#: A label space is a dataset's description (the name predict's API has always used for it).
-LabelSpace = DatasetInfo
 
-
-def known_label_spaces() -> dict[str, DatasetInfo]:
+def known_label_spaces() -> dict[str, LabelSpace]:
     """The default label spaces of the registered datasets (and aliases) that need no files to describe."""
     spaces = {name: describe_dataset(name) for name in [*list_datasets(), *DATASET_ALIASES]}
     return {name: space for name, space in spaces.items() if space is not None}
 
 
-def _checked(space: DatasetInfo, num_classes: int | None, what: str) -> DatasetInfo:
+def _checked(space: LabelSpace, num_classes: int | None, what: str) -> LabelSpace:
     if num_classes is not None and num_classes != space.num_classes:
         raise ConfigError(f"{what} has {space.num_classes} classes, but the model has {num_classes}")
     return space
 
 
-def label_space(dataset: str | DatasetInfo | None, num_classes: int | None) -> DatasetInfo:
+def label_space(dataset: str | LabelSpace | None, num_classes: int | None) -> LabelSpace:
     """The label space of ``dataset`` (a registered name or a description; checked against ``num_classes``),
     or a generated one where the dataset cannot describe itself without its files."""
-    if isinstance(dataset, DatasetInfo):
+    if isinstance(dataset, LabelSpace):
         return _checked(dataset, num_classes, f"label space {dataset.name!r}")
     space = describe_dataset(dataset) if dataset is not None else None
     if space is not None:
         return _checked(space, num_classes, f"dataset {dataset!r}")
     if num_classes is None:
         raise ConfigError(f"dataset {dataset!r}: class names are not built in; the number of classes is needed")
-    return DatasetInfo.generated(num_classes, dataset)
+    return LabelSpace.generated(num_classes, dataset)
 
 
 def label_space_from_metadata(
     metadata: Mapping[str, str], num_classes: int | None, source: str | os.PathLike
-) -> DatasetInfo | None:
+) -> LabelSpace | None:
     """The label space the weights' metadata describes (``label_space``, else ``dataset``), None if neither."""
     text = metadata.get(LABEL_SPACE_KEY)
     if text is not None:
         try:
-            space = DatasetInfo.from_json(text)
+            space = LabelSpace.from_json(text)
         except ValueError as e:
             raise CheckpointError(f"{source}: metadata {LABEL_SPACE_KEY}: {e}") from None
         return _checked(space, num_classes, f"{source}: the label space in the metadata")
