@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .errors import ConfigError
 
-__all__ = ["Shard", "is_main_process", "local_rank_from_env", "shard_from_env"]
+__all__ = ["Shard", "is_main_process", "local_rank_from_env", "restarted_by_torchrun", "shard_from_env"]
 
 
 class Shard(NamedTuple):
@@ -68,3 +68,8 @@ def is_main_process(env: Mapping[str, str] | None = None) -> bool:
     been reported; a process whose rank cannot be read is not the main one.
     """
     return _environment(env).get("RANK", "0") == "0"
+
+
+def restarted_by_torchrun(env: Mapping[str, str] | None = None) -> bool:
+    """Whether torchrun restarted this job after a failure (``TORCHELASTIC_RESTART_COUNT`` above 0)."""
+    return _environment(env).get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")

@@ -35,6 +35,7 @@ from ..errors import ConfigError
 from ..fileio import atomic_write, check_writable
 from ..models import create_model, get_model_info
 from ..models.registry import resolve_model_name
+from ..torchrun import Shard
 from .ablate_report import format_markdown, plot_ablation
 from .build import build_split
 from .config import Config, config_to_dict, validate_config
@@ -153,7 +154,7 @@ def run_ablation(
     *,
     overwrite: bool = False,
     device: str | None = None,
-    shard: tuple[int, int] | None = None,
+    shard: Shard | None = None,
     fps_size: Sequence[int] | None = None,
     fps_seconds: float = 3.0,
     progress: Callable[[str], None] | None = None,

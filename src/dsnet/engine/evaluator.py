@@ -20,6 +20,7 @@ from ..constants import IGNORE_INDEX, round_up
 from ..data import worker_init_fn
 from ..errors import DataError
 from ..inference import InferenceOptions, argmax_channels, predict_probs
+from ..torchrun import Shard
 from .config import Config, inference_options
 from .distributed import get_rank, get_world_size
 from .metrics import ConfusionMatrix, SegMetrics
@@ -54,8 +55,9 @@ def random_crop_pair(
     return image[..., y0 : y0 + ch, x0 : x0 + cw], label[..., y0 : y0 + ch, x0 : x0 + cw]
 
 
-class _Shard(Dataset):
-    """This rank's samples; a bad sample becomes ``(index, message)`` instead of data when skipping."""
+class _ShardSamples(Dataset):
+    """This rank's share of the samples (every ``world``-th from its rank); a bad sample becomes
+    ``(index, message)`` instead of data when skipping."""
 
     def __init__(self, dataset: Any, indices: list[int]) -> None:
         self.dataset = dataset
@@ -120,9 +122,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
-    rank, world = get_rank(), get_world_size()
+    shard = Shard(get_rank(), get_world_size())
     loader = DataLoader(
-        _Shard(dataset, list(range(rank, n, world))),
+        _ShardSamples(dataset, list(range(shard.rank, n, shard.world))),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -130,7 +132,7 @@ def evaluate(
         worker_init_fn=worker_init_fn if num_workers > 0 else None,
     )
     # every rank calls should_stop (a collective under DDP) equally often
-    steps = round_up(round_up(n, world) // world, batch_size) // batch_size
+    steps = round_up(round_up(n, shard.world) // shard.world, batch_size) // batch_size
     cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     try:
         images, skipped = _accumulate(
@@ -138,7 +140,7 @@ def evaluate(
         )
     finally:
         model.train(was_training)
-    return _summed_metrics(cm, images, skipped, world)
+    return _summed_metrics(cm, images, skipped, shard.world)
 
 
 def _accumulate(

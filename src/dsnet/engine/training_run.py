@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from ..models import save_weights
+from ..torchrun import restarted_by_torchrun
 from .distributed import DistEnv, cleanup, init_distributed, param_divergence
 from .observe import RunRecorder
 from .run_checkpoints import RunCheckpoints
@@ -84,7 +85,7 @@ class TrainingRun(RunCheckpoints):
         self.best_score = -1.0
         self.best_iteration = -1
         self._check_device()
-        restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
+        restarted = restarted_by_torchrun()
         if resume is None and restarted and self.run_dir.last_checkpoint.is_file():
             logger.warning("elastic restart: resuming from %s", self.run_dir.last_checkpoint)
             resume = True
