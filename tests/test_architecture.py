@@ -8,6 +8,7 @@ dependency (it only moves the failure to run time), so it is held to the same ru
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -343,3 +344,22 @@ def test_layer_rules_flag_what_they_should() -> None:
         "dsnet.engine.y imports dsnet.cli (only dsnet.__main__ may import the CLI)",
         "dsnet.typed imports dsnet.constants (leaf modules import nothing from dsnet but dsnet.errors)",
     ]
+
+
+def test_the_layout_in_the_docs_names_every_module() -> None:
+    """docs/architecture.md's tree is drawn from the code: every module of the package is in it."""
+    text = (SRC.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text[text.index("```\nsrc/dsnet/", text.index("## Layout")) :]
+    block = block[: block.index("\n```", 4)]
+    _, modules = build_graph(SRC, PACKAGE)
+    missing = []
+    for path in modules.values():
+        rel = path.relative_to(SRC / PACKAGE)
+        if path.name == "__init__.py":
+            if len(rel.parts) == 2 and f"{rel.parts[0]}/" not in block:
+                missing.append(str(rel.parent) + "/")
+        else:
+            named = path.name in block if len(rel.parts) <= 2 else re.search(rf"\b{path.stem}\b", block)
+            if not named:
+                missing.append(str(rel))
+    assert not missing, "docs/architecture.md's layout leaves out: " + ", ".join(sorted(missing))
