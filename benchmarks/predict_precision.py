@@ -38,7 +38,7 @@ from dsnet.predict import OutputWriter, Predictor, discover_inputs, predict_file
 
 
 def _e2e_fps(predictor: Predictor, inputs: list, out: Path) -> float:
-    writer = OutputWriter(out, predictor.labels)
+    writer = OutputWriter(out, predictor.label_space)
     start = time.perf_counter()
     summary = predict_files(predictor, inputs, writer, progress=False)
     elapsed = time.perf_counter() - start

@@ -50,7 +50,7 @@ def _forward_fps(run: Any, example: torch.Tensor, iterations: int) -> float:
 
 
 def _e2e_fps(predictor: Predictor, inputs: list, out: Path, color: bool) -> float:
-    writer = OutputWriter(out, predictor.labels, color=color, overlay=color)
+    writer = OutputWriter(out, predictor.label_space, color=color, overlay=color)
     start = time.perf_counter()
     summary = predict_files(predictor, inputs, writer, progress=False)
     elapsed = time.perf_counter() - start
@@ -95,7 +95,9 @@ def main() -> None:
         threads=None if args.backend == "torch" else args.threads,
     )
     setup_s = time.perf_counter() - start
-    model = dsnet.create_model(args.model, num_classes=predictor.labels.num_classes, weights=weights, aux_heads=False)
+    model = dsnet.create_model(
+        args.model, num_classes=predictor.label_space.num_classes, weights=weights, aux_heads=False
+    )
     example = torch.randn(1, 3, h, w)
     forward = VARIANTS[FORWARD_BACKEND[args.backend]].runner(model.eval(), example, "fp32")
 

@@ -141,7 +141,9 @@ def main() -> None:
                 reps = max(1, args.requests // len(inputs))
                 start = time.perf_counter()
                 for k in range(reps):
-                    predict_files(predictor, inputs, OutputWriter(Path(out) / str(k), predictor.labels), progress=False)
+                    predict_files(
+                        predictor, inputs, OutputWriter(Path(out) / str(k), predictor.label_space), progress=False
+                    )
                 predict_rounds.append(reps * len(inputs) / (time.perf_counter() - start))
             print(
                 f"round {r + 1}: serve {serve_rounds[-1]['images_per_s']:.2f} img/s "

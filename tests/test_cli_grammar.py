@@ -370,7 +370,7 @@ def test_onnx_export_is_quiet_keeps_the_umask_and_names_its_model(
     assert out.stat().st_mode & 0o777 == 0o644
     with pytest.raises(ConfigError, match=r"m\.onnx: exported from dsnet_head64, not dsnet_base"):
         Predictor("dsnet_base", weights=out)
-    assert Predictor("dsnet_head64", weights=out).labels.num_classes == 3
+    assert Predictor("dsnet_head64", weights=out).label_space.num_classes == 3
 
 
 # ---------------------------------------------------------------------------------------------- rf

@@ -69,12 +69,12 @@ def test_every_dataset_label_space_round_trips_through_weights(
     assert json.loads(meta[LABEL_SPACE_KEY])["classes"] == list(info.classes)
 
     p = _predictor(path)
-    assert p.labels == info  # every field: name, classes, palette, ignore index, dataset ids, class order
+    assert p.label_space == info  # every field: name, classes, palette, ignore index, dataset ids, class order
     assert p.class_names == info.classes and p.palette == info.palette
-    assert p.labels.ignore_index == 255 and p.runner.num_classes == info.num_classes
-    assert p.labels.dataset_ids is not None
+    assert p.label_space.ignore_index == 255 and p.runner.num_classes == info.num_classes
+    assert p.label_space.dataset_ids is not None
     train = np.arange(info.num_classes, dtype=np.uint8)
-    assert p.labels.to_dataset_ids(train).tolist() == list(info.dataset_ids or ())
+    assert p.label_space.to_dataset_ids(train).tolist() == list(info.dataset_ids or ())
     assert p.colorize(train[None])[0].tolist() == [list(c) for c in info.palette]
 
 
@@ -105,7 +105,7 @@ def test_a_camvid_model_in_the_authors_order_is_drawn_with_its_names(tmp_path: P
     info = describe_dataset("camvid", class_order="dsnet")
     assert info is not None
     new = _save(tmp_path / "new.safetensors", 11, metadata={"dataset": "camvid"}, label_space=info)
-    assert _predictor(new).labels == info
+    assert _predictor(new).label_space == info
 
 
 def test_bad_label_space_metadata_names_the_file_and_key(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_predict_takes_the_class_count_from_weights_without_metadata(bare_weight
     p = _predictor(bare_weights)
     assert p.runner.num_classes == 11 and p.class_names == tuple(f"class_{k}" for k in range(11))
     safetensors = _save(tmp_path / "bare.safetensors", 11)  # no metadata: the count from the header's shapes
-    assert _predictor(safetensors).labels.num_classes == 11
+    assert _predictor(safetensors).label_space.num_classes == 11
     Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "a.png")
     args = ["predict", MODEL, str(tmp_path / "a.png"), "--weights", str(bare_weights), "-o", str(tmp_path / "out")]
     assert main(args) == 0
@@ -176,7 +176,7 @@ def test_training_writes_the_whole_label_space_into_its_weights(synthetic_camvid
         assert LabelSpace.from_json(meta[LABEL_SPACE_KEY]) == expected
         assert meta["dataset"] == "camvid" and meta["num_classes"] == "11" and meta["model"] == MODEL
     p = _predictor(tmp_path / "run" / "best.safetensors")
-    assert p.labels == expected and p.class_names[0] == "Bicyclist"
+    assert p.label_space == expected and p.class_names[0] == "Bicyclist"
     # eval takes the class count from the config: one that contradicts the weights is one clear line
     wrong = load_config(config, [*overrides, "model.num_classes=19"])
     message = r"best.safetensors: the weights have 11 classes, but model.num_classes is 19"

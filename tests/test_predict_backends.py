@@ -123,7 +123,7 @@ def test_a_static_export_runs_its_size_tiles_larger_images_and_refuses_smaller(
     fake_static_export: Path, weights: Path, torch_predictor: Predictor
 ) -> None:
     p = Predictor(MODEL, weights=fake_static_export, dataset="cityscapes", threads=1)
-    assert p.backend == "onnxruntime" and p.labels.num_classes == 19 and p.static_size == (64, 96)
+    assert p.backend == "onnxruntime" and p.label_space.num_classes == 19 and p.static_size == (64, 96)
     image = _image(60, 90, seed=1)  # pads to 64x96, like every image: runs whole
     assert p.options_for(60, 90).mode == "whole"
     assert np.array_equal(p(image), torch_predictor(image))
@@ -203,8 +203,12 @@ def test_an_export_carries_the_label_space_of_its_weights(
     path = tmp_path / "carried.onnx"
     path.write_bytes(b"fake")
     p = Predictor(MODEL, weights=path, threads=1)
-    assert p.labels.name == "my-folder" and p.labels.classes == space.classes and p.labels.palette == space.palette
-    assert Predictor(MODEL, weights=path, threads=1, dataset="cityscapes").labels.name == "cityscapes"  # asked for
+    assert (
+        p.label_space.name == "my-folder"
+        and p.label_space.classes == space.classes
+        and p.label_space.palette == space.palette
+    )
+    assert Predictor(MODEL, weights=path, threads=1, dataset="cityscapes").label_space.name == "cityscapes"  # asked for
 
 
 # ------------------------------------------------------------------------------ errors
@@ -283,12 +287,12 @@ def test_exported_files_and_the_cli_backend_flag(weights: Path, torch_predictor:
     assert main(["export", *common, "--format", "openvino", "--size", "64", "96", "-o", str(xml)]) == 0
     for path, backend in [(onnx, None), (onnx, "openvino")]:
         p = Predictor(MODEL, weights=path, backend=backend, dataset="cityscapes", threads=1)
-        assert p.backend == (backend or "onnxruntime") and p.labels.num_classes == 19
+        assert p.backend == (backend or "onnxruntime") and p.label_space.num_classes == 19
         _agree(p, torch_predictor)
     static = Predictor(MODEL, weights=xml, threads=1)
-    assert static.backend == "openvino" and static.static_size == (64, 96) and static.labels.num_classes == 19
-    assert static.labels == torch_predictor.labels  # the weights' label space travels in the export
-    assert Predictor(MODEL, weights=onnx, threads=1).labels == torch_predictor.labels
+    assert static.backend == "openvino" and static.static_size == (64, 96) and static.label_space.num_classes == 19
+    assert static.label_space == torch_predictor.label_space  # the weights' label space travels in the export
+    assert Predictor(MODEL, weights=onnx, threads=1).label_space == torch_predictor.label_space
     image = _image(64, 96, seed=5)
     _torch_agrees(torch_predictor, image, static(image), "static openvino")
 

@@ -43,7 +43,7 @@ def test_a_shipped_name_builds_the_model_with_its_class_count(shipped):
 
 def test_a_shipped_name_predicts_with_its_label_space(shipped):
     predictor = dsnet.Predictor("dsnet_head64", weights="test-camvid")
-    assert predictor.labels.classes[0] == "Sky"
+    assert predictor.label_space.classes[0] == "Sky"
     out = predictor.predict(np.zeros((48, 64, 3), np.uint8))
     assert out.label.shape == (48, 64)
 

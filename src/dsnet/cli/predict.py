@@ -42,7 +42,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor = predictor_from_args(args, options)
         writer = OutputWriter(
             out_dir,
-            predictor.labels,
+            predictor.label_space,
             color=args.color,
             overlay=args.overlay,
             alpha=args.alpha,

@@ -31,8 +31,8 @@ def _say_what_runs(args: argparse.Namespace, predictor: Predictor) -> None:
     if args.precision is None and reason == "asked for":  # nothing was asked: say where it comes from
         reason = "the default; --precision auto picks bf16 where the CPU computes it natively"
     print(f"dsnet {args.command}: {predictor.backend} backend, {predictor.precision} ({reason})")
-    if predictor.labels.names_generated:
-        last = predictor.labels.num_classes - 1
+    if predictor.label_space.names_generated:
+        last = predictor.label_space.num_classes - 1
         print(
             f"dsnet {args.command}: the weights name no dataset: classes class_0..class_{last} with generated "
             "colours (--dataset NAME gives a dataset's names and colours)"

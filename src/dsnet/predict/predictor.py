@@ -121,7 +121,7 @@ class Predictor:
             parts = self.resolve(model_or_name, **resolving)  # type: ignore[arg-type]
         self.parts = parts
         self.runner: Runner = parts.runner
-        self.labels: LabelSpace = parts.labels
+        self.label_space: LabelSpace = parts.label_space
         self.name = parts.name
         self.mean, self.std = parts.mean, parts.std
         self.device = parts.device
@@ -152,11 +152,11 @@ class Predictor:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.labels.classes
+        return self.label_space.classes
 
     @property
     def palette(self) -> tuple[Color, ...]:
-        return self.labels.palette
+        return self.label_space.palette
 
     def colorize(self, label: np.ndarray) -> np.ndarray:
         """RGB uint8 (H, W, 3) picture of a label map in this model's palette."""

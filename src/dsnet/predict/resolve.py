@@ -44,7 +44,7 @@ class ResolvedModel:
     """What a :class:`~dsnet.predict.Predictor` runs: the runner and what its outputs mean."""
 
     runner: Runner
-    labels: LabelSpace
+    label_space: LabelSpace
     #: the registered model name, when known (None: a module passed in without weights naming it)
     name: str | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN

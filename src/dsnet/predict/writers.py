@@ -109,7 +109,7 @@ class VideoOutput:
             self._videos[kind] = video
 
     def write(self, frame: np.ndarray, label: np.ndarray) -> None:
-        color = colorize(label, self.writer.labels.palette)
+        color = colorize(label, self.writer.label_space.palette)
         if "color" in self._videos:
             self._videos["color"].write(cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
         if "overlay" in self._videos:
@@ -137,7 +137,7 @@ class OutputWriter:
     def __init__(
         self,
         out_dir: str | Path,
-        labels: LabelSpace,
+        label_space: LabelSpace,
         *,
         color: bool = False,
         overlay: bool = False,
@@ -147,25 +147,25 @@ class OutputWriter:
     ) -> None:
         if label_ids not in LABEL_IDS:
             raise ConfigError(f"label ids must be one of {', '.join(LABEL_IDS)}, got {label_ids!r}")
-        if label_ids == "dataset" and labels.dataset_ids is None:
-            raise ConfigError(f"dataset {labels.name!r}: no dataset label ids known; use label ids 'train'")
+        if label_ids == "dataset" and label_space.dataset_ids is None:
+            raise ConfigError(f"dataset {label_space.name!r}: no dataset label ids known; use label ids 'train'")
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"overlay alpha must be in 0..1, got {alpha}")
-        self.out_dir, self.labels = Path(out_dir), labels
+        self.out_dir, self.label_space = Path(out_dir), label_space
         self.color, self.overlay, self.alpha = color, overlay, float(alpha)
         self.label_ids, self.video_labels = label_ids, video_labels
 
     def ids(self, label: np.ndarray) -> np.ndarray:
         """The label map as written: uint8 training ids or dataset ids."""
         label = np.asarray(label).astype(np.uint8, copy=False)
-        return self.labels.to_dataset_ids(label) if self.label_ids == "dataset" else label
+        return self.label_space.to_dataset_ids(label) if self.label_ids == "dataset" else label
 
     def write_image(self, rel: Path, image: np.ndarray, label: np.ndarray) -> list[Path]:
         """The label PNG, and the colour and overlay PNGs when asked; returns the paths written."""
         paths = [self.out_dir / "labels" / rel.with_name(rel.name + ".png")]
         _write_png(paths[0], self.ids(label))
         if self.color or self.overlay:
-            color = colorize(label, self.labels.palette)
+            color = colorize(label, self.label_space.palette)
             if self.color:
                 paths.append(self.out_dir / "color" / rel.with_name(rel.name + ".png"))
                 _write_png(paths[-1], color)

@@ -16,7 +16,7 @@ __all__ = ["info_router", "model_info"]
 
 def model_info(state: ServeState) -> dict[str, Any]:
     """The body of /v1/model: the model, its label space, the input rules and the batching options."""
-    predictor, settings, labels = state.predictor, state.settings, state.predictor.labels
+    predictor, settings, labels = state.predictor, state.settings, state.predictor.label_space
     return {
         **state.served_by(),
         "precision_reason": predictor.precision_reason,

@@ -65,7 +65,7 @@ async def _wait_unless_gone(request: Request, future: Future) -> BatchResult | N
 
 def _summary(state: ServeState, label: np.ndarray, result: BatchResult, latency_ms: float) -> dict[str, Any]:
     """The ``format=json`` answer: each class's pixel share, the size, the timings and what computed it."""
-    labels = state.predictor.labels
+    labels = state.predictor.label_space
     counts = np.bincount(label.ravel(), minlength=labels.num_classes)[: labels.num_classes]
     share = counts / max(1, label.size)
     classes = [
@@ -95,7 +95,7 @@ def _label_image(fmt: str, label: np.ndarray, rgb: np.ndarray, alpha: float, lab
 async def _segment(request: Request, state: ServeState) -> Response:
     """Query, body, image and size checks first (each a 4xx), then the batched pass, then the answer."""
     start = time.perf_counter()
-    predictor, labels = state.predictor, state.predictor.labels
+    predictor, labels = state.predictor, state.predictor.label_space
     fmt, alpha = parse_segment_query(request.query_params)
     if fmt == "ids" and labels.dataset_ids is None:
         raise RequestRejected(400, f"format=ids: the label space {labels.name!r} has no dataset ids")
