@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -131,3 +132,22 @@ def test_ablate_shard_flag_is_a_shard() -> None:
     for text, message in [("1-4", "write I/N"), ("4/4", "need 0 <= I < N")]:
         with pytest.raises(ConfigError, match=message):
             _parse_shard(text)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return sorted(
+        [s for a in parser._actions for s in a.option_strings]
+        + [a.dest for a in parser._actions if not a.option_strings]
+    )
+
+
+def test_every_command_keeps_its_options() -> None:
+    """The command line's surface (every option string and positional of every command) is the recorded one:
+    tests/golden/cli_options.json, made before the cli/ package (plus --threads on the commands that compute).
+    A change to it is deliberate: regenerate the file and say so."""
+    recorded = json.loads((Path(__file__).parent / "golden" / "cli_options.json").read_text())
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found = {"": sorted(s for a in parser._actions for s in a.option_strings)}
+    found.update({name: _options(p) for name, p in sub.choices.items()})
+    assert found == recorded

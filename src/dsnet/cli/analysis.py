@@ -23,7 +23,17 @@ from ..models import (
     normalize_state_dict,
     read_checkpoint,
 )
-from .flags import add_device, add_json, add_num_classes, add_out, add_overwrite, add_size, add_threads, add_weights
+from .flags import (
+    add_device,
+    add_json,
+    add_model,
+    add_num_classes,
+    add_out,
+    add_overwrite,
+    add_size,
+    add_threads,
+    add_weights,
+)
 
 __all__ = ["add_analysis_commands"]
 
@@ -211,9 +221,9 @@ def cmd_atrous_padding(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_rf(sub: argparse._SubParsersAction, models: str) -> None:
+def _add_rf(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rf", help="theoretical receptive fields per module and branch (scales of every path)")
-    p.add_argument("model", help=f"one of {models}")
+    add_model(p)
     add_size(p, default=(1024, 2048))
     p.add_argument("--within", default=None, metavar="NAME", help="only this submodule, measured from its input")
     p.add_argument("--depth", type=int, default=2, help="module depth shown (default 2; names with more dots hidden)")
@@ -223,9 +233,9 @@ def _add_rf(sub: argparse._SubParsersAction, models: str) -> None:
     p.set_defaults(func=cmd_rf)
 
 
-def _add_erf(sub: argparse._SubParsersAction, models: str) -> None:
+def _add_erf(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("erf", help="effective receptive fields: heat maps and area ratios, several models side by side")
-    p.add_argument("models", nargs="+", metavar="MODEL", help=f"one or more of {models}")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=f"one or more of {', '.join(list_models())}")
     add_weights(p, "one per model, or several for one model; - = init", several=True)
     p.add_argument("--images", default=None, metavar="DIR", help="images to average over (default: random inputs)")
     p.add_argument("--num-images", type=int, default=4, help="inputs averaged (default 4)")
@@ -240,9 +250,9 @@ def _add_erf(sub: argparse._SubParsersAction, models: str) -> None:
     p.set_defaults(func=cmd_erf)
 
 
-def _add_atrous_padding(sub: argparse._SubParsersAction, models: str) -> None:
+def _add_atrous_padding(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("atrous-padding", help="share of atrous kernel taps on padding per input size (Table 1)")
-    p.add_argument("model", help=f"one of {models}")
+    add_model(p)
     add_size(p, help="repeat (224 224, 1024 2048)", repeated=True)
     p.add_argument("--all", action="store_true", help="also the dense (dilation 1) k>1 convolutions")
     add_out(
@@ -259,7 +269,6 @@ def _add_atrous_padding(sub: argparse._SubParsersAction, models: str) -> None:
 
 def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``rf``, ``erf`` and ``atrous-padding`` on the ``dsnet`` sub-command parser."""
-    models = ", ".join(list_models())
-    _add_rf(sub, models)
-    _add_erf(sub, models)
-    _add_atrous_padding(sub, models)
+    _add_rf(sub)
+    _add_erf(sub)
+    _add_atrous_padding(sub)

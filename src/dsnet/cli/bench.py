@@ -17,6 +17,7 @@ from .flags import (
     add_batch_size,
     add_device,
     add_json,
+    add_model,
     add_num_classes,
     add_out,
     add_overwrite,
@@ -62,7 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
     """Register ``bench`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser("bench", help="speed of a model on several backends, interleaved in one process")
-    p.add_argument("model")
+    add_model(p, listed=False)
     add_size(p, default=(1024, 2048))
     p.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_variants())}")
     add_precision(

@@ -10,9 +10,18 @@ from ..data.calibration import CalibrationSet
 from ..deploy import PRESETS, export, output_files, quantize_openvino
 from ..errors import ConfigError
 from ..fileio import check_output_files
-from ..models import check_num_classes, create_model, get_model_info, list_models
+from ..models import check_num_classes, create_model, get_model_info
 from ..predict import read_weights_source
-from .flags import add_calibration, add_num_classes, add_out, add_overwrite, add_size, add_threads, add_weights
+from .flags import (
+    add_calibration,
+    add_model,
+    add_num_classes,
+    add_out,
+    add_overwrite,
+    add_size,
+    add_threads,
+    add_weights,
+)
 
 __all__ = ["add_export_command"]
 
@@ -95,7 +104,7 @@ def _export_int8(args: argparse.Namespace) -> int:
 def add_export_command(sub: argparse._SubParsersAction) -> None:
     """Register ``export`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser("export", help="export for deployment (BN folded, no aux heads): onnx, openvino, torch")
-    p.add_argument("model", help=f"one of {', '.join(list_models())}")
+    add_model(p)
     add_weights(p, "checkpoint: ours or the authors' (any layout)", required=True)
     p.add_argument("--format", required=True, choices=["onnx", "openvino", "torch", "tensorrt"])
     add_size(p, help="example input size", required=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..deploy import BACKENDS
 from ..hardware import PRECISION_CHOICES
+from ..models import list_models
 
 #: ``dsnet predict``'s (and ``serve``'s) precision when none is asked for
 PREDICT_PRECISION = "fp32"
@@ -26,6 +27,12 @@ PREDICTOR_PRECISION_HELP = (
 )
 
 Size = tuple[int, int]
+
+
+def add_model(p: argparse.ArgumentParser, names: Sequence[str] | None = None, *, listed: bool = True) -> None:
+    """The registered model positional: ``names`` (default: the segmentation models) listed in its help."""
+    help = f"one of {', '.join(list_models() if names is None else names)}" if listed else None
+    p.add_argument("model", help=help)
 
 
 def add_overrides(p: argparse.ArgumentParser, example: str) -> None:

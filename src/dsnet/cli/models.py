@@ -9,7 +9,7 @@ from ..analysis import profile
 from ..analysis.ablation_table import ablation_rows, format_ablation_table
 from ..errors import WeightsNotFoundError
 from ..models import create_model, get_model_info, get_weights, list_models, list_weights
-from .flags import add_json, add_num_classes, add_size
+from .flags import add_json, add_model, add_num_classes, add_size
 
 __all__ = ["add_model_commands"]
 
@@ -99,7 +99,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="parameters and compute of one variant")
-    p.add_argument("model", help=f"one of {', '.join(list_models(task=None))}")
+    add_model(p, list_models(task=None))
     add_size(p, help="default 1024 2048, 224 224")
     add_num_classes(p, help="default 19 (ImageNet classifiers 1000)")
     add_json(p, help="machine-readable output")

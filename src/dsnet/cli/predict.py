@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from ..inference import InferenceOptions
-from ..models import list_models
 from ..predict import OutputWriter, describe, discover_inputs, predict_files
 from ..predict.resume import plan_resume
 from ..predict.shard import shard_from_env, sharded_output_dir, take_shard
@@ -20,6 +19,7 @@ from .flags import (
     add_batch_size,
     add_dataset,
     add_device,
+    add_model,
     add_num_classes,
     add_out,
     add_overwrite,
@@ -83,7 +83,7 @@ def add_predict_command(sub: argparse._SubParsersAction) -> None:
         "to the folder that holds them all. Unreadable inputs are skipped, listed at the end, and make the exit "
         "status 1; a missing path or an empty glob stops before any work.",
     )
-    p.add_argument("model", help=f"one of {', '.join(list_models())}")
+    add_model(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
     add_weights(
         p,

@@ -12,13 +12,13 @@ import ipaddress
 import socket
 
 from ..errors import ConfigError
-from ..models import list_models
 from ..optional_imports import import_optional
 from .flags import (
     RUNTIME_THREADS_HELP,
     add_backend,
     add_dataset,
     add_device,
+    add_model,
     add_num_classes,
     add_predictor_precision,
     add_threads,
@@ -105,7 +105,7 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
         "or JSON), GET /v1/model, /healthz and /readyz; the page at / uploads an image and shows the overlay. "
         "Requests that arrive together share a forward pass; a full queue answers 503 with Retry-After.",
     )
-    p.add_argument("model", help=f"one of {', '.join(list_models())}")
+    add_model(p)
     add_weights(p, "checkpoint, shipped weights name, or a dsnet export", required=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
