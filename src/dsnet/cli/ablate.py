@@ -15,7 +15,7 @@ from ..engine.config import load_config
 from ..engine.trainer import TrainingInterrupted
 from ..errors import ConfigError
 from ..torchrun import Shard
-from .flags import add_device, add_overrides, add_overwrite, add_threads, add_work_dir
+from . import flags
 from .reporting import configure_logging
 
 __all__ = ["add_ablate_command"]
@@ -80,12 +80,12 @@ def add_ablate_command(sub: argparse._SubParsersAction) -> None:
         "variants are not retrained). When all are trained: WORK_DIR/ablation.md, ablation.json, ablation.png.",
     )
     p.add_argument("config", help="YAML training config shared by every variant (model.name is replaced)")
-    add_overrides(p, "train.iters=500")
+    flags.add_overrides(p, "train.iters=500")
     p.add_argument("--variants", required=True, help="comma-separated model names (dsnet list --ablations)")
-    add_work_dir(p, "output folder (default: runs/ablate-<config name>)")
-    add_overwrite(p, "retrain every variant from scratch")
-    add_device(p)
-    add_threads(p)
+    flags.add_work_dir(p, "output folder (default: runs/ablate-<config name>)")
+    flags.add_overwrite(p, "retrain every variant from scratch")
+    flags.add_device(p)
+    flags.add_threads(p)
     p.add_argument("--shard", default=None, metavar="I/N", help="train only variants I, I+N, ... (one per GPU)")
     p.add_argument("--fps-size", nargs=2, type=int, default=None, metavar=("H", "W"), help="default: eval size")
     p.add_argument("--fps-seconds", type=float, default=3.0, help="timed seconds per variant (default 3)")

@@ -23,17 +23,7 @@ from ..models import (
     normalize_state_dict,
     read_checkpoint,
 )
-from .flags import (
-    add_device,
-    add_json,
-    add_model,
-    add_num_classes,
-    add_out,
-    add_overwrite,
-    add_size,
-    add_threads,
-    add_weights,
-)
+from . import flags
 
 __all__ = ["add_analysis_commands"]
 
@@ -223,47 +213,47 @@ def cmd_atrous_padding(args: argparse.Namespace) -> int:
 
 def _add_rf(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rf", help="theoretical receptive fields per module and branch (scales of every path)")
-    add_model(p)
-    add_size(p, default=(1024, 2048))
+    flags.add_model(p)
+    flags.add_size(p, default=(1024, 2048))
     p.add_argument("--within", default=None, metavar="NAME", help="only this submodule, measured from its input")
     p.add_argument("--depth", type=int, default=2, help="module depth shown (default 2; names with more dots hidden)")
     p.add_argument("--branch", default=None, help="only rows of this branch (spatial, context, fusion, ...)")
-    add_num_classes(p, default=19)
-    add_json(p, "every row shown, all fields, as JSON")
+    flags.add_num_classes(p, default=19)
+    flags.add_json(p, "every row shown, all fields, as JSON")
     p.set_defaults(func=cmd_rf)
 
 
 def _add_erf(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("erf", help="effective receptive fields: heat maps and area ratios, several models side by side")
     p.add_argument("models", nargs="+", metavar="MODEL", help=f"one or more of {', '.join(list_models())}")
-    add_weights(p, "one per model, or several for one model; - = init", several=True)
+    flags.add_weights(p, "one per model, or several for one model; - = init", several=True)
     p.add_argument("--images", default=None, metavar="DIR", help="images to average over (default: random inputs)")
     p.add_argument("--num-images", type=int, default=4, help="inputs averaged (default 4)")
-    add_size(p, default=(256, 256), help="input size (256 256)")
+    flags.add_size(p, default=(256, 256), help="input size (256 256)")
     p.add_argument("--layer", default=None, help="module whose centre output is traced (default: the model output)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the random inputs")
-    add_num_classes(p, help="default: the weights' class count, else 19")
-    add_device(p, default="cpu", help="cpu (default) or cuda")
-    add_threads(p)
-    add_out(p, "output folder (one that holds files needs --overwrite)", metavar="DIR", required=True)
-    add_overwrite(p, "write into an output folder that holds files")
+    flags.add_num_classes(p, help="default: the weights' class count, else 19")
+    flags.add_device(p, default="cpu", help="cpu (default) or cuda")
+    flags.add_threads(p)
+    flags.add_out(p, "output folder (one that holds files needs --overwrite)", metavar="DIR", required=True)
+    flags.add_overwrite(p, "write into an output folder that holds files")
     p.set_defaults(func=cmd_erf)
 
 
 def _add_atrous_padding(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("atrous-padding", help="share of atrous kernel taps on padding per input size (Table 1)")
-    add_model(p)
-    add_size(p, help="repeat (224 224, 1024 2048)", repeated=True)
+    flags.add_model(p)
+    flags.add_size(p, help="repeat (224 224, 1024 2048)", repeated=True)
     p.add_argument("--all", action="store_true", help="also the dense (dilation 1) k>1 convolutions")
-    add_out(
+    flags.add_out(
         p,
         "write atrous_padding_<model>.png and atrous_padding_table1.png into this folder",
         metavar="DIR",
         aliases=("--plot-dir",),
         dest="plot_dir",
     )
-    add_overwrite(p, "replace existing plots")
-    add_json(p)
+    flags.add_overwrite(p, "replace existing plots")
+    flags.add_json(p)
     p.set_defaults(func=cmd_atrous_padding)
 
 

@@ -13,19 +13,7 @@ from ..bench import format_report, list_variants, run_bench
 from ..engine.run_files import write_json
 from ..errors import ConfigError
 from ..fileio import check_output_files
-from .flags import (
-    add_batch_size,
-    add_device,
-    add_json,
-    add_model,
-    add_num_classes,
-    add_out,
-    add_overwrite,
-    add_precision,
-    add_size,
-    add_threads,
-    add_weights,
-)
+from . import flags
 
 __all__ = ["add_bench_command"]
 
@@ -63,19 +51,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
     """Register ``bench`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser("bench", help="speed of a model on several backends, interleaved in one process")
-    add_model(p, listed=False)
-    add_size(p, default=(1024, 2048))
+    flags.add_model(p, listed=False)
+    flags.add_size(p, default=(1024, 2048))
     p.add_argument("--backends", default="eager", help=f"comma-separated, from: {','.join(list_variants())}")
-    add_precision(
+    flags.add_precision(
         p,
         "comma-separated: fp32, bf16, fp16 (GPU), auto (what predict --precision auto runs per backend); "
         "INT8 is the openvino-int8 backend",
         default="fp32",
     )
     p.add_argument("--protocol", choices=("paper", "e2e"), default="paper")
-    add_weights(p, "time a trained checkpoint (default: random weights); sets the class count")
-    add_num_classes(p, help="without --weights (default 19)")
-    add_batch_size(p, 1)
+    flags.add_weights(p, "time a trained checkpoint (default: random weights); sets the class count")
+    flags.add_num_classes(p, help="without --weights (default 19)")
+    flags.add_batch_size(p, 1)
     p.add_argument(
         "--seconds",
         type=float,
@@ -83,9 +71,9 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
         help="timed seconds per row, each (backend, precision): its warm-up gets half as much again; a "
         "row slower than this is timed once (default 6)",
     )
-    add_threads(p)
-    add_device(p)
-    add_json(p, "print the rows as JSON instead of the table")
-    add_out(p, "also write the whole report to this .json file", metavar="FILE")
-    add_overwrite(p, "replace an existing --out file (refused otherwise)")
+    flags.add_threads(p)
+    flags.add_device(p)
+    flags.add_json(p, "print the rows as JSON instead of the table")
+    flags.add_out(p, "also write the whole report to this .json file", metavar="FILE")
+    flags.add_overwrite(p, "replace an existing --out file (refused otherwise)")
     p.set_defaults(func=cmd_bench)

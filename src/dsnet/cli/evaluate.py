@@ -13,7 +13,7 @@ from ..engine.metrics import format_table
 from ..engine.run_files import resolve_work_dir
 from ..errors import ConfigError
 from ..fileio import check_output_files
-from .flags import add_device, add_out, add_overrides, add_overwrite, add_threads, add_weights
+from . import flags
 from .reporting import configure_logging
 
 __all__ = ["add_eval_command"]
@@ -47,15 +47,15 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
     """Register ``eval`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser("eval", help="evaluate weights on a config's validation set (mIoU)")
     p.add_argument("config")
-    add_overrides(p, "eval.flip=true")
-    add_weights(p, "checkpoint: ours or the authors' (any layout)", required=True)
+    flags.add_overrides(p, "eval.flip=true")
+    flags.add_weights(p, "checkpoint: ours or the authors' (any layout)", required=True)
     p.add_argument("--split", default=None, help="dataset split (default: data.val_split)")
-    add_out(
+    flags.add_out(
         p,
         "results file, .json, with its per-class IoU plot beside it as .png (default: WORK_DIR/eval_<split>.json)",
         metavar="FILE",
     )
-    add_overwrite(p, "replace existing result files (refused otherwise)")
-    add_device(p)
-    add_threads(p)
+    flags.add_overwrite(p, "replace existing result files (refused otherwise)")
+    flags.add_device(p)
+    flags.add_threads(p)
     p.set_defaults(func=cmd_eval)

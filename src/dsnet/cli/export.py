@@ -12,16 +12,7 @@ from ..errors import ConfigError
 from ..fileio import check_output_files
 from ..models import check_num_classes, create_model, get_model_info
 from ..predict import read_weights_source
-from .flags import (
-    add_calibration,
-    add_model,
-    add_num_classes,
-    add_out,
-    add_overwrite,
-    add_size,
-    add_threads,
-    add_weights,
-)
+from . import flags
 
 __all__ = ["add_export_command"]
 
@@ -104,18 +95,18 @@ def _export_int8(args: argparse.Namespace) -> int:
 def add_export_command(sub: argparse._SubParsersAction) -> None:
     """Register ``export`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser("export", help="export for deployment (BN folded, no aux heads): onnx, openvino, torch")
-    add_model(p)
-    add_weights(p, "checkpoint: ours or the authors' (any layout)", required=True)
+    flags.add_model(p)
+    flags.add_weights(p, "checkpoint: ours or the authors' (any layout)", required=True)
     p.add_argument("--format", required=True, choices=["onnx", "openvino", "torch", "tensorrt"])
-    add_size(p, help="example input size", required=True)
+    flags.add_size(p, help="example input size", required=True)
     p.add_argument("--dynamic", action="store_true", help="batch, H and W free at run time")
-    add_num_classes(p, help="default: the weights' (must agree with them if given)")
-    add_out(p, "file: .onnx, .xml (+ .bin) or .pt2", metavar="FILE", required=True, aliases=("--output",))
-    add_overwrite(p, "replace existing output files (refused otherwise)")
+    flags.add_num_classes(p, help="default: the weights' (must agree with them if given)")
+    flags.add_out(p, "file: .onnx, .xml (+ .bin) or .pt2", metavar="FILE", required=True, aliases=("--output",))
+    flags.add_overwrite(p, "replace existing output files (refused otherwise)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check with the format's runtime")
-    add_threads(p)
+    flags.add_threads(p)
     p.add_argument("--int8", action="store_true", help="INT8 post-training quantization (openvino, NNCF)")
-    add_calibration(
+    flags.add_calibration(
         p, "--int8: training images (folder, glob or .txt list)", "--int8: images to calibrate on (random subset)"
     )
     p.add_argument("--int8-preset", choices=PRESETS, default="mixed", help="--int8: NNCF preset")

@@ -9,7 +9,7 @@ from ..analysis import profile
 from ..analysis.ablation_table import ablation_rows, format_ablation_table
 from ..errors import WeightsNotFoundError
 from ..models import create_model, get_model_info, get_weights, list_models, list_weights
-from .flags import add_json, add_model, add_num_classes, add_size
+from . import flags
 
 __all__ = ["add_model_commands"]
 
@@ -92,17 +92,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def add_model_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``list``, ``info`` and ``weights`` on the ``dsnet`` sub-command parser."""
     p = sub.add_parser("list", help="table of the model variants")
-    add_size(p, default=(1024, 2048))
-    add_num_classes(p, default=19)
+    flags.add_size(p, default=(1024, 2048))
+    flags.add_num_classes(p, default=19)
     p.add_argument("--ablations", action="store_true", help="the paper's ablation variants instead")
     p.add_argument("--markdown", action="store_true", help="with --ablations: a Markdown table")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="parameters and compute of one variant")
-    add_model(p, list_models(task=None))
-    add_size(p, help="default 1024 2048, 224 224")
-    add_num_classes(p, help="default 19 (ImageNet classifiers 1000)")
-    add_json(p, help="machine-readable output")
+    flags.add_model(p, list_models(task=None))
+    flags.add_size(p, help="default 1024 2048, 224 224")
+    flags.add_num_classes(p, help="default 19 (ImageNet classifiers 1000)")
+    flags.add_json(p, help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("weights", help="the weights shipped with the package (names for --weights)")

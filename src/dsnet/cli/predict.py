@@ -13,21 +13,7 @@ from ..inference import InferenceOptions
 from ..predict import OutputWriter, describe, discover_inputs, predict_files
 from ..predict.resume import plan_resume
 from ..predict.shard import shard_from_env, sharded_output_dir, take_shard
-from .flags import (
-    RUNTIME_THREADS_HELP,
-    add_backend,
-    add_batch_size,
-    add_dataset,
-    add_device,
-    add_model,
-    add_num_classes,
-    add_out,
-    add_overwrite,
-    add_predictor_precision,
-    add_resume,
-    add_threads,
-    add_weights,
-)
+from . import flags
 from .predictor import predictor_from_args
 
 __all__ = ["add_predict_command"]
@@ -61,7 +47,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     """What ``predict`` writes: the folder and the kinds of file in it."""
-    add_out(p, "output folder (one that holds files needs --overwrite)", metavar="DIR", required=True)
+    flags.add_out(p, "output folder (one that holds files needs --overwrite)", metavar="DIR", required=True)
     p.add_argument("--color", action="store_true", help="also write colour images (videos: a colour video)")
     p.add_argument("--overlay", action="store_true", help="also write image + colour blends (videos too)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in overlays (default 0.5)")
@@ -83,29 +69,29 @@ def add_predict_command(sub: argparse._SubParsersAction) -> None:
         "to the folder that holds them all. Unreadable inputs are skipped, listed at the end, and make the exit "
         "status 1; a missing path or an empty glob stops before any work.",
     )
-    add_model(p)
+    flags.add_model(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
-    add_weights(
+    flags.add_weights(
         p,
         "checkpoint (its metadata names the classes), or a file made by dsnet export (.onnx, OpenVINO .xml)",
         required=True,
     )
-    add_backend(
+    flags.add_backend(
         p,
         "runtime (default: torch; an exported file: its own); a checkpoint is exported once for "
         "onnxruntime/openvino (needs the [deploy] extra)",
     )
-    add_threads(p, RUNTIME_THREADS_HELP)
-    add_predictor_precision(p)
+    flags.add_threads(p, flags.RUNTIME_THREADS_HELP)
+    flags.add_predictor_precision(p)
     _add_output_arguments(p)
-    add_dataset(p)
-    add_num_classes(p, help="default: the weights' (must agree with them if given)")
-    add_device(p)
-    add_batch_size(p, 4, "images of one size per forward pass")
+    flags.add_dataset(p)
+    flags.add_num_classes(p, help="default: the weights' (must agree with them if given)")
+    flags.add_device(p)
+    flags.add_batch_size(p, 4, "images of one size per forward pass")
     p.add_argument("--slide", action="store_true", help="sliding-window inference for every image")
     p.add_argument("--slide-crop", nargs=2, type=int, default=(1024, 1024), metavar=("H", "W"), help="window size")
-    add_overwrite(p, "write into an output folder that holds files")
-    add_resume(
+    flags.add_overwrite(p, "write into an output folder that holds files")
+    flags.add_resume(
         p, "skip inputs whose outputs are all there (a killed run, or more inputs); implies writing into the folder"
     )
     p.set_defaults(func=cmd_predict)

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..inference import InferenceOptions
 from ..models import get_model_info
 from ..predict import Predictor
-from .flags import PREDICT_PRECISION
+from . import flags
 
 __all__ = ["predictor_from_args"]
 
@@ -44,7 +44,7 @@ def predictor_from_args(args: argparse.Namespace, options: InferenceOptions | No
     precision, calibration, dataset, class count, batch size), and the precision line printed.
     Torch's own thread count is set by the command line before the command runs."""
     runtime = args.backend not in (None, "torch") or export_format(args.weights) is not None
-    precision = args.precision or PREDICT_PRECISION
+    precision = args.precision or flags.PREDICT_PRECISION
     calibration = _calibration(args, precision)
     crop = tuple(getattr(args, "slide_crop", (1024, 1024)))
     predictor = Predictor(

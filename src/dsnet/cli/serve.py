@@ -13,17 +13,7 @@ import socket
 
 from ..errors import ConfigError
 from ..optional_imports import import_optional
-from .flags import (
-    RUNTIME_THREADS_HELP,
-    add_backend,
-    add_dataset,
-    add_device,
-    add_model,
-    add_num_classes,
-    add_predictor_precision,
-    add_threads,
-    add_weights,
-)
+from . import flags
 from .predictor import predictor_from_args
 
 __all__ = ["add_serve_command"]
@@ -105,15 +95,15 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
         "or JSON), GET /v1/model, /healthz and /readyz; the page at / uploads an image and shows the overlay. "
         "Requests that arrive together share a forward pass; a full queue answers 503 with Retry-After.",
     )
-    add_model(p)
-    add_weights(p, "checkpoint, shipped weights name, or a dsnet export", required=True)
+    flags.add_model(p)
+    flags.add_weights(p, "checkpoint, shipped weights name, or a dsnet export", required=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    add_backend(p, "as dsnet predict --backend")
-    add_threads(p, RUNTIME_THREADS_HELP)
-    add_predictor_precision(p)
-    add_device(p)
-    add_dataset(p)
-    add_num_classes(p, help="default: the weights' (must agree if given)")
+    flags.add_backend(p, "as dsnet predict --backend")
+    flags.add_threads(p, flags.RUNTIME_THREADS_HELP)
+    flags.add_predictor_precision(p)
+    flags.add_device(p)
+    flags.add_dataset(p)
+    flags.add_num_classes(p, help="default: the weights' (must agree if given)")
     _add_server_arguments(p)
     p.set_defaults(func=cmd_serve)

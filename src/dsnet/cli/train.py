@@ -16,7 +16,7 @@ from ..engine.workdir import TRAIN_LOG, load_run_config
 from ..errors import ConfigError, WeightsNotFoundError
 from ..fileio import check_output_files
 from ..models import resolve_weights
-from .flags import add_device, add_overrides, add_overwrite, add_resume, add_threads, add_weights, add_work_dir
+from . import flags
 from .reporting import configure_logging
 
 __all__ = ["add_training_commands"]
@@ -118,17 +118,17 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def _add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
     """The command-line shape shared by ``dsnet train`` and ``dsnet pretrain``."""
     p.add_argument("config", nargs="?", help=f"YAML config, e.g. {example} (omit it with --resume WORK_DIR)")
-    add_overrides(p, "optim.lr=0.005")
-    add_resume(
+    flags.add_overrides(p, "optim.lr=0.005")
+    flags.add_resume(
         p,
         "continue a run: from a work dir (its config.yaml and last.pth), a checkpoint, or, without a value, the "
         "config's work dir",
         from_where="WORK_DIR_OR_CHECKPOINT",
     )
-    add_overwrite(p, "start afresh in a work dir that holds another run's files")
-    add_work_dir(p, "output folder (default: runs/<config name>)")
-    add_device(p)
-    add_threads(p)
+    flags.add_overwrite(p, "start afresh in a work dir that holds another run's files")
+    flags.add_work_dir(p, "output folder (default: runs/<config name>)")
+    flags.add_device(p)
+    flags.add_threads(p)
 
 
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
@@ -144,7 +144,7 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     _add_run_arguments(p, "configs/dsnet-imagenet_8xb128-100e_imagenet-224.yaml")
     p.add_argument("--eval-only", action="store_true", help="top-1/top-5 of --weights on the val split")
-    add_weights(
+    flags.add_weights(
         p,
         "classifier weights: the ones --eval-only evaluates, else the ones a new run starts from "
         "(as model.pretrained; e.g. the previous, lower-resolution phase's)",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..torchrun import local_rank_from_env, shard_from_env
+from ..torchrun import Shard, local_rank_from_env, shard_from_env
 
 __all__ = [
     "DistEnv",
@@ -23,6 +23,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DistEnv:
+    """This process in a (torchrun) run: its rank of ``world_size``, its place on the machine and its device."""
+
     rank: int
     local_rank: int
     world_size: int
@@ -30,12 +32,12 @@ class DistEnv:
     owns_group: bool = False  # this call created the process group (and so may destroy it)
 
     @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+    def shard(self) -> Shard:
+        """The process's share of the work, in the vocabulary predict and eval split work by."""
+        return Shard(self.rank, self.world_size)
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    distributed = property(lambda self: self.shard.distributed, doc="more than one process")
+    is_main = property(lambda self: self.shard.is_main, doc="rank 0: the one that logs and writes")
 
 
 def init_distributed(device: str | None = None, timeout_s: int = 1800) -> DistEnv:

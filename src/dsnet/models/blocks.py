@@ -49,14 +49,15 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1) -> n
     )
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 convs with a shortcut; the final ReLU is optional.
+class _ResidualBlock(nn.Module):
+    """A ResNet block: its convolutions (``_build``, ``_body``) plus a shortcut, the final ReLU optional.
 
-    DSNet's stages return the output of their last block *before* its ReLU, so
-    ``no_relu=True`` is set on the last block of multi-block stages (see :func:`make_res_layer`).
+    ``no_relu`` None takes the block's own default (``default_no_relu``). Submodules are registered in
+    the authors' order (the block's convolutions, then ``downsample``), so the state-dict keys match theirs.
     """
 
     expansion = 1
+    default_no_relu = False
 
     def __init__(
         self,
@@ -64,43 +65,54 @@ class BasicBlock(nn.Module):
         planes: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        no_relu: bool = False,
+        no_relu: bool | None = None,
         dilation: int = 1,
     ) -> None:
         super().__init__()
+        self._build(inplanes, planes, stride, dilation)
+        self.downsample = downsample
+        self.no_relu = self.default_no_relu if no_relu is None else no_relu
+
+    def _build(self, inplanes: int, planes: int, stride: int, dilation: int) -> None:
+        raise NotImplementedError
+
+    def _body(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self._body(x) + shortcut
+        return out if self.no_relu else self.relu(out)
+
+
+class BasicBlock(_ResidualBlock):
+    """ResNet basic block: two 3x3 convs with a shortcut; the final ReLU is optional (default: applied).
+
+    DSNet's stages return the output of their last block *before* its ReLU, so
+    ``no_relu=True`` is set on the last block of multi-block stages (see :func:`make_res_layer`).
+    """
+
+    def _build(self, inplanes: int, planes: int, stride: int, dilation: int) -> None:
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = _bn(planes)
         self.relu = nn.ReLU(inplace=False)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = _bn(planes)
-        self.downsample = downsample
-        self.no_relu = no_relu
 
-    def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out)) + shortcut
-        return out if self.no_relu else self.relu(out)
+    def _body(self, x: Tensor) -> Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
     """ResNet bottleneck with expansion 2 (1x1, 3x3 with optional dilation, 1x1).
 
     Unlike torchvision's, the reference's bottleneck has *no* final ReLU by default.
     """
 
     expansion = 2
+    default_no_relu = True
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        no_relu: bool = True,
-        dilation: int = 1,
-    ) -> None:
-        super().__init__()
+    def _build(self, inplanes: int, planes: int, stride: int, dilation: int) -> None:
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = _bn(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
@@ -108,15 +120,11 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = _bn(planes * self.expansion)
         self.relu = nn.ReLU(inplace=False)
-        self.downsample = downsample
-        self.no_relu = no_relu
 
-    def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
+    def _body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out)) + shortcut
-        return out if self.no_relu else self.relu(out)
+        return self.bn3(self.conv3(out))
 
 
 def make_res_layer(
