@@ -34,6 +34,7 @@ import torch
 import dsnet
 from dsnet.bench import VARIANTS
 from dsnet.bench.system import machine_info
+from dsnet.constants import round_up
 from dsnet.data.io import read_image
 from dsnet.predict import OutputWriter, Predictor, discover_inputs, predict_files
 
@@ -98,7 +99,7 @@ def main() -> None:
     model = dsnet.create_model(
         args.model, num_classes=predictor.label_space.num_classes, weights=weights, aux_heads=False
     )
-    example = torch.randn(1, 3, h, w)
+    example = torch.randn(1, 3, round_up(h, 8), round_up(w, 8))  # padded as the predictor pads it
     forward = VARIANTS[FORWARD_BACKEND[args.backend]].runner(model.eval(), example, "fp32")
 
     print(f"warming up ({len(inputs)} images of {h}x{w}, set-up {setup_s:.1f} s)", file=sys.stderr)
