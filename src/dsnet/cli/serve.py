@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         batch_window_ms=args.batch_window_ms,
         queue_size=args.queue_size,
+        max_streams=args.max_streams,
     )
     args.batch_size = args.max_batch  # the batcher groups the requests; a forward pass takes them all
     predictor = predictor_from_args(args)
@@ -82,6 +83,9 @@ def _add_server_arguments(p: argparse.ArgumentParser) -> None:
         "--max-pixels", type=int, default=4096 * 4096, help="largest image, width x height (default 4096x4096)"
     )
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    p.add_argument(
+        "--max-streams", type=int, default=4, help="live video streams (/v1/stream) open at once (default 4)"
+    )
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
 

@@ -7,6 +7,9 @@ Routes (the OpenAPI page is ``/docs``):
   ``label`` (default): 8-bit PNG of training ids at the input's size; ``ids``: the dataset's own ids;
   ``color``: the palette image; ``overlay``: image and colours blended by ``alpha``; ``json``: class
   names, colours and pixel shares, size, latency, model, backend and precision.
+* ``WebSocket /v1/stream?format=label|ids|color|overlay&alpha=0.5``: live video: frames in as binary
+  messages, per frame a JSON header (frame id, dropped frames, latency) and the PNG; the latest frame wins
+  while the model is busy (see :mod:`.routes_stream`).
 * ``GET /v1/model``: the model, its label space and the input rules; ``GET /healthz`` (alive) and
   ``GET /readyz`` (model loaded and warmed up); ``GET /`` the page, ``GET /v1/examples/{i}`` its images.
 
@@ -15,7 +18,8 @@ wrong content type, 503 queue full (with ``Retry-After``). No request path reach
 the page and the example images are read once at start-up.
 
 Each concern has its module: ``routes_info``, ``routes_page``, ``routes_segment`` (with ``segment_query`` and
-``segment_openapi``), ``error_handlers``; ``state`` holds what they share, and :func:`create_app` assembles them.
+``segment_openapi``), ``routes_stream``, ``error_handlers``; ``state`` holds what they share, and
+:func:`create_app` assembles them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .error_handlers import add_error_handlers
 from .routes_info import info_router
 from .routes_page import page_router
 from .routes_segment import segment_router
+from .routes_stream import stream_router
 from .segment_query import RESPONSE_FORMATS
 from .settings import ServeSettings
 from .state import ServeState
@@ -39,6 +44,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None, titl
     state = ServeState.for_predictor(predictor, settings or ServeSettings())
     app = FastAPI(title=title, summary="DSNet semantic segmentation", lifespan=state.lifespan)
     add_error_handlers(app)
-    for router in (info_router(state), page_router(), segment_router(state)):  # this order is the OpenAPI's
+    for router in (
+        info_router(state),
+        page_router(),
+        segment_router(state),
+        stream_router(state),
+    ):  # this order is the OpenAPI's
         app.include_router(router)
     return app

@@ -22,7 +22,7 @@ from .segment_openapi import SEGMENT_DESCRIPTION, SEGMENT_OPENAPI, SEGMENT_SUMMA
 from .segment_query import parse_segment_query
 from .state import ServeState
 
-__all__ = ["segment_router"]
+__all__ = ["label_image", "segment_router"]
 
 #: the status of an answer nobody is listening for (the client left); nginx's "client closed request"
 _CLIENT_GONE = 499
@@ -82,14 +82,17 @@ def _summary(state: ServeState, label: np.ndarray, result: BatchResult, latency_
     }
 
 
-def _label_image(fmt: str, label: np.ndarray, rgb: np.ndarray, alpha: float, labels: LabelSpace) -> np.ndarray:
+def label_image(fmt: str, label: np.ndarray, rgb: np.ndarray | None, alpha: float, labels: LabelSpace) -> np.ndarray:
     """The image a PNG format answers with: training ids, dataset ids, the palette colours or the overlay."""
     if fmt == "label":
         return label.astype(np.uint8)
     if fmt == "ids":
         return labels.to_dataset_ids(label.astype(np.uint8))
     color = colorize(label, labels.palette)
-    return color if fmt == "color" else blend(rgb, color, alpha)
+    if fmt == "color":
+        return color
+    assert rgb is not None, "an overlay needs the image"
+    return blend(rgb, color, alpha)
 
 
 async def _segment(request: Request, state: ServeState) -> Response:
@@ -122,7 +125,7 @@ async def _segment(request: Request, state: ServeState) -> Response:
     if fmt == "json":
         doc = _summary(state, label, result, latency_ms)
         return Response(json_bytes(doc), media_type="application/json", headers=headers)
-    return Response(encode_png(_label_image(fmt, label, rgb, alpha, labels)), media_type="image/png", headers=headers)
+    return Response(encode_png(label_image(fmt, label, rgb, alpha, labels)), media_type="image/png", headers=headers)
 
 
 def segment_router(state: ServeState) -> APIRouter:

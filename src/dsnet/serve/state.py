@@ -26,6 +26,8 @@ class ServeState:
     settings: ServeSettings
     batcher: Batcher
     ready: bool = False
+    #: live streams open now (/v1/stream), at most ``settings.max_streams``
+    streams: int = 0
 
     @classmethod
     def for_predictor(cls, predictor: Predictor, settings: ServeSettings) -> ServeState:

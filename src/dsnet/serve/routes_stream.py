@@ -1,0 +1,188 @@
+"""WebSocket /v1/stream: live video, frame by frame, through the batcher /v1/segment uses.
+
+The protocol (one socket per stream):
+
+* the client sends each frame as a binary message (a PNG, JPEG or WebP image); frames are numbered 0, 1,
+  2 ... in the order they arrive;
+* for each frame it answers, the server sends a text message, JSON ``{"frame": id, "dropped": n, "size":
+  [h, w], "latency_ms", "inference_ms", "batch_size"}``, then a binary message: the frame's PNG (``format``
+  of the query: ``label`` training ids (default), ``ids``, ``color`` or ``overlay`` with ``alpha``);
+* a frame that cannot be segmented (not an image, too large, a size the model cannot run) gets
+  ``{"frame": id, "error": "<one line>"}`` instead, and the stream goes on.
+
+Latest frame wins: while the model works on a frame, a newer one replaces the one waiting, so a source
+faster than the model meets a bounded delay (about two model times) instead of a growing queue;
+``dropped`` counts the frames replaced so far. ``latency_ms`` runs from the frame's arrival to its answer.
+Limits close the socket with a reason: more than ``max_streams`` open streams (1013, try again later), a
+message over ``max_body_bytes`` (1009), ``format=json`` (1008, not a per-frame format). A client that goes
+away frees its slot at once, and the frame it left waiting is never computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from .batcher import BatchResult, QueueFull
+from .errors import RequestRejected
+from .images import decode_image, encode_png
+from .routes_segment import label_image
+from .segment_query import parse_segment_query
+from .state import ServeState
+
+__all__ = ["STREAM_CLOSE_CODES", "stream_router"]
+
+#: WebSocket close codes of the refusals (RFC 6455 and IANA's registry)
+STREAM_CLOSE_CODES = {"policy": 1008, "too_big": 1009, "try_later": 1013}
+#: how long a frame waits before it is offered again to a full batcher queue
+_BUSY_RETRY_S = 0.02
+
+
+@dataclass
+class _Frame:
+    index: int
+    data: bytes
+    arrived: float
+
+
+@dataclass
+class _Stream:
+    """One socket's frames: the one waiting (the latest), and how many were replaced before their turn."""
+
+    waiting: _Frame | None = None
+    dropped: int = 0
+    received: int = 0
+    ended: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, data: bytes) -> None:
+        if self.waiting is not None:
+            self.dropped += 1  # replaced by a newer frame before the model took it
+        self.waiting = _Frame(self.received, data, time.perf_counter())
+        self.received += 1
+        self.wake.set()
+
+    async def take(self) -> _Frame | None:
+        """The latest frame, waiting for one; None once the client is gone."""
+        while self.waiting is None and not self.ended:
+            self.wake.clear()
+            await self.wake.wait()
+        frame, self.waiting = self.waiting, None
+        return None if self.ended else frame
+
+
+async def _receive(socket: WebSocket, stream: _Stream, limit: int) -> None:
+    """Reads the client's frames into ``stream`` until it leaves or sends a message over ``limit`` bytes."""
+    try:
+        while True:
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                continue  # text messages carry nothing in this protocol
+            if len(data) > limit:
+                reason = f"frame of {len(data):,} bytes is over the limit of {limit:,}"
+                await socket.close(STREAM_CLOSE_CODES["too_big"], reason)
+                return
+            stream.offer(data)
+    finally:
+        stream.ended = True
+        stream.wake.set()
+
+
+async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> BatchResult | None:
+    """The frame's label map from the shared batcher, or None when the client left meanwhile. A full queue
+    is waited out; a newer frame that arrives meanwhile takes this one's place (and this one is dropped)."""
+    rgb = await asyncio.to_thread(decode_image, frame.data, state.settings.max_pixels)
+    problem = state.predictor.input_problem(*rgb.shape[:2])
+    if problem is not None:
+        raise RequestRejected(400, problem)
+    while True:
+        try:
+            future: Future = state.batcher.submit(rgb)
+            break
+        except QueueFull:
+            await asyncio.sleep(_BUSY_RETRY_S)
+            if stream.ended:
+                return None
+    result = asyncio.wrap_future(future)
+    while not result.done():
+        done, _ = await asyncio.wait({result}, timeout=0.05)
+        if not done and stream.ended:
+            future.cancel()  # still queued: never computed
+            return None
+    return result.result()
+
+
+async def _answer(socket: WebSocket, state: ServeState, stream: _Stream, fmt: str, alpha: float) -> None:
+    """Answers the latest frame, again and again, until the client is gone."""
+    labels = state.predictor.label_space
+    while (frame := await stream.take()) is not None:
+        try:
+            result = await _segment_frame(state, frame, stream)
+        except RequestRejected as e:
+            await socket.send_text(json.dumps({"frame": frame.index, "error": e.reason}))
+            continue
+        except Exception as e:  # the model failed on this frame: say so, and go on with the next
+            await socket.send_text(json.dumps({"frame": frame.index, "error": f"{type(e).__name__}: {e}"}))
+            continue
+        if result is None:
+            return
+        label = np.asarray(result.value)
+        rgb = await asyncio.to_thread(decode_image, frame.data, state.settings.max_pixels) if fmt == "overlay" else None
+        png = await asyncio.to_thread(encode_png, label_image(fmt, label, rgb, alpha, labels))
+        header = {
+            "frame": frame.index,
+            "dropped": stream.dropped,
+            "size": [int(label.shape[0]), int(label.shape[1])],
+            "latency_ms": round(1e3 * (time.perf_counter() - frame.arrived), 2),
+            "inference_ms": round(result.inference_ms, 2),
+            "batch_size": result.batch_size,
+        }
+        await socket.send_text(json.dumps(header))
+        await socket.send_bytes(png)
+
+
+async def _stream(socket: WebSocket, state: ServeState) -> None:
+    await socket.accept()
+    try:
+        fmt, alpha = parse_segment_query(socket.query_params)
+    except RequestRejected as e:
+        await socket.close(STREAM_CLOSE_CODES["policy"], e.reason)
+        return
+    if fmt == "json" or (fmt == "ids" and state.predictor.label_space.dataset_ids is None):
+        await socket.close(STREAM_CLOSE_CODES["policy"], f"format={fmt}: a stream answers label, ids, color or overlay")
+        return
+    limit = state.settings.max_streams
+    if state.streams >= limit:
+        await socket.close(STREAM_CLOSE_CODES["try_later"], f"{limit} streams are open already (--max-streams {limit})")
+        return
+    state.streams += 1
+    stream = _Stream()
+    answering = asyncio.create_task(_answer(socket, state, stream, fmt, alpha))
+    try:
+        await _receive(socket, stream, state.settings.max_body_bytes)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.streams -= 1  # the slot is free as soon as the client is gone
+        answering.cancel()  # a frame still queued in the batcher is dropped with it
+        await asyncio.gather(answering, return_exceptions=True)
+
+
+def stream_router(state: ServeState) -> APIRouter:
+    """The /v1/stream WebSocket route (see the module docstring for its protocol)."""
+    router = APIRouter()
+
+    @router.websocket("/v1/stream")
+    async def stream(socket: WebSocket) -> None:
+        await _stream(socket, state)
+
+    return router
