@@ -279,7 +279,7 @@ def test_bounded_load_mixed_sizes_no_errors_and_shared_passes(server):
     assert max(batch for *_, batch in results) > 1  # requests that arrived together shared a pass
 
 
-def _browser():
+def _browser(*flags: str):
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra has it)")
     binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     driver_path = shutil.which("chromedriver") or (
@@ -289,7 +289,7 @@ def _browser():
         pytest.skip("no Chromium and chromedriver here (.ci/run installs Debian's chromium and chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", *flags):
         options.add_argument(flag)
     from selenium.webdriver.chrome.service import Service
 

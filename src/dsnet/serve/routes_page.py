@@ -15,7 +15,12 @@ from .errors import RequestRejected
 __all__ = ["page_router"]
 
 #: the page's files and their media types
-PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript", "style.css": "text/css"}
+PAGE_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript",
+    "live.js": "text/javascript",
+    "style.css": "text/css",
+}
 _EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 

@@ -1,0 +1,167 @@
+// Live mode of the `dsnet serve` page: the camera (getUserMedia) or a local video file, played here, its
+// frames sent over the WebSocket /v1/stream as fast as answers come back (one frame in flight), and each
+// answer (a label PNG) drawn over the frame it answers with the palette of /v1/model. FPS, latency and
+// dropped frames are shown; pause and stop. Nothing is fetched from anywhere but this server.
+"use strict";
+
+const LONG_SIDE = 640;  // frames are sent at most this large (the model scales them to its own size anyway)
+const live = {
+  socket: null, stream: null, paused: false, sent: 0, answered: 0, errors: 0, dropped: 0,
+  inFlight: new Map(), answerTimes: [], fps: 0, latencyMs: 0, roundTripMs: 0, header: null, lastError: "",
+};
+window.dsnetLive = live;  // what the page shows, for people reading the console and for the browser tests
+
+function liveStatus(text, isError) {
+  const status = document.getElementById("live-status");
+  status.textContent = text;
+  status.className = isError ? "error" : "";
+}
+
+function setButtons(running) {
+  document.getElementById("live-pause").disabled = !running;
+  document.getElementById("live-stop").disabled = !running;
+  document.getElementById("live-camera").disabled = running;
+  document.getElementById("live-file").disabled = running;
+}
+
+function captureFrame(video) {
+  const scale = Math.min(1, LONG_SIDE / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return canvas;
+}
+
+function sendNext() {
+  const video = document.getElementById("live-video");
+  if (!live.socket || live.socket.readyState !== WebSocket.OPEN || live.paused || live.inFlight.size > 0) return;
+  if (!video.videoWidth || video.readyState < 2) {  // no picture yet: look again shortly
+    setTimeout(sendNext, 30);
+    return;
+  }
+  const frame = captureFrame(video);
+  const index = live.sent++;
+  live.inFlight.set(index, {frame, sentAt: performance.now()});
+  frame.toBlob((blob) => live.socket && live.socket.readyState === WebSocket.OPEN && live.socket.send(blob),
+    "image/jpeg", 0.85);
+}
+
+async function drawAnswer(header, labelBlob) {
+  const sent = live.inFlight.get(header.frame);
+  live.inFlight.delete(header.frame);
+  if (!sent) return;
+  const exact = {colorSpaceConversion: "none", premultiplyAlpha: "none"};  // label ids must stay ids
+  const labelImage = await createImageBitmap(labelBlob, exact);
+  const width = labelImage.width, height = labelImage.height;
+  const canvas = document.getElementById("live-canvas");
+  canvas.width = width; canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(labelImage, 0, 0);
+  const ids = ctx.getImageData(0, 0, width, height).data;
+  ctx.drawImage(sent.frame, 0, 0, width, height);
+  const picture = ctx.getImageData(0, 0, width, height);
+  const alpha = Number(document.getElementById("opacity").value) / 100;
+  const palette = model.label_space.palette;
+  for (let i = 0; i < width * height; i++) {
+    const color = palette[ids[4 * i]];
+    if (!color) continue;
+    for (let c = 0; c < 3; c++) picture.data[4 * i + c] = (1 - alpha) * picture.data[4 * i + c] + alpha * color[c];
+  }
+  ctx.putImageData(picture, 0, 0);
+  canvas.hidden = false;
+  const now = performance.now();
+  live.answered++;
+  live.answerTimes = live.answerTimes.filter((t) => now - t < 2000).concat([now]);
+  live.fps = live.answerTimes.length > 1 ? 1000 * (live.answerTimes.length - 1) / (now - live.answerTimes[0]) : 0;
+  live.latencyMs = header.latency_ms;
+  live.roundTripMs = now - sent.sentAt;
+  live.dropped = header.dropped;
+  document.getElementById("live-stats").textContent =
+    `${live.fps.toFixed(1)} FPS · latency ${live.roundTripMs.toFixed(0)} ms (server ${header.latency_ms.toFixed(0)} ms, ` +
+    `model ${header.inference_ms.toFixed(0)} ms) · ${live.answered} frames segmented, ${live.dropped} dropped, ` +
+    `${live.errors} refused · ${width}x${height}`;
+}
+
+function onMessage(event) {
+  if (typeof event.data === "string") {
+    const header = JSON.parse(event.data);
+    if (header.error) {
+      live.errors++;
+      live.lastError = header.error;
+      live.inFlight.delete(header.frame);
+      liveStatus(`frame ${header.frame}: ${header.error}`, true);
+      sendNext();
+    } else {
+      live.header = header;
+    }
+    return;
+  }
+  const header = live.header;
+  live.header = null;
+  if (!header) return;
+  drawAnswer(header, event.data).then(sendNext, (error) => liveStatus(`cannot draw the answer: ${error}`, true));
+}
+
+async function startLive(describe, attach) {
+  const video = document.getElementById("live-video");
+  try {
+    await attach(video);
+    await video.play();
+  } catch (error) {
+    liveStatus(`${describe}: ${error.message || error}`, true);
+    stopLive();
+    return;
+  }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?format=label`);
+  socket.binaryType = "blob";
+  Object.assign(live, {socket, paused: false, sent: 0, answered: 0, errors: 0, dropped: 0, answerTimes: [], fps: 0});
+  live.inFlight.clear();
+  socket.addEventListener("open", () => { liveStatus(`live: ${describe}`, false); sendNext(); });
+  socket.addEventListener("message", onMessage);
+  socket.addEventListener("close", (event) => {
+    if (event.code !== 1000 && event.code !== 1005) liveStatus(`the stream closed: ${event.reason || event.code}`, true);
+    if (live.socket === socket) stopLive(true);
+  });
+  setButtons(true);
+  document.getElementById("live-pause").textContent = "pause";
+}
+
+function stopLive(closedByServer) {
+  if (live.socket && !closedByServer) live.socket.close(1000, "stopped");
+  live.socket = null;
+  if (live.stream) live.stream.getTracks().forEach((track) => track.stop());
+  live.stream = null;
+  const video = document.getElementById("live-video");
+  video.pause();
+  video.srcObject = null;
+  if (video.src) { URL.revokeObjectURL(video.src); video.removeAttribute("src"); }
+  live.inFlight.clear();
+  setButtons(false);
+}
+
+document.getElementById("live-camera").addEventListener("click", () => startLive("camera", async (video) => {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new Error("this browser gives no camera here (the page must come from localhost or https)");
+  }
+  live.stream = await navigator.mediaDevices.getUserMedia({video: true, audio: false});
+  video.srcObject = live.stream;
+}));
+document.getElementById("live-file").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  startLive(file.name, async (video) => {
+    video.srcObject = null;
+    video.src = URL.createObjectURL(file);
+    video.loop = true;
+  });
+  event.target.value = "";
+});
+document.getElementById("live-pause").addEventListener("click", (event) => {
+  const video = document.getElementById("live-video");
+  live.paused = !live.paused;
+  event.target.textContent = live.paused ? "resume" : "pause";
+  if (live.paused) { video.pause(); } else { video.play(); sendNext(); }
+});
+document.getElementById("live-stop").addEventListener("click", () => { stopLive(false); liveStatus("stopped", false); });
