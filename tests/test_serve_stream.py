@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import statistics
 import threading
 import time
@@ -23,13 +22,14 @@ import torch
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
-uvicorn = pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
+pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 sync_client = pytest.importorskip("websockets.sync.client", reason="the [serve] extra is not installed")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from dsnet.deploy import ArrayRunner, RunnerInfo  # noqa: E402
 from dsnet.predict import Predictor, ResolvedModel, label_space  # noqa: E402
 from dsnet.serve import ServeSettings, create_app  # noqa: E402
+from dsnet.serve.in_thread import serving_in_thread  # noqa: E402
 
 
 def _red_is_class_one(seconds: float):
@@ -53,29 +53,11 @@ def _frame(height: int = 48, width: int = 64, red_rows: int = 16) -> bytes:
     return buf.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _serving(seconds: float, **settings: int) -> Iterator[str]:
     """``host:port`` of a server whose model takes ``seconds`` a batch; stopped afterwards."""
-    app = create_app(_predictor(seconds), ServeSettings(batch_window_ms=0, **settings))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="auto"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving_in_thread(create_app(_predictor(seconds), ServeSettings(batch_window_ms=0, **settings))) as address:
+        yield address
 
 
 def _answer(ws) -> tuple[dict, bytes | None]:
@@ -202,3 +184,28 @@ def test_single_images_are_answered_while_a_stream_runs() -> None:
         finally:
             stop.set()
             sender.join()
+
+
+def _labels_of_stream(address: str, query: str, frames: list[bytes]) -> list[np.ndarray]:
+    labels = []
+    with sync_client.connect(f"ws://{address}/v1/stream{query}") as ws:
+        for frame in frames:
+            ws.send(frame)
+            header, png = _answer(ws)
+            assert "error" not in header
+            labels.append(np.asarray(Image.open(io.BytesIO(png))))
+    return labels
+
+
+def test_smoothing_over_frames_steadies_flickering_labels() -> None:
+    flicker = [_frame(red_rows=48 if k % 2 == 0 else 0) for k in range(6)]  # the whole image red, then black
+    with _serving(0.0) as address:
+        plain = _labels_of_stream(address, "", flicker)
+        smooth = _labels_of_stream(address, "?smooth=0.8", flicker)
+        assert _close_of(f"ws://{address}/v1/stream?smooth=1") == (
+            1008,
+            "smooth='1': expected a number in [0, 1) (0: off)",
+        )
+    assert [int(label.mean() > 0.5) for label in plain] == [1, 0, 1, 0, 1, 0]  # every frame flips every pixel
+    # the average of the class probabilities (red: 0.90 for class 1, black: 0.11) stays above one half
+    assert [int(label.mean() > 0.5) for label in smooth] == [1, 1, 1, 1, 1, 1]

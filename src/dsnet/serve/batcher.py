@@ -31,6 +31,8 @@ class QueueFull(DSNetError):
 class _Job:
     image: np.ndarray
     future: Future = field(default_factory=Future)
+    #: what to compute, when the caller asks for something other than the default (None)
+    variant: str | None = None
 
 
 @dataclass
@@ -57,11 +59,13 @@ _STOP = object()
 
 
 class Batcher:
-    """Runs ``run_batch(images) -> results`` (same-size RGB images, one result each) on one thread."""
+    """Runs ``run_batch(images) -> results`` (same-size RGB images, one result each) on one thread; a job
+    submitted with a ``variant`` is batched with its own kind only and run as ``run_batch(images, variant)``
+    (the live stream's class scores, for smoothing, beside the label maps of everything else)."""
 
     def __init__(
         self,
-        run_batch: Callable[[Sequence[np.ndarray]], Sequence[Any]],
+        run_batch: Callable[..., Sequence[Any]],
         *,
         max_batch: int = 4,
         window_s: float = 0.005,
@@ -87,9 +91,9 @@ class Batcher:
     def waiting(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, image: np.ndarray) -> Future:
+    def submit(self, image: np.ndarray, variant: str | None = None) -> Future:
         """Queue one image; its future gets a :class:`BatchResult`. Cancel the future to drop the request."""
-        job = _Job(image)
+        job = _Job(image, variant=variant)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -125,16 +129,18 @@ class Batcher:
                     live.append(job)
                 else:
                     self.stats.skipped_gone += 1
-            by_size: dict[tuple[int, ...], list[_Job]] = {}
+            by_size: dict[tuple[object, ...], list[_Job]] = {}
             for job in live:
-                by_size.setdefault(job.image.shape, []).append(job)
+                by_size.setdefault((job.variant, *job.image.shape), []).append(job)
             for group in by_size.values():
                 self._run(group)
 
     def _run(self, group: list[_Job]) -> None:
         start = time.perf_counter()
         try:
-            results = self.run_batch([job.image for job in group])
+            images = [job.image for job in group]
+            variant = group[0].variant
+            results = self.run_batch(images) if variant is None else self.run_batch(images, variant)
         except Exception as e:  # the request gets the error; the worker lives on
             for job in group:
                 job.future.set_exception(e)

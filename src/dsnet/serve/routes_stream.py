@@ -8,7 +8,11 @@ The protocol (one socket per stream):
   [h, w], "latency_ms", "inference_ms", "batch_size"}``, then a binary message: the frame's PNG (``format``
   of the query: ``label`` training ids (default), ``ids``, ``color`` or ``overlay`` with ``alpha``);
 * a frame that cannot be segmented (not an image, too large, a size the model cannot run) gets
-  ``{"frame": id, "error": "<one line>"}`` instead, and the stream goes on.
+  ``{"frame": id, "error": "<one line>"}`` instead, and the stream goes on;
+* ``smooth=a`` (0 <= a < 1, default 0: off) smooths the class probabilities over the stream's frames, an
+  exponential moving average ``s = a * s + (1 - a) * p`` whose argmax is the label map: labels flicker less
+  from frame to frame, at the cost of a lag of about ``a / (1 - a)`` frames on moving objects (see
+  benchmarks/live_stream.py for its effect on flicker and accuracy). A frame of another size starts afresh.
 
 Latest frame wins: while the model works on a frame, a newer one replaces the one waiting, so a source
 faster than the model meets a bounded delay (about two model times) instead of a growing queue;
@@ -28,15 +32,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.datastructures import QueryParams
 
 from .batcher import BatchResult, QueueFull
 from .errors import RequestRejected
 from .images import decode_image, encode_png
 from .routes_segment import label_image
 from .segment_query import parse_segment_query
-from .state import ServeState
+from .state import SCORES, ServeState
 
-__all__ = ["STREAM_CLOSE_CODES", "stream_router"]
+__all__ = ["STREAM_CLOSE_CODES", "smoothed_labels", "stream_router"]
 
 #: WebSocket close codes of the refusals (RFC 6455 and IANA's registry)
 STREAM_CLOSE_CODES = {"policy": 1008, "too_big": 1009, "try_later": 1013}
@@ -53,8 +58,11 @@ class _Frame:
 
 @dataclass
 class _Stream:
-    """One socket's frames: the one waiting (the latest), and how many were replaced before their turn."""
+    """One socket's frames: the one waiting (the latest), and how many were replaced before their turn;
+    with smoothing, the running average of its class probabilities."""
 
+    smooth: float = 0.0
+    average: np.ndarray | None = None
     waiting: _Frame | None = None
     dropped: int = 0
     received: int = 0
@@ -106,7 +114,7 @@ async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> B
         raise RequestRejected(400, problem)
     while True:
         try:
-            future: Future = state.batcher.submit(rgb)
+            future: Future = state.batcher.submit(rgb, SCORES if stream.smooth else None)
             break
         except QueueFull:
             await asyncio.sleep(_BUSY_RETRY_S)
@@ -119,6 +127,18 @@ async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> B
             future.cancel()  # still queued: never computed
             return None
     return result.result()
+
+
+def smoothed_labels(average: np.ndarray | None, probs: np.ndarray, smooth: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the new running average, its label map): ``smooth * average + (1 - smooth) * probs``, started afresh
+    when there is none yet or the size changed."""
+    if average is None or average.shape != probs.shape:
+        average = probs.astype(np.float32, copy=True)
+    else:
+        average *= smooth
+        average += (1.0 - smooth) * probs
+    dtype = np.uint8 if average.shape[0] <= 256 else np.int64
+    return average, average.argmax(axis=0).astype(dtype)
 
 
 async def _answer(socket: WebSocket, state: ServeState, stream: _Stream, fmt: str, alpha: float) -> None:
@@ -135,7 +155,12 @@ async def _answer(socket: WebSocket, state: ServeState, stream: _Stream, fmt: st
             continue
         if result is None:
             return
-        label = np.asarray(result.value)
+        if stream.smooth:
+            stream.average, label = await asyncio.to_thread(
+                smoothed_labels, stream.average, np.asarray(result.value), stream.smooth
+            )
+        else:
+            label = np.asarray(result.value)
         rgb = await asyncio.to_thread(decode_image, frame.data, state.settings.max_pixels) if fmt == "overlay" else None
         png = await asyncio.to_thread(encode_png, label_image(fmt, label, rgb, alpha, labels))
         header = {
@@ -150,10 +175,23 @@ async def _answer(socket: WebSocket, state: ServeState, stream: _Stream, fmt: st
         await socket.send_bytes(png)
 
 
+def _smoothing(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise RequestRejected(400, f"smooth={text!r}: expected a number in [0, 1) (0: off)")
+    return value
+
+
 async def _stream(socket: WebSocket, state: ServeState) -> None:
     await socket.accept()
+    params = dict(socket.query_params)
+    smooth_text = params.pop("smooth", "0")
     try:
-        fmt, alpha = parse_segment_query(socket.query_params)
+        fmt, alpha = parse_segment_query(QueryParams(params))
+        smooth = _smoothing(smooth_text)
     except RequestRejected as e:
         await socket.close(STREAM_CLOSE_CODES["policy"], e.reason)
         return
@@ -165,7 +203,7 @@ async def _stream(socket: WebSocket, state: ServeState) -> None:
         await socket.close(STREAM_CLOSE_CODES["try_later"], f"{limit} streams are open already (--max-streams {limit})")
         return
     state.streams += 1
-    stream = _Stream()
+    stream = _Stream(smooth)
     answering = asyncio.create_task(_answer(socket, state, stream, fmt, alpha))
     try:
         await _receive(socket, stream, state.settings.max_body_bytes)

@@ -14,7 +14,10 @@ from ..predict import Predictor
 from .batcher import Batcher
 from .settings import ServeSettings
 
-__all__ = ["ServeState"]
+__all__ = ["SCORES", "ServeState"]
+
+#: the batcher variant that answers class probabilities instead of label maps
+SCORES = "scores"
 
 
 @dataclass
@@ -32,8 +35,14 @@ class ServeState:
     @classmethod
     def for_predictor(cls, predictor: Predictor, settings: ServeSettings) -> ServeState:
         """The state around ``predictor``, its batcher built but not started (the lifespan starts it)."""
+
+        def run(images: list[np.ndarray], variant: str | None = None) -> list[np.ndarray]:
+            if variant == SCORES:  # class probabilities (C, H, W), for a stream that smooths them over frames
+                return [p.probs for p in predictor.predict_batch(images, return_probs=True)]
+            return [p.label for p in predictor.predict_batch(images)]
+
         batcher = Batcher(
-            lambda images: [p.label for p in predictor.predict_batch(images)],
+            run,
             max_batch=settings.max_batch,
             window_s=settings.batch_window_ms / 1e3,
             queue_size=settings.queue_size,
