@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ConfigError
 from ..inference import InferenceOptions
 from ..predict import OutputWriter, describe, discover_inputs, predict_files
+from ..predict.live import LiveRun, LiveSource, parse_live_source, predict_live
 from ..predict.resume import plan_resume
 from ..predict.shard import shard_from_env, sharded_output_dir, take_shard
 from . import flags
@@ -19,9 +21,28 @@ from .predictor import predictor_from_args
 __all__ = ["add_predict_command"]
 
 
+def _live_sources(args: argparse.Namespace, distributed: bool) -> tuple[list[LiveSource], list[str]]:
+    """The live sources among the inputs (cameras, stream URLs), and the other inputs."""
+    live = [source for source in map(parse_live_source, args.inputs) if source is not None]
+    files = [arg for arg in args.inputs if parse_live_source(arg) is None]
+    if live and distributed:
+        raise ConfigError(f"{live[0].spec}: a live source runs in one process, not under torchrun")
+    if live and not (args.color or args.overlay or args.video_labels):
+        raise ConfigError(f"{live[0].spec}: a live source needs --color, --overlay or --video-labels to write anything")
+    return live, files
+
+
+def _live_line(run: LiveRun) -> str:
+    rate = f" ({run.frames / run.seconds:.2f} frames/s)" if run.seconds > 0 and run.frames else ""
+    how = "stopped by Ctrl-C" if run.interrupted else "the source ended"
+    written = ", ".join(str(p) for p in run.outputs) or "nothing"
+    return f"live {run.source}: {run.frames} frames in {run.seconds:.1f} s{rate}, {how}; written: {written}"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     shard = shard_from_env()  # torchrun: this process's share of the inputs
-    inputs = take_shard(discover_inputs(args.inputs, exclude=args.out), shard)
+    live, files = _live_sources(args, shard.distributed)
+    inputs = take_shard(discover_inputs(files, exclude=args.out), shard) if files else []
     args.new_outputs.watch(args.out)  # a folder this run creates goes again if it fails
     with sharded_output_dir(args.out, shard, args.overwrite or args.resume) as out_dir:  # refused before any work
         options = InferenceOptions(mode="slide", crop=tuple(args.slide_crop)) if args.slide else None
@@ -39,7 +60,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         summary = predict_files(predictor, plan.todo, writer)
         who = f" ({shard.describe()}: {len(inputs)} of the inputs)" if shard.distributed else ""
         kept = f"; {len(plan.done)} already complete, left as they were (--resume)" if plan.done else ""
-        print(describe(summary, out_dir) + who + kept)
+        if files:
+            print(describe(summary, out_dir) + who + kept)
+        for source in live:
+            print(_live_line(predict_live(predictor, source, writer, args.max_frames)))
     for message in summary.skipped:
         print(f"dsnet predict: skipped {message}", file=sys.stderr)
     return 1 if summary.skipped else 0
@@ -58,6 +82,7 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
         help="ids in label PNGs: training ids, or the dataset's own (e.g. Cityscapes labelIds for its server)",
     )
     p.add_argument("--video-labels", action="store_true", help="also write a label PNG per video frame")
+    p.add_argument("--max-frames", type=int, default=None, help="a live source: stop after this many frames")
 
 
 def add_predict_command(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +95,13 @@ def add_predict_command(sub: argparse._SubParsersAction) -> None:
         "status 1; a missing path or an empty glob stops before any work.",
     )
     flags.add_model(p)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders, globs or video files; or a live source: camera:N, or a stream URL OpenCV "
+        "opens (rtsp://, http:// ...), run until it ends, --max-frames or Ctrl-C (what was written stays playable)",
+    )
     flags.add_weights(
         p,
         "checkpoint (its metadata names the classes), or a file made by dsnet export (.onnx, OpenVINO .xml)",

@@ -105,9 +105,9 @@ async def _receive(socket: WebSocket, stream: _Stream, limit: int) -> None:
         stream.wake.set()
 
 
-async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> BatchResult | None:
-    """The frame's label map from the shared batcher, or None when the client left meanwhile. A full queue
-    is waited out; a newer frame that arrives meanwhile takes this one's place (and this one is dropped)."""
+async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> tuple[np.ndarray, BatchResult | None]:
+    """The decoded frame and its result from the shared batcher (a label map, or class probabilities when the
+    stream smooths them); None when the client left meanwhile. A full queue is waited out."""
     rgb = await asyncio.to_thread(decode_image, frame.data, state.settings.max_pixels)
     problem = state.predictor.input_problem(*rgb.shape[:2])
     if problem is not None:
@@ -119,14 +119,14 @@ async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> B
         except QueueFull:
             await asyncio.sleep(_BUSY_RETRY_S)
             if stream.ended:
-                return None
+                return rgb, None
     result = asyncio.wrap_future(future)
     while not result.done():
         done, _ = await asyncio.wait({result}, timeout=0.05)
         if not done and stream.ended:
             future.cancel()  # still queued: never computed
-            return None
-    return result.result()
+            return rgb, None
+    return rgb, result.result()
 
 
 def smoothed_labels(average: np.ndarray | None, probs: np.ndarray, smooth: float) -> tuple[np.ndarray, np.ndarray]:
@@ -141,38 +141,62 @@ def smoothed_labels(average: np.ndarray | None, probs: np.ndarray, smooth: float
     return average, average.argmax(axis=0).astype(dtype)
 
 
+async def _send_in_turn(socket: WebSocket, previous: asyncio.Task | None, messages: list[str | bytes]) -> None:
+    """Sends ``messages`` once the answer before has gone, so answers leave in frame order."""
+    if previous is not None:
+        await previous
+    for message in messages:
+        await (socket.send_text(message) if isinstance(message, str) else socket.send_bytes(message))
+
+
+async def _encode_and_send(
+    socket: WebSocket, previous: asyncio.Task | None, frame: _Frame, answer: dict, picture: np.ndarray
+) -> None:
+    """The PNG is encoded while the model already works on the next frame; then header and PNG are sent."""
+    png = await asyncio.to_thread(encode_png, picture)
+    answer["latency_ms"] = round(1e3 * (time.perf_counter() - frame.arrived), 2)
+    await _send_in_turn(socket, previous, [json.dumps(answer), png])
+
+
 async def _answer(socket: WebSocket, state: ServeState, stream: _Stream, fmt: str, alpha: float) -> None:
-    """Answers the latest frame, again and again, until the client is gone."""
+    """Answers the latest frame, again and again, until the client is gone. A frame's answer is encoded and
+    sent while the next frame is decoded and computed, so a client that keeps two frames in flight gets the
+    model's full rate."""
     labels = state.predictor.label_space
-    while (frame := await stream.take()) is not None:
-        try:
-            result = await _segment_frame(state, frame, stream)
-        except RequestRejected as e:
-            await socket.send_text(json.dumps({"frame": frame.index, "error": e.reason}))
-            continue
-        except Exception as e:  # the model failed on this frame: say so, and go on with the next
-            await socket.send_text(json.dumps({"frame": frame.index, "error": f"{type(e).__name__}: {e}"}))
-            continue
-        if result is None:
-            return
-        if stream.smooth:
-            stream.average, label = await asyncio.to_thread(
-                smoothed_labels, stream.average, np.asarray(result.value), stream.smooth
-            )
-        else:
+    sending: asyncio.Task | None = None
+    try:
+        while (frame := await stream.take()) is not None:
+            try:
+                rgb, result = await _segment_frame(state, frame, stream)
+            except RequestRejected as e:
+                error = json.dumps({"frame": frame.index, "error": e.reason})
+                sending = asyncio.create_task(_send_in_turn(socket, sending, [error]))
+                continue
+            except Exception as e:  # the model failed on this frame: say so, and go on with the next
+                error = json.dumps({"frame": frame.index, "error": f"{type(e).__name__}: {e}"})
+                sending = asyncio.create_task(_send_in_turn(socket, sending, [error]))
+                continue
+            if result is None:
+                return
             label = np.asarray(result.value)
-        rgb = await asyncio.to_thread(decode_image, frame.data, state.settings.max_pixels) if fmt == "overlay" else None
-        png = await asyncio.to_thread(encode_png, label_image(fmt, label, rgb, alpha, labels))
-        header = {
-            "frame": frame.index,
-            "dropped": stream.dropped,
-            "size": [int(label.shape[0]), int(label.shape[1])],
-            "latency_ms": round(1e3 * (time.perf_counter() - frame.arrived), 2),
-            "inference_ms": round(result.inference_ms, 2),
-            "batch_size": result.batch_size,
-        }
-        await socket.send_text(json.dumps(header))
-        await socket.send_bytes(png)
+            if stream.smooth:
+                stream.average, label = await asyncio.to_thread(smoothed_labels, stream.average, label, stream.smooth)
+            answer = {
+                "frame": frame.index,
+                "dropped": stream.dropped,
+                "size": [int(label.shape[0]), int(label.shape[1])],
+                "latency_ms": 0.0,
+                "inference_ms": round(result.inference_ms, 2),
+                "batch_size": result.batch_size,
+            }
+            picture = label_image(fmt, label, rgb, alpha, labels)
+            sending = asyncio.create_task(_encode_and_send(socket, sending, frame, answer, picture))
+        if sending is not None:
+            await sending
+    finally:
+        if sending is not None and not sending.done():
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
 
 
 def _smoothing(text: str) -> float:

@@ -1,13 +1,14 @@
 // Live mode of the `dsnet serve` page: the camera (getUserMedia) or a local video file, played here, its
-// frames sent over the WebSocket /v1/stream as fast as answers come back (one frame in flight), and each
+// frames sent over the WebSocket /v1/stream as fast as answers come back (two frames in flight), and each
 // answer (a label PNG) drawn over the frame it answers with the palette of /v1/model. FPS, latency and
 // dropped frames are shown; pause and stop. Nothing is fetched from anywhere but this server.
 "use strict";
 
 const LONG_SIDE = 640;  // frames are sent at most this large (the model scales them to its own size anyway)
+const IN_FLIGHT = 2;  // frames out at a time: the server encodes one answer while the model works on the next
 const live = {
   socket: null, stream: null, paused: false, sent: 0, answered: 0, errors: 0, dropped: 0,
-  inFlight: new Map(), answerTimes: [], fps: 0, latencyMs: 0, roundTripMs: 0, header: null, lastError: "",
+  inFlight: new Map(), sending: Promise.resolve(), answerTimes: [], fps: 0, latencyMs: 0, roundTripMs: 0, header: null, lastError: "",
 };
 window.dsnetLive = live;  // what the page shows, for people reading the console and for the browser tests
 
@@ -35,7 +36,8 @@ function captureFrame(video) {
 
 function sendNext() {
   const video = document.getElementById("live-video");
-  if (!live.socket || live.socket.readyState !== WebSocket.OPEN || live.paused || live.inFlight.size > 0) return;
+  if (!live.socket || live.socket.readyState !== WebSocket.OPEN || live.paused) return;
+  if (live.inFlight.size >= IN_FLIGHT) return;
   if (!video.videoWidth || video.readyState < 2) {  // no picture yet: look again shortly
     setTimeout(sendNext, 30);
     return;
@@ -43,13 +45,24 @@ function sendNext() {
   const frame = captureFrame(video);
   const index = live.sent++;
   live.inFlight.set(index, {frame, sentAt: performance.now()});
-  frame.toBlob((blob) => live.socket && live.socket.readyState === WebSocket.OPEN && live.socket.send(blob),
-    "image/jpeg", 0.85);
+  // sent in capture order, as the server numbers frames by arrival
+  live.sending = live.sending.then(() => new Promise((done) => frame.toBlob((blob) => {
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(blob);
+    done();
+  }, "image/jpeg", 0.85)));
+  if (live.inFlight.size < IN_FLIGHT) setTimeout(sendNext, 0);  // the second frame, a moment later
+}
+
+function settle(index) {
+  // this frame is answered; older ones still out were replaced by newer ones on the server (dropped)
+  for (const k of [...live.inFlight.keys()]) if (k < index) live.inFlight.delete(k);
+  const sent = live.inFlight.get(index);
+  live.inFlight.delete(index);
+  return sent;
 }
 
 async function drawAnswer(header, labelBlob) {
-  const sent = live.inFlight.get(header.frame);
-  live.inFlight.delete(header.frame);
+  const sent = settle(header.frame);
   if (!sent) return;
   const exact = {colorSpaceConversion: "none", premultiplyAlpha: "none"};  // label ids must stay ids
   const labelImage = await createImageBitmap(labelBlob, exact);
@@ -89,7 +102,7 @@ function onMessage(event) {
     if (header.error) {
       live.errors++;
       live.lastError = header.error;
-      live.inFlight.delete(header.frame);
+      settle(header.frame);
       liveStatus(`frame ${header.frame}: ${header.error}`, true);
       sendNext();
     } else {
@@ -116,7 +129,8 @@ async function startLive(describe, attach) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?format=label`);
   socket.binaryType = "blob";
-  Object.assign(live, {socket, paused: false, sent: 0, answered: 0, errors: 0, dropped: 0, answerTimes: [], fps: 0});
+  Object.assign(live, {socket, paused: false, sent: 0, answered: 0, errors: 0, dropped: 0, answerTimes: [], fps: 0,
+    sending: Promise.resolve()});
   live.inFlight.clear();
   socket.addEventListener("open", () => { liveStatus(`live: ${describe}`, false); sendNext(); });
   socket.addEventListener("message", onMessage);
