@@ -66,6 +66,8 @@ def _paced(address: str, frames: list[bytes], seconds: float, in_flight: int) ->
             ws.send(frames[sent % len(frames)])
             sent += 1
         wall = time.perf_counter() - start
+        for _ in range(in_flight):  # the answers still out: the model is idle when the next measurement starts
+            _answer(ws)
     return {"fps": len(latencies) / wall, "latency_ms_p50": statistics.median(latencies), "frames": len(latencies)}
 
 

@@ -10,6 +10,7 @@ made by :func:`dsnet.deploy.build_runner`, which records how in :attr:`Runner.re
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -119,9 +120,13 @@ class ArrayRunner(Runner):
     def __init__(self, fn: LogitsFn, info: RunnerInfo) -> None:
         super().__init__(info)
         self.fn = fn
+        # runtimes' compiled models are not safe to call from two threads at once (OpenVINO's shared infer
+        # request answers "busy"); a server thread and a caller's may share a predictor
+        self._lock = threading.Lock()
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        logits = np.asarray(self.fn(batch))
+        with self._lock:
+            logits = np.asarray(self.fn(batch))
         if logits.ndim != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise ValueError(
                 f"backend returned logits of shape {logits.shape} for an input of shape {batch.shape}; "

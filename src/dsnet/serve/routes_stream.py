@@ -54,6 +54,14 @@ class _Frame:
     index: int
     data: bytes
     arrived: float
+    #: its decoding, started while the model works on the frame before
+    decoded: asyncio.Task | None = None
+
+    def decode(self, max_pixels: int) -> asyncio.Task:
+        if self.decoded is None:
+            self.decoded = asyncio.create_task(asyncio.to_thread(decode_image, self.data, max_pixels))
+            self.decoded.add_done_callback(lambda task: task.cancelled() or task.exception())  # a dropped frame's
+        return self.decoded
 
 
 @dataclass
@@ -108,13 +116,15 @@ async def _receive(socket: WebSocket, stream: _Stream, limit: int) -> None:
 async def _segment_frame(state: ServeState, frame: _Frame, stream: _Stream) -> tuple[np.ndarray, BatchResult | None]:
     """The decoded frame and its result from the shared batcher (a label map, or class probabilities when the
     stream smooths them); None when the client left meanwhile. A full queue is waited out."""
-    rgb = await asyncio.to_thread(decode_image, frame.data, state.settings.max_pixels)
+    rgb = await frame.decode(state.settings.max_pixels)
     problem = state.predictor.input_problem(*rgb.shape[:2])
     if problem is not None:
         raise RequestRejected(400, problem)
     while True:
         try:
             future: Future = state.batcher.submit(rgb, SCORES if stream.smooth else None)
+            if stream.waiting is not None:  # decode the next frame while the model works on this one
+                stream.waiting.decode(state.settings.max_pixels)
             break
         except QueueFull:
             await asyncio.sleep(_BUSY_RETRY_S)
