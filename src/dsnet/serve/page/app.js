@@ -43,16 +43,7 @@ async function segment(blob, name) {
   }
   const labelBlob = await response.blob();
   const roundTrip = performance.now() - started;
-  const exact = {colorSpaceConversion: "none", premultiplyAlpha: "none"};  // label ids must stay ids
-  const [image, labelImage] = await Promise.all([createImageBitmap(blob), createImageBitmap(labelBlob, exact)]);
-  const width = labelImage.width, height = labelImage.height;
-  const scratch = document.createElement("canvas");
-  scratch.width = width; scratch.height = height;
-  const ctx = scratch.getContext("2d");
-  ctx.drawImage(labelImage, 0, 0);
-  const pixels = ctx.getImageData(0, 0, width, height).data;
-  const labels = new Uint8Array(width * height);
-  for (let i = 0; i < labels.length; i++) labels[i] = pixels[4 * i];
+  const [image, {labels, width, height}] = await Promise.all([createImageBitmap(blob), readLabels(labelBlob)]);
   if (current && current.url) URL.revokeObjectURL(current.url);
   current = {image, labels, width, height, url: URL.createObjectURL(labelBlob)};
   $("download").href = current.url;
@@ -66,22 +57,41 @@ async function segment(blob, name) {
   showStatus("", false);
 }
 
-function draw() {
-  if (!current) return;
-  const canvas = $("overlay");
-  canvas.width = current.width; canvas.height = current.height;
+// The ids of a label PNG (8-bit training ids), read exactly: no colour conversion may touch them.
+async function readLabels(labelBlob) {
+  const exact = {colorSpaceConversion: "none", premultiplyAlpha: "none"};
+  const labelImage = await createImageBitmap(labelBlob, exact);
+  const width = labelImage.width, height = labelImage.height;
+  const scratch = document.createElement("canvas");
+  scratch.width = width; scratch.height = height;
+  const ctx = scratch.getContext("2d");
+  ctx.drawImage(labelImage, 0, 0);
+  const pixels = ctx.getImageData(0, 0, width, height).data;
+  const labels = new Uint8Array(width * height);
+  for (let i = 0; i < labels.length; i++) labels[i] = pixels[4 * i];
+  return {labels, width, height};
+}
+
+// `image` drawn on `canvas` at the labels' size, the palette's colours blended in by the opacity slider
+// (the still image and every live frame alike).
+function drawOverlay(canvas, image, labels, width, height) {
+  canvas.width = width; canvas.height = height;
   const ctx = canvas.getContext("2d");
-  ctx.drawImage(current.image, 0, 0, current.width, current.height);
-  const base = ctx.getImageData(0, 0, current.width, current.height);
+  ctx.drawImage(image, 0, 0, width, height);
+  const base = ctx.getImageData(0, 0, width, height);
   const alpha = Number($("opacity").value) / 100;
   const palette = model.label_space.palette;
   const out = base.data;
-  for (let i = 0; i < current.labels.length; i++) {
-    const color = palette[current.labels[i]];
+  for (let i = 0; i < labels.length; i++) {
+    const color = palette[labels[i]];
     if (!color) continue; // ids outside the palette (none from this model) stay as the image
     for (let c = 0; c < 3; c++) out[4 * i + c] = (1 - alpha) * out[4 * i + c] + alpha * color[c];
   }
   ctx.putImageData(base, 0, 0);
+}
+
+function draw() {
+  if (current) drawOverlay($("overlay"), current.image, current.labels, current.width, current.height);
 }
 
 function drawLegend() {

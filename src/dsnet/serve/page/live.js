@@ -64,24 +64,9 @@ function settle(index) {
 async function drawAnswer(header, labelBlob) {
   const sent = settle(header.frame);
   if (!sent) return;
-  const exact = {colorSpaceConversion: "none", premultiplyAlpha: "none"};  // label ids must stay ids
-  const labelImage = await createImageBitmap(labelBlob, exact);
-  const width = labelImage.width, height = labelImage.height;
+  const {labels, width, height} = await readLabels(labelBlob);
   const canvas = document.getElementById("live-canvas");
-  canvas.width = width; canvas.height = height;
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(labelImage, 0, 0);
-  const ids = ctx.getImageData(0, 0, width, height).data;
-  ctx.drawImage(sent.frame, 0, 0, width, height);
-  const picture = ctx.getImageData(0, 0, width, height);
-  const alpha = Number(document.getElementById("opacity").value) / 100;
-  const palette = model.label_space.palette;
-  for (let i = 0; i < width * height; i++) {
-    const color = palette[ids[4 * i]];
-    if (!color) continue;
-    for (let c = 0; c < 3; c++) picture.data[4 * i + c] = (1 - alpha) * picture.data[4 * i + c] + alpha * color[c];
-  }
-  ctx.putImageData(picture, 0, 0);
+  drawOverlay(canvas, sent.frame, labels, width, height);
   canvas.hidden = false;
   const now = performance.now();
   live.answered++;
