@@ -6,6 +6,7 @@ Training ids follow SegNet's order (the order of the SegNet label PNGs) unless `
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,12 @@ class CamVidDataset(SegmentationDataset):
     train + val. Without lists, folders ``images/<split>`` + ``labels/<split>`` or SegNet's ``<split>`` +
     ``<split>annot`` are paired by name (a ``_L`` label suffix is allowed).
 
+    Sequence-held-out splits, for a validation that predicts unseen streets (CamVid's val is frames of a
+    sequence whose other frames are in train; its test is mostly a sequence in neither): ``held-out-SEQ``
+    is the frames of train + val whose file name starts with ``SEQ`` (the sequences: ``0001TP``, ``0006R0``,
+    ``0016E5``), ``without-SEQ`` is every other frame of train + val. Train on ``without-0006R0``, validate
+    on ``held-out-0006R0``.
+
     ``class_order="segnet"`` (default) gives SegNet ids (Sky, Building, Pole, Road, Sidewalk, Tree,
     SignSymbol, Fence, Car, Pedestrian, Bicyclist); ``"dsnet"`` the DSNet/PIDNet code's alphabetical order
     (Bicyclist, Building, Car, Pole, Fence, Pedestrian, Road, Sidewalk, SignSymbol, Sky, Tree), needed to
@@ -189,6 +196,8 @@ class CamVidDataset(SegmentationDataset):
 
     NAME = "camvid"
     SPLITS = ("train", "val", "test", "trainval")
+    #: ``held-out-SEQ`` / ``without-SEQ``: one sequence of train + val, or all the others
+    SEQUENCE_SPLIT = re.compile(r"^(held-out|without)-([A-Za-z0-9]+)$")
     ENCODINGS = ("auto", "index", "color")
     CLASS_ORDERS = ("segnet", "dsnet")
 
@@ -240,10 +249,33 @@ class CamVidDataset(SegmentationDataset):
     def own_label_space(self) -> LabelSpace:
         return self.describe(class_order=self.class_order)
 
+    def check_split(self, split: str | None) -> str | None:
+        if split is not None and self.SEQUENCE_SPLIT.match(split):
+            return split
+        try:
+            return super().check_split(split)
+        except ValueError as e:
+            raise ValueError(f"{e}, held-out-SEQ, without-SEQ (SEQ: a sequence, e.g. 0006R0)") from None
+
     # ---- listing
     def list_samples(self, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
-        """The list file's pairs (``list_file``, else one found in ``root``), else the folders' paired by name."""
-        root, split = self.root, self.split
+        """The list file's pairs (``list_file``, else one found in ``root``), else the folders' paired by name;
+        a sequence split takes train + val's and keeps one sequence's frames, or all but them."""
+        match = self.SEQUENCE_SPLIT.match(self.split or "")
+        if match is None:
+            return self._list_split(self.split, on_bad_sample)
+        kind, sequence = match.groups()
+        samples, source = self._list_split("trainval", on_bad_sample)
+        mine = [pair for pair in samples if Path(pair[0]).name.startswith(sequence)]
+        if not mine:
+            found = sorted({Path(image).name.split("_")[0] for image, _ in samples})
+            raise DataError(
+                f"{source}: no frames of sequence {sequence!r} in train + val (sequences: {', '.join(found)})"
+            )
+        return (mine if kind == "held-out" else [pair for pair in samples if pair not in mine]), source
+
+    def _list_split(self, split: str, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
+        root = self.root
         if not root.is_dir():
             raise DataError(f"{root}: CamVid root folder not found")
         if self.list_file is not None:
