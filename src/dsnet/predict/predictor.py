@@ -119,7 +119,6 @@ class Predictor:
             parts = model_or_name
         else:
             parts = self.resolve(model_or_name, **resolving)  # type: ignore[arg-type]
-        self.parts = parts
         self.runner: Runner = parts.runner
         self.label_space: LabelSpace = parts.label_space
         self.name = parts.name
