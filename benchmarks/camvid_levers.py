@@ -9,7 +9,9 @@ steals the budget).
     python benchmarks/camvid_levers.py table                  # the Markdown table of the rows run so far
     python benchmarks/camvid_levers.py list                   # the rows and their overrides
 
-Results land in ``runs/levers/<row>/`` (``--runs`` to change); the table reads them.
+Results land in ``runs/levers-<protocol>/<row>/`` (``--runs`` to change); the table reads them.
+``--protocol heldout`` trains without sequence 0006R0 and scores on it (a street never seen, which
+predicts the test split; issue [5 of 5]); the default ``val`` scores on CamVid's val split.
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "linear": ("cw_sqrt + linear decay (poly power 1)", [CW, "optim.poly_power=1.0"]),
     "ema": ("cw_sqrt + weight EMA (decay 0.995)", [CW, "optim.ema_decay=0.995"]),
     "no_ohem": ("cw_sqrt without OHEM (plain weighted cross-entropy)", [CW, "loss.ohem=false"]),
+    "photometric": (
+        "cw_sqrt + light and camera changes (preset streets: brightness, contrast, saturation 0.3, hue 0.03, "
+        "gamma 0.3, blur p 0.2, noise 6)",
+        [CW, "data.photometric=streets"],
+    ),
+    "smooth01": ("cw_sqrt + label smoothing 0.1", [CW, "loss.label_smoothing=0.1"]),
+    "scale_wide": ("cw_sqrt + scales 0.25-2.25 (was 0.5-1.75)", [CW, "data.scale_range=[0.25,2.25]"]),
+    "boundary": (
+        "cw_sqrt + main loss x2 within 2 px of a label edge (thin classes are mostly edge)",
+        [CW, "loss.boundary_weight=1.0"],
+    ),
+}
+
+#: protocol name -> (what its score measures, overrides choosing the splits)
+PROTOCOLS: dict[str, tuple[str, list[str]]] = {
+    "val": ("val (101 frames of 0016E5, a street seen in training)", []),
+    "heldout": (
+        "held-out-0006R0 (a whole sequence left out of training)",
+        ["data.train_split=without-0006R0", "data.val_split=held-out-0006R0"],
+    ),
 }
 
 
@@ -62,10 +84,10 @@ def _dsnet(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "dsnet", *args], cwd=REPO, check=True)
 
 
-def run_row(name: str, runs: Path, extra: list[str]) -> None:
+def run_row(name: str, runs: Path, protocol: str, extra: list[str]) -> None:
     _, overrides = ROWS[name]
     work = runs / name
-    _dsnet("train", str(CONFIG), *overrides, *extra, "--work-dir", str(work))
+    _dsnet("train", str(CONFIG), *overrides, *PROTOCOLS[protocol][1], *extra, "--work-dir", str(work))
     weights = str(work / "final.safetensors")
     _dsnet(
         "eval", str(work / "config.yaml"), "--weights", weights, "eval.flip=true", "-o", str(work / "eval_flip.json")
@@ -88,9 +110,9 @@ def _row_figures(work: Path) -> dict | None:
     }
 
 
-def table(runs: Path) -> str:
+def table(runs: Path, protocol: str) -> str:
     lines = [
-        "| row | change | iterations | wall (min) | val mIoU | + flip | " + " | ".join(THIN) + " |",
+        f"| row | change | iterations | wall (min) | {protocol} mIoU | + flip | " + " | ".join(THIN) + " |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (what, _) in ROWS.items():
@@ -116,17 +138,19 @@ def main() -> int:
     p.add_argument("action", choices=("run", "table", "list"))
     p.add_argument("row", nargs="?", choices=list(ROWS))
     p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for the run")
-    p.add_argument("--runs", type=Path, default=REPO / "runs/levers", help="where the rows' work dirs are")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default="val", help="what the rows are scored on")
+    p.add_argument("--runs", type=Path, help="where the rows' work dirs are (default runs/levers-<protocol>)")
     args = p.parse_args()
+    runs = args.runs or REPO / f"runs/levers-{args.protocol}"
     if args.action == "list":
         for name, (what, overrides) in ROWS.items():
             print(f"{name}: {what}\n    {' '.join(overrides) or '(none)'}")
     elif args.action == "table":
-        print(table(args.runs))
+        print(table(runs, args.protocol))
     else:
         if args.row is None:
             p.error("run needs a row")
-        run_row(args.row, args.runs, args.overrides)
+        run_row(args.row, runs, args.protocol, args.overrides)
     return 0
 
 

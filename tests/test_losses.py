@@ -166,6 +166,67 @@ def test_cross_entropy_matches_torch(weighted) -> None:
     assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_smoothing_matches_torch_and_spreads_the_target(weighted) -> None:
+    logits, target = _batch()
+    weight = torch.rand(5, dtype=torch.float64) + 0.5 if weighted else None
+    ours = CrossEntropy(weight, IGNORE, label_smoothing=0.2)(logits, target)
+    ref = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE, label_smoothing=0.2)(logits, target)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert ours.item() != pytest.approx(CrossEntropy(weight, IGNORE)(logits, target).item(), rel=1e-3)
+
+
+def test_ohem_with_label_smoothing_selects_the_same_pixels_and_smooths_their_loss() -> None:
+    logits, target = _batch(seed=3)
+    weight = torch.rand(5, dtype=torch.float64) + 0.5
+    plain = OhemCrossEntropy(0.7, 10, IGNORE, weight)
+    smooth = OhemCrossEntropy(0.7, 10, IGNORE, weight, label_smoothing=0.1)
+    mask = smooth.select(logits, target)
+    assert torch.equal(mask, plain.select(logits, target))
+    logp = F.log_softmax(logits, dim=1)
+    safe = torch.where(target == IGNORE, 0, target)
+    nll = -weight[safe] * logp.gather(1, safe[:, None])[:, 0]
+    uniform = -(logp * weight[None, :, None, None]).sum(1) / logits.shape[1]
+    expected = (0.9 * nll + 0.1 * uniform)[mask].mean()
+    assert smooth(logits, target).item() == pytest.approx(expected.item(), rel=1e-12)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        DSNetLoss(5, label_smoothing=1.0)
+
+
+def test_label_edges_mark_both_sides_of_a_class_change_and_ignore_makes_none() -> None:
+    from dsnet.engine.losses import label_edges
+
+    target = torch.zeros(1, 6, 8, dtype=torch.long)
+    target[:, :, 4:] = 1
+    target[:, 0, :] = IGNORE
+    edges = label_edges(target, 1)
+    assert edges[0, 1:, 3:5].all() and not edges[0, 1:, :3].any() and not edges[0, 1:, 5:].any()
+    assert not edges[0, 0].any()  # ignored pixels are never edges, nor do they make edges below them
+    assert label_edges(target, 2)[0, 1:, 2:6].all()
+    assert not label_edges(torch.full((1, 4, 4), 3), 2).any()
+
+
+@pytest.mark.parametrize("ohem", [True, False])
+def test_boundary_weight_scales_the_main_term_near_edges_only(ohem) -> None:
+    logits, target = _batch(n=1, h=8, w=8, ignore_frac=0.0, seed=4)
+    target[:] = 0
+    target[:, :, 4:] = 1
+    plain = DSNetLoss(5, ohem=ohem, ohem_min_kept=1000)
+    edged = DSNetLoss(5, ohem=ohem, ohem_min_kept=1000, boundary_weight=2.0, boundary_width=1)
+    aux = [logits.clone(), logits.clone()]
+    a, b = plain([logits, *aux], target), edged([logits, *aux], target)
+    assert torch.equal(a.aux_p, b.aux_p)  # the aux terms are untouched
+    pixel = F.cross_entropy(logits, target, reduction="none")
+    w = torch.ones_like(pixel)
+    w[:, :, 3:5] = 3.0
+    selected = plain.main_loss.select(logits, target) if ohem else torch.ones_like(target, dtype=torch.bool)
+    expected = (pixel * w)[selected].mean() if ohem else (pixel * w).sum() / w.sum()
+    assert b.main.item() == pytest.approx(expected.item(), rel=1e-9)
+    assert b.main.item() != pytest.approx(a.main.item(), rel=1e-3)
+    with pytest.raises(ValueError, match="boundary_weight"):
+        DSNetLoss(5, boundary_weight=-1.0)
+
+
 def test_logits_resized_to_label_size() -> None:
     logits, _ = _batch(h=4, w=5)
     target = torch.randint(0, 5, (2, 8, 10))

@@ -118,6 +118,9 @@ LEVERS = [
     "optim.schedule=cosine",
     "data.class_weights=sqrt_median_frequency",
     "data.stages=[{start: 0.5, crop_size: [72, 96], base_size: 96}]",
+    "data.photometric=streets",
+    "loss.label_smoothing=0.1",
+    "loss.boundary_weight=1.0",
 ]
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from .photometric import Photometric
 
 # --------------------------------------------------------------------------------------------------
 # normalisation
@@ -154,9 +155,11 @@ class TrainTransform:
     3. pad bottom/right up to ``crop_size`` (image 0, label ``ignore_index``);
     4. random ``crop_size`` crop; 5. horizontal flip with probability 0.5 (if ``flip``);
     5b. brightness, contrast and saturation jitter (if ``color_jitter`` > 0, see :func:`jitter_colors`);
+    5c. the light and camera changes of ``photometric`` (see :mod:`dsnet.data.photometric`), if any is set;
     6. normalise ``(x / 255 - mean) / std``; HWC -> CHW float32 tensor, label int64 tensor.
 
-    ``crop_size`` is ``(H, W)``. Random draws, in order: scale, crop y, crop x, flip, then the three jitter factors.
+    ``crop_size`` is ``(H, W)``. Random draws, in order: scale, crop y, crop x, flip, the three jitter factors,
+    then the photometric draws.
     """
 
     def __init__(
@@ -172,7 +175,9 @@ class TrainTransform:
         short_side: int | None = None,
         multi_scale: bool = True,
         color_jitter: float = 0.0,
+        photometric: Photometric | None = None,
     ) -> None:
+        self.photometric = photometric if photometric is not None and photometric.active else None
         if not 0 <= color_jitter < 1:
             raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
         self.color_jitter = float(color_jitter)
@@ -209,7 +214,8 @@ class TrainTransform:
         return (
             f"{type(self).__name__}(crop_size={self.crop_size}, base_size={self.base_size}, "
             f"scale_range={self.scale_range}, scale_step={self.scale_step}, flip={self.flip}, "
-            f"short_side={self.short_side}, multi_scale={self.multi_scale}, color_jitter={self.color_jitter})"
+            f"short_side={self.short_side}, multi_scale={self.multi_scale}, color_jitter={self.color_jitter}, "
+            f"photometric={self.photometric})"
         )
 
     def sample_scale(self, rng: np.random.Generator) -> float:
@@ -246,6 +252,8 @@ class TrainTransform:
             label = label[:, ::-1]
         if self.color_jitter > 0:
             image = jitter_colors(image, rng, self.color_jitter)
+        if self.photometric is not None:
+            image = self.photometric(image, rng)
         return _to_tensors(image, label, self._scale, self._offset)
 
 

@@ -17,6 +17,7 @@ from ..data import (
     build_dataset,
     class_pixel_counts,
 )
+from ..data.photometric import photometric_from
 from ..errors import ConfigError
 from ..models import create_model, get_model_info, load_weights, weights_part
 from .config import Config, StageConfig
@@ -55,6 +56,7 @@ def train_transform(cfg: Config, stage: StageConfig | None = None) -> TrainTrans
         mean=info.mean,
         std=info.std,
         color_jitter=d.color_jitter,
+        photometric=photometric_from(d.photometric),
     )
 
 
@@ -152,4 +154,7 @@ def build_criterion(cfg: Config, ignore_index: int, train_set: SegmentationDatas
         ohem_min_kept=cfg.loss.ohem_min_kept,
         ignore_index=ignore_index,
         loss_weights=tuple(cfg.loss.weights),
+        label_smoothing=cfg.loss.label_smoothing,
+        boundary_weight=cfg.loss.boundary_weight,
+        boundary_width=cfg.loss.boundary_width,
     )

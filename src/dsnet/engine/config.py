@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from ..data import CLASS_BALANCE_METHODS, list_datasets
+from ..data.photometric import photometric_from
 from ..errors import ConfigError
 from ..inference import InferenceOptions
 from ..models.registry import resolve_model_name
@@ -75,6 +76,7 @@ class DataConfig:
     short_side: int | None = None  # resize the short side first (ADE20K: 512)
     flip: bool = True
     color_jitter: float = 0.0  # brightness/contrast/saturation factors drawn in [1 - x, 1 + x]
+    photometric: str | dict[str, float] | None = None  # light and camera changes: a preset ("streets") or strengths
     batch_size: int = 6  # per device
     num_workers: int = 4
     class_weights: str | list[float] | None = None  # explicit, "cityscapes", or computed: "median_frequency"...
@@ -89,6 +91,9 @@ class LossConfig:
     ohem_thresh: float = 0.9
     ohem_min_kept: int = 131072
     weights: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])  # main, aux_p, aux_d
+    label_smoothing: float = 0.0  # share of each pixel's target spread over all classes (all three terms)
+    boundary_weight: float = 0.0  # main term of pixels near a label edge scaled by 1 + this
+    boundary_width: int = 2  # "near": within this many pixels (a square window)
 
 
 @dataclass
@@ -254,10 +259,14 @@ def _checks(cfg: Config) -> list[Check]:
         (d.short_side is None or d.short_side > 0, "data.short_side", "must be positive or null"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (0 <= d.color_jitter < 1, "data.color_jitter", "must be in [0, 1)"),
+        _photometric_check(d.photometric),
         *_stage_checks(d),
         (len(lo.weights) == 3, "loss.weights", "needs three values (main, aux_p, aux_d)"),
         (0 < lo.ohem_thresh <= 1, "loss.ohem_thresh", "must be in (0, 1]"),
         (lo.ohem_min_kept >= 0, "loss.ohem_min_kept", "must be >= 0"),
+        (0 <= lo.label_smoothing < 1, "loss.label_smoothing", "must be in [0, 1)"),
+        (lo.boundary_weight >= 0, "loss.boundary_weight", "must be >= 0"),
+        (lo.boundary_width >= 1, "loss.boundary_width", "must be >= 1"),
         (o.warmup_iters >= 0, "optim.warmup_iters", "must be >= 0"),
         (o.ema_decay is None or 0 < o.ema_decay < 1, "optim.ema_decay", "must be in (0, 1) or null"),
         (0 <= o.warmup_ratio <= 1, "optim.warmup_ratio", "must be in [0, 1]"),
@@ -295,6 +304,14 @@ def _checks(cfg: Config) -> list[Check]:
         (e.batch_size >= 1, "eval.batch_size", "must be >= 1"),
         (e.num_workers >= 0, "eval.num_workers", "must be >= 0"),
     ]
+
+
+def _photometric_check(value: str | dict[str, float] | None) -> Check:
+    try:
+        photometric_from(value)
+    except ValueError as e:
+        return (False, "data.photometric", str(e))
+    return (True, "data.photometric", "")
 
 
 def _stage_checks(d: DataConfig) -> list[Check]:

@@ -30,6 +30,7 @@ __all__ = [
     "LossOutput",
     "OhemCrossEntropy",
     "check_labels",
+    "label_edges",
 ]
 
 #: Per-class weights used by the authors for Cityscapes (19 train ids, HRNet/PIDNet values).
@@ -80,6 +81,20 @@ def _prepare(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return logits, target
 
 
+@torch.no_grad()
+def label_edges(target: Tensor, width: int, ignore_index: int = 255) -> Tensor:
+    """Boolean ``N x H x W``: the labelled pixels with a pixel of another class within ``width`` pixels
+    (a square window). Ignored pixels are never edges and do not make their neighbours edges."""
+    valid = target != ignore_index
+    t = target.to(torch.float32).unsqueeze(1)
+    k, pad = 2 * width + 1, width
+    low = torch.where(valid.unsqueeze(1), t, torch.full_like(t, -1.0))
+    high = torch.where(valid.unsqueeze(1), -t, torch.full_like(t, -1.0e4))
+    largest = F.max_pool2d(low, k, stride=1, padding=pad)
+    smallest = -F.max_pool2d(high, k, stride=1, padding=pad)
+    return valid & (largest != smallest).squeeze(1)
+
+
 def _zero_loss(logits: Tensor) -> Tensor:
     """A scalar 0 that is connected to the graph of ``logits`` (gradients are zeros)."""
     return logits.sum() * 0.0
@@ -95,6 +110,12 @@ def _weight_buffer(weight: Tensor | Sequence[float] | None) -> Tensor | None:
     return w
 
 
+def _check_smoothing(value: float) -> float:
+    if not 0 <= value < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {value}")
+    return float(value)
+
+
 class CrossEntropy(nn.Module):
     """``nn.CrossEntropyLoss(weight, ignore_index)`` with mean (weight-normalised) reduction.
 
@@ -106,20 +127,35 @@ class CrossEntropy(nn.Module):
 
     weight: Tensor | None
 
-    def __init__(self, weight: Tensor | Sequence[float] | None = None, ignore_index: int = 255) -> None:
+    def __init__(
+        self, weight: Tensor | Sequence[float] | None = None, ignore_index: int = 255, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.ignore_index = int(ignore_index)
+        self.label_smoothing = _check_smoothing(label_smoothing)
         self.register_buffer("weight", _weight_buffer(weight), persistent=False)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
+        """``pixel_weight`` (``N x H x W``, label size) scales each pixel's term and its share of the denominator."""
         logits, target = _prepare(logits, target)
         weight = None if self.weight is None else self.weight.to(device=logits.device, dtype=logits.dtype)
-        total = F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index, reduction="sum")
-        valid = target != self.ignore_index
+        reduction = "sum" if pixel_weight is None else "none"
+        total = F.cross_entropy(
+            logits,
+            target,
+            weight=weight,
+            ignore_index=self.ignore_index,
+            reduction=reduction,
+            label_smoothing=self.label_smoothing,
+        )
+        valid = (target != self.ignore_index).to(logits.dtype)
+        if pixel_weight is not None:
+            total = (total * pixel_weight).sum()
+            valid = valid * pixel_weight
         if weight is None:
-            denom = valid.sum().to(logits.dtype)
+            denom = valid.sum()
         else:
-            safe = torch.where(valid, target, torch.zeros_like(target))
+            safe = torch.where(target != self.ignore_index, target, torch.zeros_like(target))
             denom = (weight[safe] * valid).sum()
         # When nothing is valid, total is an exact (graph-connected) 0 and the denominator is 0: divide
         # by 1 instead so that neither the value nor the gradient becomes NaN.
@@ -163,10 +199,12 @@ class OhemCrossEntropy(nn.Module):
         min_kept: int = 131072,
         ignore_index: int = 255,
         weight: Tensor | Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if min_kept < 0:
             raise ValueError(f"min_kept must be >= 0, got {min_kept}")
+        self.label_smoothing = _check_smoothing(label_smoothing)
         self.thresh = float(thresh)
         self.min_kept = int(min_kept)
         self.ignore_index = int(ignore_index)
@@ -192,13 +230,23 @@ class OhemCrossEntropy(nn.Module):
             selected = valid & (prob <= threshold)
         return selected
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
+        """``pixel_weight`` (``N x H x W``, label size) scales each selected pixel's loss before the mean."""
         logits, target = _prepare(logits, target)
         selected = self.select(logits, target)
         if not bool(selected.any()):
             return _zero_loss(logits)
         weight = None if self.weight is None else self.weight.to(device=logits.device, dtype=logits.dtype)
-        pixel_losses = F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index, reduction="none")
+        pixel_losses = F.cross_entropy(
+            logits,
+            target,
+            weight=weight,
+            ignore_index=self.ignore_index,
+            reduction="none",
+            label_smoothing=self.label_smoothing,
+        )
+        if pixel_weight is not None:
+            pixel_losses = pixel_losses * pixel_weight
         return pixel_losses[selected].mean()
 
     def extra_repr(self) -> str:
@@ -237,6 +285,10 @@ class DSNetLoss(nn.Module):
     convert it first), or a single logits tensor — then only the main term is used, with weight 1.0
     (``total == main``), e.g. for a model built without aux heads.
 
+    ``boundary_weight`` > 0 scales the main term of the pixels within ``boundary_width`` pixels of a
+    label edge (:func:`label_edges`) by ``1 + boundary_weight``: the thin classes (poles, signs, people)
+    are mostly edge, and their shape, not their texture, is what carries over to an unseen street.
+
     Labels are validated: a value outside ``[0, num_classes) ∪ {ignore_index}`` raises ``ValueError``.
     """
 
@@ -249,8 +301,17 @@ class DSNetLoss(nn.Module):
         ohem_min_kept: int = 131072,
         ignore_index: int = 255,
         loss_weights: Sequence[float] = (0.6, 0.2, 0.2),
+        label_smoothing: float = 0.0,
+        boundary_weight: float = 0.0,
+        boundary_width: int = 2,
     ) -> None:
         super().__init__()
+        if boundary_weight < 0 or boundary_width < 1:
+            raise ValueError(
+                f"boundary_weight must be >= 0 and boundary_width >= 1, got {boundary_weight} and {boundary_width}"
+            )
+        self.boundary_weight = float(boundary_weight)
+        self.boundary_width = int(boundary_width)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         weights = tuple(float(w) for w in loss_weights)
@@ -263,10 +324,12 @@ class DSNetLoss(nn.Module):
         self.loss_weights = weights
         self.ohem = bool(ohem)
         if self.ohem:
-            self.main_loss: nn.Module = OhemCrossEntropy(ohem_thresh, ohem_min_kept, ignore_index, class_weights)
+            self.main_loss: nn.Module = OhemCrossEntropy(
+                ohem_thresh, ohem_min_kept, ignore_index, class_weights, label_smoothing
+            )
         else:
-            self.main_loss = CrossEntropy(class_weights, ignore_index)
-        self.aux_loss = CrossEntropy(class_weights, ignore_index)
+            self.main_loss = CrossEntropy(class_weights, ignore_index, label_smoothing)
+        self.aux_loss = CrossEntropy(class_weights, ignore_index, label_smoothing)
 
     def forward(self, outputs: Tensor | Sequence[Tensor], target: Tensor) -> LossOutput:
         if isinstance(outputs, Tensor):
@@ -280,7 +343,7 @@ class DSNetLoss(nn.Module):
             raise ValueError(f"logits have {main_logits.shape[1]} channels, expected num_classes={self.num_classes}")
         check_labels(target, self.num_classes, self.ignore_index)
 
-        main = self.main_loss(main_logits, target)
+        main = self.main_loss(main_logits, target, self._pixel_weight(target))
         if aux is None:
             return LossOutput(total=main, main=main.detach())
         aux_p = self.aux_loss(aux[0], target)
@@ -289,5 +352,15 @@ class DSNetLoss(nn.Module):
         total = w0 * main + w1 * aux_p + w2 * aux_d
         return LossOutput(total=total, main=main.detach(), aux_p=aux_p.detach(), aux_d=aux_d.detach())
 
+    def _pixel_weight(self, target: Tensor) -> Tensor | None:
+        """``1 + boundary_weight`` near a label edge, 1 elsewhere; ``None`` when the boundary term is off."""
+        if self.boundary_weight == 0:
+            return None
+        edges = label_edges(target.long(), self.boundary_width, self.ignore_index)
+        return 1.0 + self.boundary_weight * edges.to(torch.float32)
+
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, ohem={self.ohem}, loss_weights={self.loss_weights}"
+        return (
+            f"num_classes={self.num_classes}, ohem={self.ohem}, loss_weights={self.loss_weights}, "
+            f"boundary_weight={self.boundary_weight}"
+        )
