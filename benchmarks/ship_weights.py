@@ -5,7 +5,8 @@
 
 The file keeps the run's metadata (model, label space, amp, config name) and adds what a user of the
 weights needs: ``metrics`` (JSON: the val mIoU of the same recipe trained on train alone, with and without
-flip), ``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
+flip, and with ``--heldout-run`` the mIoU on a CamVid sequence the same recipe never saw, ``heldout_miou*``),
+``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
 ``data_licence``, and ``input_long_side`` (the long side of the training images, ``data.base_size``, to
 which the Predictor scales images by default).
 Float tensors are stored in fp16; loading casts them back to the model's dtype.
@@ -43,14 +44,14 @@ def _wall_minutes(work: Path) -> float:
     return (datetime.fromisoformat(stamps[-1]) - datetime.fromisoformat(stamps[0])).total_seconds() / 60
 
 
-def _val_metrics(val_run: Path) -> dict[str, float]:
-    """val mIoU with and without flip: the run's own final validation is at its config's ``eval.flip``,
+def _val_metrics(val_run: Path, prefix: str = "val") -> dict[str, float]:
+    """``<prefix>_miou`` with and without flip: the run's own final validation is at its config's ``eval.flip``,
     the other one comes from ``eval_flip.json`` or ``eval_noflip.json`` (``dsnet eval ... -o``)."""
     summary = json.loads((val_run / "summary.json").read_text())
     flipped = bool(yaml.safe_load((val_run / "config.yaml").read_text())["eval"]["flip"])
-    own, other, other_file = ("val_miou_flip", "val_miou", "eval_noflip.json")
+    own, other, other_file = (f"{prefix}_miou_flip", f"{prefix}_miou", "eval_noflip.json")
     if not flipped:
-        own, other, other_file = ("val_miou", "val_miou_flip", "eval_flip.json")
+        own, other, other_file = (f"{prefix}_miou", f"{prefix}_miou_flip", "eval_flip.json")
     metrics = {own: round(100 * summary["final"]["miou"], 2)}
     if (val_run / other_file).is_file():
         metrics[other] = round(100 * json.loads((val_run / other_file).read_text())["miou"], 2)
@@ -78,6 +79,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="work dir of the run to ship (its final.safetensors)")
     p.add_argument("--val-run", type=Path, required=True, help="work dir of the same recipe trained on train alone")
+    p.add_argument(
+        "--heldout-run",
+        type=Path,
+        help="work dir of the same recipe trained without one sequence and scored on it (metrics heldout_miou*, "
+        "and heldout_split naming the sequence)",
+    )
     p.add_argument("--recipe", required=True, help="the config file of the recipe, as shipped under configs/")
     p.add_argument("-o", "--out", type=Path, required=True)
     args = p.parse_args()
@@ -86,13 +93,17 @@ def main() -> int:
         meta = dict(f.metadata() or {})
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
     config = yaml.safe_load((args.run / "config.yaml").read_text())
+    metrics = _val_metrics(args.val_run)
+    if args.heldout_run is not None:
+        metrics |= _val_metrics(args.heldout_run, "heldout")
+        meta["heldout_split"] = str(yaml.safe_load((args.heldout_run / "config.yaml").read_text())["data"]["val_split"])
     meta.update(
-        metrics=json.dumps(_val_metrics(args.val_run)),
+        metrics=json.dumps(metrics),
         recipe=args.recipe,
         trained_on=str(config["data"]["train_split"]),
         iterations=str(config["train"]["iters"]),
         wall_minutes=f"{_wall_minutes(args.run):.1f}",
-        cpu_flags=" ".join(cpu_flags()),
+        cpu_flags=meta.get("cpu_flags") or " ".join(cpu_flags()),  # the run's own, where it recorded them
         data_licence=DATA_LICENCE,
     )
     if config["data"].get("base_size"):  # the Predictor scales images to the long side the model was trained at

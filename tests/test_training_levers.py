@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from dsnet.data import balanced_class_weights, build_dataset, class_pixel_counts
@@ -17,7 +18,7 @@ from dsnet.engine.config import Config, ConfigError, apply_overrides, load_confi
 from dsnet.engine.pretrain.config import PretrainConfig
 from dsnet.engine.time_budget import plan_iterations
 from dsnet.engine.trainer import Trainer, TrainingInterrupted, train
-from dsnet.hardware import native_bf16, resolve_amp
+from dsnet.hardware import cpu_flags, native_bf16, resolve_amp
 
 from .helpers import StopAt, write_tiny_config
 
@@ -138,6 +139,11 @@ def test_levers_together_resume_bit_for_bit(tmp_path, synthetic_camvid):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    summary = json.loads((tmp_path / "b/run/summary.json").read_text())  # what the run's iterations depended on
+    assert summary["hardware"]["device"] == "cpu" and int(summary["hardware"]["threads"]) >= 1
+    assert summary["hardware"]["cpu_flags"] == (" ".join(cpu_flags()) or "(unknown)")
+    with safe_open(str(tmp_path / "b/run/final.safetensors"), framework="pt") as f:
+        assert f.metadata()["cpu_flags"] == summary["hardware"]["cpu_flags"]
 
 
 def test_stages_change_the_crop_at_their_start(tmp_path, synthetic_camvid):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..hardware import cpu_flags
 from ..models import save_weights
 from ..torchrun import restarted_by_torchrun
 from .distributed import DistEnv, cleanup, init_distributed, param_divergence
@@ -205,6 +206,7 @@ class TrainingRun(RunCheckpoints):
         if main:
             write_config(self.work_dir / "config.yaml", cfg)
             logger.info("%s", self._start_message())
+            logger.info("hardware: %s", ", ".join(f"{k} {v}" for k, v in self._hardware().items()))
             log = logger.warning if "emulated" in self.amp_reason else logger.info
             log("optim.amp=%s (%s)", cfg.optim.amp, self.amp_reason)
         self.signals.install()
@@ -296,13 +298,27 @@ class TrainingRun(RunCheckpoints):
             "dataset": self.dataset_name,
             "config": str(c.name),
             "amp": str(c.optim.amp),
+            "cpu_flags": self._hardware()["cpu_flags"],
         }
         if self.label_space is not None:
             meta = {**self.label_space.to_metadata(), **meta}
         return {**meta, "iteration": str(self.iteration), **({self.score_name: f"{self._score(m):.6f}"} if m else {})}
 
+    def _hardware(self) -> dict[str, str]:
+        """What a time-budgeted run's iteration count depends on: the device, the CPU flags, the threads."""
+        return {
+            "device": str(self.env.device),
+            "cpu_flags": " ".join(cpu_flags()) or "(unknown)",
+            "threads": str(torch.get_num_threads()),
+        }
+
     def _finish(self, last_val: Any | None) -> dict[str, Any]:
-        summary: dict[str, Any] = {"iterations": self.iteration, **self._best(), "world_size": self.env.world_size}
+        summary: dict[str, Any] = {
+            "iterations": self.iteration,
+            **self._best(),
+            "world_size": self.env.world_size,
+            "hardware": self._hardware(),
+        }
         if self.env.distributed:
             summary["param_max_abs_diff_across_ranks"] = param_divergence(self.model)
         if self.env.is_main:
