@@ -10,8 +10,9 @@ steals the budget).
     python benchmarks/camvid_levers.py list                   # the rows and their overrides
 
 Results land in ``runs/levers-<protocol>/<row>/`` (``--runs`` to change); the table reads them.
-``--protocol heldout`` trains without sequence 0006R0 and scores on it (a street never seen, which
-predicts the test split; issue [5 of 5]); the default ``val`` scores on CamVid's val split.
+``--protocol heldout-SEQ`` trains without the CamVid sequence SEQ (0001TP, 0006R0, 0016E5) and scores on
+it: a street never seen, as in the test split (issue [5 of 5]); the default ``val`` scores on CamVid's val
+split. ``pooled`` sums the confusion matrices of a row's three held-out runs (leave one sequence out).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from dsnet.data import describe_dataset
 
@@ -70,13 +73,19 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+#: CamVid's train + val sequences (file-name prefixes); a held-out protocol trains without one, scores on it
+SEQUENCES = ("0001TP", "0006R0", "0016E5")
+
 #: protocol name -> (what its score measures, overrides choosing the splits)
 PROTOCOLS: dict[str, tuple[str, list[str]]] = {
     "val": ("val (101 frames of 0016E5, a street seen in training)", []),
-    "heldout": (
-        "held-out-0006R0 (a whole sequence left out of training)",
-        ["data.train_split=without-0006R0", "data.val_split=held-out-0006R0"],
-    ),
+    **{
+        f"heldout-{seq}": (
+            f"held-out-{seq} (the sequence left out of training)",
+            [f"data.train_split=without-{seq}", f"data.val_split=held-out-{seq}"],
+        )
+        for seq in SEQUENCES
+    },
 }
 
 
@@ -133,9 +142,32 @@ def table(runs: Path, protocol: str) -> str:
     return "\n".join(lines)
 
 
+def pooled(runs_root: Path) -> str:
+    """Leave-one-sequence-out, pooled: the rows run on all three held-out protocols, their flip confusion
+    matrices summed (every train + val frame predicted by a model that never saw its street)."""
+    folds = " | ".join(f"held-out {seq}" for seq in SEQUENCES)
+    lines = [
+        f"| row | {folds} | pooled mIoU | " + " | ".join(CLASSES) + " |",
+        "|---|" + "---|" * (len(SEQUENCES) + 1 + len(CLASSES)),
+    ]
+    for name in ROWS:
+        files = [runs_root / f"levers-heldout-{seq}" / name / "eval_flip.json" for seq in SEQUENCES]
+        if not all(f.is_file() for f in files):
+            continue
+        evals = [json.loads(f.read_text()) for f in files]
+        confusion = sum(np.asarray(e["confusion_matrix"], np.float64) for e in evals)
+        tp = np.diag(confusion)
+        iou = tp / np.maximum(confusion.sum(0) + confusion.sum(1) - tp, 1)
+        folds = " | ".join(f"{100 * e['miou']:.2f}" for e in evals)
+        lines.append(
+            f"| {name} | {folds} | **{100 * iou.mean():.2f}** | " + " | ".join(f"{100 * v:.1f}" for v in iou) + " |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("run", "table", "list"))
+    p.add_argument("action", choices=("run", "table", "pooled", "list"))
     p.add_argument("row", nargs="?", choices=list(ROWS))
     p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for the run")
     p.add_argument("--protocol", choices=list(PROTOCOLS), default="val", help="what the rows are scored on")
@@ -147,6 +179,8 @@ def main() -> int:
             print(f"{name}: {what}\n    {' '.join(overrides) or '(none)'}")
     elif args.action == "table":
         print(table(runs, args.protocol))
+    elif args.action == "pooled":
+        print(pooled(args.runs or REPO / "runs"))
     else:
         if args.row is None:
             p.error("run needs a row")
