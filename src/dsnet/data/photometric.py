@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-__all__ = ["PHOTOMETRIC_PRESETS", "Photometric", "photometric_from"]
+__all__ = ["PHOTOMETRIC_PRESETS", "Photometric", "photometric_from", "scale_light"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _BLUR_SIGMA = (0.3, 1.2)
@@ -67,12 +67,7 @@ class Photometric:
         noise_std = float(rng.uniform(0.0, self.noise))
         noise_seed = int(rng.integers(0, 2**31))
 
-        x = image.astype(np.float32) * b
-        mean = float(x.mean())
-        x = (x - mean) * c + mean
-        gray = (x @ _LUMA)[..., None]
-        x = (x - gray) * s + gray
-        x = np.clip(x, 0, 255)
+        x = np.clip(scale_light(image, b, c, s), 0, 255)
         if hue_shift != 0:
             x = _rotate_hue(x, hue_shift)
         out = (x + 0.5).astype(np.uint8)  # x is in [0, 255]: rounding to uint8 needs no clip
@@ -84,6 +79,16 @@ class Photometric:
             noise = np.random.default_rng(noise_seed).standard_normal(out.shape, dtype=np.float32) * noise_std
             out = np.clip(out + noise + 0.5, 0, 255).astype(np.uint8)
         return out
+
+
+def scale_light(image: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """Float32 (H, W, 3), not clipped: ``image`` times ``brightness``, its contrast about the mean and its
+    saturation about the luma (ITU-R 601) scaled by the other two factors, in that order."""
+    x = image.astype(np.float32) * brightness
+    mean = x.mean()
+    x = (x - mean) * contrast + mean
+    gray = (x @ _LUMA)[..., None]
+    return (x - gray) * saturation + gray
 
 
 def _gamma_table(g: float) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from .photometric import Photometric
+from .photometric import Photometric, scale_light
 
 # --------------------------------------------------------------------------------------------------
 # normalisation
@@ -63,11 +63,7 @@ def jitter_colors(image: np.ndarray, rng: np.random.Generator, strength: float) 
     """Brightness, contrast and saturation each scaled by a factor drawn uniformly in
     ``[1 - strength, 1 + strength]`` (three draws, in that order), on a uint8 RGB image."""
     b, c, s = (float(rng.uniform(1 - strength, 1 + strength)) for _ in range(3))
-    x = image.astype(np.float32) * b
-    x = (x - x.mean()) * c + x.mean()
-    gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
-    x = (x - gray[..., None]) * s + gray[..., None]
-    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(scale_light(image, b, c, s) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _norm_consts(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
