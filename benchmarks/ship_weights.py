@@ -1,11 +1,16 @@
 """Turn a finished run into the weights shipped with the package (fp16 safetensors under 15 MB).
 
     python benchmarks/ship_weights.py runs/cpu60min-trainval --val-run runs/cpu60min-train \\
+        --recipe configs/dsnet-head64_1xb8-cpu60min_camvid-192x256.yaml \\
         -o src/dsnet/models/weights/dsnet_head64_camvid-cpu60min.safetensors
+    python benchmarks/ship_weights.py runs/trainval60/photometric --heldout-run runs/heldout60/photometric \\
+        --recipe configs/dsnet-head64_1xb8-cpu60min-photometric_camvid-192x256.yaml \\
+        -o src/dsnet/models/weights/dsnet_head64_camvid-cpu60min-photometric.safetensors
 
 The file keeps the run's metadata (model, label space, amp, config name) and adds what a user of the
-weights needs: ``metrics`` (JSON: the val mIoU of the same recipe trained on train alone, with and without
-flip, and with ``--heldout-run`` the mIoU on a CamVid sequence the same recipe never saw, ``heldout_miou*``),
+weights needs: ``metrics`` (JSON: with ``--val-run`` the val mIoU of the same recipe trained on train alone,
+``val_miou*``, and with ``--heldout-run`` the mIoU on a CamVid sequence the same recipe never saw,
+``heldout_miou*``; with and without flip; at least one of the two),
 ``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
 ``data_licence``, and ``input_long_side`` (the long side of the training images, ``data.base_size``, to
 which the Predictor scales images by default).
@@ -78,7 +83,7 @@ def _fp16_parity(model_name: str, source: Path, shipped: Path) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="work dir of the run to ship (its final.safetensors)")
-    p.add_argument("--val-run", type=Path, required=True, help="work dir of the same recipe trained on train alone")
+    p.add_argument("--val-run", type=Path, help="work dir of the same recipe trained on train alone")
     p.add_argument(
         "--heldout-run",
         type=Path,
@@ -88,12 +93,14 @@ def main() -> int:
     p.add_argument("--recipe", required=True, help="the config file of the recipe, as shipped under configs/")
     p.add_argument("-o", "--out", type=Path, required=True)
     args = p.parse_args()
+    if args.val_run is None and args.heldout_run is None:
+        p.error("the weights need a score: give --val-run, --heldout-run or both")
     source = args.run / "final.safetensors"
     with safe_open(str(source), framework="pt") as f:
         meta = dict(f.metadata() or {})
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
     config = yaml.safe_load((args.run / "config.yaml").read_text())
-    metrics = _val_metrics(args.val_run)
+    metrics = _val_metrics(args.val_run) if args.val_run is not None else {}
     if args.heldout_run is not None:
         metrics |= _val_metrics(args.heldout_run, "heldout")
         meta["heldout_split"] = str(yaml.safe_load((args.heldout_run / "config.yaml").read_text())["data"]["val_split"])

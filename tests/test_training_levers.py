@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from dsnet.data import balanced_class_weights, build_dataset, class_pixel_counts
 from dsnet.engine.config import Config, ConfigError, apply_overrides, load_config
 from dsnet.engine.pretrain.config import PretrainConfig
-from dsnet.engine.time_budget import plan_iterations
+from dsnet.engine.time_budget import BudgetPlan, plan_iterations, replan_iterations
 from dsnet.engine.trainer import Trainer, TrainingInterrupted, train
 from dsnet.hardware import cpu_flags, native_bf16, resolve_amp
 
@@ -225,6 +225,47 @@ def test_a_minutes_run_is_the_run_its_iteration_count_gives(tmp_path, synthetic_
         assert torch.equal(a[key], b[key]), key
     records = [json.loads(x) for x in (tmp_path / "a/run/metrics.jsonl").read_text().splitlines()]
     assert records[0]["iter"] == 1  # the measuring steps left no record
+
+
+def test_replan_iterations_fills_what_is_left_at_the_pace_so_far():
+    plan = BudgetPlan(1000, budget_s=1000, spent_s=20, step_s=(1.0, 2.0), validation_s=10, validations=10)
+    at = dict(done=100, spent_s=150, stage_starts=[0.5], val_interval=100)
+    slower = replan_iterations(plan, pace_s=1.2, **at)
+    per_iteration = 0.5 * 1.2 + 0.5 * 2.4  # the second stage keeps its measured ratio to the first
+    used = (slower - 100) * per_iteration + ((slower - 100) / 100 + 1) * 10 + 150
+    assert used <= 1000 * 0.98 < used + per_iteration + 10
+    assert replan_iterations(plan, pace_s=0.8, **at) > replan_iterations(plan, pace_s=1.0, **at) > slower
+    assert replan_iterations(plan, pace_s=1.0, **{**at, "spent_s": 2000}) == 101  # out of time: one more
+
+
+def test_a_minutes_run_slower_than_its_measured_step_is_replanned(tmp_path, synthetic_camvid, monkeypatch, caplog):
+    """The measured step said 1 ms, the run takes 0.15 s a step: at a tenth of the 40 planned iterations the
+    pace check cuts the run to what fits in the 3 s left, says so and rewrites config.yaml."""
+    from dsnet.engine import trainer as trainer_module
+
+    monkeypatch.setattr(
+        trainer_module,
+        "plan_iterations",
+        lambda budget, spent, steps, *a, **k: BudgetPlan(40, spent + 3.0, spent, (1e-3,), 0.0, 1),
+    )
+    real_step = Trainer._step
+
+    def slow_step(self, batches):
+        time.sleep(0.15)
+        return real_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    cfg = _config(tmp_path, synthetic_camvid, ["train.minutes=10", "train.val_interval=1000"], iters=1000)
+    run = Trainer(cfg, device="cpu")
+    try:
+        with caplog.at_level("INFO", logger="dsnet"):
+            iterations = run.run()["iterations"]
+    finally:
+        run.close()
+    assert 4 < iterations < 40
+    said = [r.getMessage() for r in caplog.records if "pace at iteration 4" in r.getMessage()]
+    assert said and f"{iterations} iterations instead of 40" in said[0]
+    assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["train"]["iters"] == iterations
 
 
 @pytest.mark.parametrize(("minutes", "step_delay", "measured"), [(10, 0.0, 3 + 10), (0.5, 1.6, 1 + 2)])

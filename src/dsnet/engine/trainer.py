@@ -34,10 +34,11 @@ from .evaluator import EvaluationInterrupted, evaluate_with_config
 from .losses import LossOutput
 from .metrics import SegMetrics
 from .observe import format_train_log, plot_run
+from .run_files import write_config
 from .schedule import cosine_lr, poly_lr
 from .state import capture_rng_state, restore_rng_state
 from .stopping import EmptyLabelGuard, TrainingInterrupted
-from .time_budget import BudgetPlan, plan_iterations
+from .time_budget import PACE_CHECK_AT, BudgetPlan, plan_iterations, replan_iterations
 from .training_run import TrainingRun, run_to_end
 
 __all__ = ["Trainer", "train", "TrainingInterrupted"]
@@ -77,6 +78,9 @@ class Trainer(TrainingRun):
         self.val_interval = cfg.train.val_interval
         self.empty_labels = EmptyLabelGuard(cfg.train.max_empty_batches, self.ignore_index, cfg.data.root)
         self._empty_batch = False
+        # train.minutes: the iteration at which the pace is checked (None: no check) and its clock
+        self._pace_check_at: int | None = None
+        self._pace_clock, self._validation_s = 0.0, 0.0
 
     def stage_starts(self) -> list[int]:
         """The first iteration of each ``data.stages`` entry (after the run's first part at the ``data`` sizes)."""
@@ -88,12 +92,14 @@ class Trainer(TrainingRun):
         stages = self.cfg.data.stages
         if not stages:
             return super()._loader()
-        return self._staged_batches([*self.stage_starts(), None], [None, *stages])
+        return self._staged_batches([None, *stages])
 
-    def _staged_batches(self, ends: list[int | None], stages: list[Any]) -> Iterator[Any]:
-        """``stages[k]`` (None: the ``data`` sizes) until iteration ``ends[k]`` (None: the end of the run)."""
+    def _staged_batches(self, stages: list[Any]) -> Iterator[Any]:
+        """``stages[k]`` (None: the ``data`` sizes) until the next stage's first iteration (the last: the end
+        of the run). Each end is read when its stage begins: a pace check may have re-set ``total_iters``."""
         accum = self.cfg.optim.grad_accum
-        for end, stage in zip(ends, stages, strict=True):
+        for k, stage in enumerate(stages):
+            end = self.stage_starts()[k] if k < len(stages) - 1 else None
             if end is not None and self.iteration >= end:
                 continue
             self.train_set.transform = train_transform(self.cfg, stage)
@@ -108,7 +114,59 @@ class Trainer(TrainingRun):
 
     def _before_first_step(self) -> None:
         if self.cfg.train.minutes is not None:
-            self.fit_to_minutes(self.cfg.train.minutes)
+            plan = self.fit_to_minutes(self.cfg.train.minutes)
+            if plan.iterations >= 20:  # a resumed run keeps its plan: this runs for a new run only
+                self._pace_check_at = max(2, round(PACE_CHECK_AT * plan.iterations))
+
+    def _after_step(self) -> None:
+        """The pace of a ``train.minutes`` run: timed from the end of its first step (validations excluded) and
+        checked once against the plan (:func:`~dsnet.engine.time_budget.replan_iterations`)."""
+        if self._pace_check_at is None:
+            return
+        if self.iteration == 1:
+            self._pace_clock, self._validation_s = time.perf_counter(), 0.0
+        elif self.iteration == self._pace_check_at:
+            self._pace_check_at = None
+            now = time.perf_counter()
+            self._check_pace((now - self._pace_clock - self._validation_s) / (self.iteration - 1), now - self.started)
+
+    def _check_pace(self, pace_s: float, spent_s: float) -> None:
+        minutes, planned = self.cfg.train.minutes, self.total_iters
+        iterations = replan_iterations(
+            self.plan,
+            self.iteration,
+            pace_s,
+            spent_s,
+            [stage.start for stage in self.cfg.data.stages],
+            self.cfg.train.val_interval,
+        )
+        if self.env.distributed:  # every rank runs rank 0's plan
+            t = torch.tensor([iterations], device=self.env.device)
+            dist.broadcast(t, src=0)
+            iterations = int(t.item())
+        measured = self.plan.step_s[0]
+        if abs(iterations - planned) <= 0.01 * planned:
+            if self.env.is_main:
+                logger.info(
+                    "train.minutes=%g: pace at iteration %d: %.3f s/iteration (measured %.3f): the plan of %d holds",
+                    *(minutes, self.iteration, pace_s, measured, planned),
+                )
+            return
+        self.total_iters = self.cfg.train.iters = iterations
+        if self.env.is_main:
+            logger.info(
+                "train.minutes=%g: pace at iteration %d: %.3f s/iteration against the measured %.3f: "
+                "%d iterations instead of %d (config.yaml rewritten)",
+                *(minutes, self.iteration, pace_s, measured, iterations, planned),
+            )
+            write_config(self.work_dir / "config.yaml", self.cfg)
+
+    def _validate_and_record(self, recorder: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return super()._validate_and_record(recorder)
+        finally:
+            self._validation_s += time.perf_counter() - started  # not part of the training pace
 
     def fit_to_minutes(
         self, minutes: float, timed_steps: int = 10, warm_steps: int = 3, share: float = 0.05

@@ -148,6 +148,9 @@ class TrainingRun(RunCheckpoints):
         """Before each step: whether a stop was asked for on any rank."""
         return self._should_stop()
 
+    def _after_step(self) -> None:
+        """After each step, before its logging, checkpoint and validation (``total_iters`` may change here)."""
+
     def _after_loop(self) -> None:
         """After the last step, before the final checkpoint."""
 
@@ -244,6 +247,7 @@ class TrainingRun(RunCheckpoints):
                 raise FloatingPointError(
                     f"non-finite loss at iteration {self.iteration}: {values}; state saved to {path}"
                 )
+            self._after_step()
             totals = {k: totals.get(k, 0.0) + v for k, v in values.items()}
             count += 1
             if bar is not None:
