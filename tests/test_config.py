@@ -15,10 +15,12 @@ from dsnet.engine.pretrain import load_pretrain_config
 ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 CONFIGS = [p for p in ALL_CONFIGS if "imagenet" not in p.stem]  # segmentation runs
 PRETRAIN_CONFIGS = [p for p in ALL_CONFIGS if "imagenet" in p.stem]  # `dsnet pretrain` recipes
-# the run's length: thousands of iterations (`-87k_`), or minutes of wall time on a CPU (`-cpu60min_`)
+# the run's length: thousands of iterations (`-87k_`), or minutes of wall time on a CPU (`-cpu60min_`),
+# then the recipe's own tag where one recipe has variants (`-cpu60min-photometric_`)
 NAME = re.compile(
     r"dsnet-(?P<model>head64|head128|head256|base)_(?P<gpus>\d+)xb(?P<batch>\d+)-"
-    r"(?:(?P<iters>[\d.]+)k|cpu(?P<minutes>[\d.]+)min)_(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
+    r"(?:(?P<iters>[\d.]+)k|cpu(?P<minutes>[\d.]+)min)(?:-(?P<tag>[a-z]+))?"
+    r"_(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
 )
 
 
@@ -73,6 +75,8 @@ def test_config_loads_and_its_name_matches_its_content(path: Path) -> None:
     else:
         assert abs(cfg.train.iters / 1000 - float(m["iters"])) / float(m["iters"]) < 0.03
     assert cfg.name == path.stem
+    if m["tag"] == "photometric":
+        assert cfg.data.photometric == "streets"
 
 
 def test_unknown_keys_are_named_with_a_suggestion(tmp_path: Path) -> None:
