@@ -131,35 +131,27 @@ class Trainer(TrainingRun):
             self._check_pace((now - self._pace_clock - self._validation_s) / (self.iteration - 1), now - self.started)
 
     def _check_pace(self, pace_s: float, spent_s: float) -> None:
-        minutes, planned = self.cfg.train.minutes, self.total_iters
-        iterations = replan_iterations(
-            self.plan,
-            self.iteration,
-            pace_s,
-            spent_s,
-            [stage.start for stage in self.cfg.data.stages],
-            self.cfg.train.val_interval,
+        minutes, planned, stage_starts = (
+            self.cfg.train.minutes,
+            self.total_iters,
+            [s.start for s in self.cfg.data.stages],
         )
+        iterations = replan_iterations(self.plan, self.iteration, pace_s, spent_s, stage_starts, self.val_interval)
         if self.env.distributed:  # every rank runs rank 0's plan
             t = torch.tensor([iterations], device=self.env.device)
             dist.broadcast(t, src=0)
             iterations = int(t.item())
-        measured = self.plan.step_s[0]
-        if abs(iterations - planned) <= 0.01 * planned:
-            if self.env.is_main:
-                logger.info(
-                    "train.minutes=%g: pace at iteration %d: %.3f s/iteration (measured %.3f): the plan of %d holds",
-                    *(minutes, self.iteration, pace_s, measured, planned),
-                )
-            return
-        self.total_iters = self.cfg.train.iters = iterations
+        holds = abs(iterations - planned) <= 0.01 * planned
+        if not holds:
+            self.total_iters = self.cfg.train.iters = iterations
         if self.env.is_main:
+            verdict = f"the plan of {planned} holds" if holds else f"{iterations} iterations instead of {planned}"
             logger.info(
-                "train.minutes=%g: pace at iteration %d: %.3f s/iteration against the measured %.3f: "
-                "%d iterations instead of %d (config.yaml rewritten)",
-                *(minutes, self.iteration, pace_s, measured, iterations, planned),
+                "train.minutes=%g: pace at iteration %d: %.3f s/iteration against the measured %.3f: %s",
+                *(minutes, self.iteration, pace_s, self.plan.step_s[0], verdict),
             )
-            write_config(self.work_dir / "config.yaml", self.cfg)
+            if not holds:
+                write_config(self.work_dir / "config.yaml", self.cfg)
 
     def _validate_and_record(self, recorder: Any) -> Any:
         started = time.perf_counter()
