@@ -6,9 +6,10 @@ so the run that follows is exactly the run ``train.iters=N`` gives; N is written
 resumed run keeps it.
 
 A few steps can mislead: on a 2-core AMD EPYC under sustained load a 60-minute run took 1.27 s per step
-against the 1.115 s measured in its first minute (14 % over the budget). So the pace is checked once, at a tenth of the plan: if the iterations done so far say the
-run would end more than 1 % off the budget, N is re-set from that pace (:func:`replan_iterations`), logged and
-rewritten to ``config.yaml``; the learning-rate schedule follows the new N from there on.
+against the 1.115 s measured in its first minute (14 % over the budget). So the pace is checked once, at a
+tenth of the plan: if the iterations done so far say the run would end more than 1 % off the budget, N is
+re-set from that pace (:func:`replan_iterations`), logged and rewritten to ``config.yaml``; the learning-rate
+schedule follows the new N from there on.
 """
 
 from __future__ import annotations
