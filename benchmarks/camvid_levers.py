@@ -7,6 +7,7 @@ steals the budget).
 
     python benchmarks/camvid_levers.py run cw_sqrt            # train + evaluate one row
     python benchmarks/camvid_levers.py table                  # the Markdown table of the rows run so far
+    python benchmarks/camvid_levers.py table --baseline cw_sqrt   # ... with each row against cw_sqrt
     python benchmarks/camvid_levers.py list                   # the rows and their overrides
 
 Results land in ``runs/levers-<protocol>/<row>/`` (``--runs`` to change); the table reads them.
@@ -116,30 +117,54 @@ def _row_figures(work: Path) -> dict | None:
         "wall_min": wall,
         "final": s["final"],
         "flip": json.loads(flip.read_text()) if flip.is_file() else None,
+        "cpu_flags": s.get("hardware", {}).get("cpu_flags", "(not recorded)"),
     }
 
 
-def table(runs: Path, protocol: str) -> str:
+def _flip_iou(figures: dict) -> np.ndarray | None:
+    return np.asarray(figures["flip"]["iou"]) if figures["flip"] else None
+
+
+def table(runs: Path, protocol: str, baseline: str | None = None) -> str:
+    """The rows run so far; with ``baseline``, each row's flip mIoU against that row's and the classes that
+    moved most (one seed resolves about a point of mIoU, a few points of one class)."""
+    base = _row_figures(runs / baseline) if baseline else None
+    base_iou = _flip_iou(base) if base else None
+    delta = f" | against {baseline} (flip) | classes moved most" if base_iou is not None else ""
     lines = [
-        f"| row | change | iterations | wall (min) | {protocol} mIoU | + flip | " + " | ".join(THIN) + " |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| row | change | iterations | wall (min) | {protocol} mIoU | + flip | " + " | ".join(THIN) + delta + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(THIN) + ("---|---|" if delta else ""),
     ]
+    flags = set()
     for name, (what, _) in ROWS.items():
         f = _row_figures(runs / name)
         if f is None:
             continue
+        flags.add(f["cpu_flags"])
         final = f["final"]
         iou = dict(zip(CLASSES, final["iou"], strict=True))
         flip = f"{100 * f['flip']['miou']:.2f}" if f["flip"] else "-"
-        thin = " | ".join(
-            f"{100 * iou[c]:.1f}" if c in iou else "-"
-            for c in ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
-        )
-        lines.append(
+        thin = " | ".join(f"{100 * iou[c]:.1f}" if c in iou else "-" for c in THIN)
+        row = (
             f"| {name} | {what} | {f['iterations']} | {f['wall_min']:.1f} | {100 * final['miou']:.2f} | {flip} "
             f"| {thin} |"
         )
+        if delta:
+            row += _against(_flip_iou(f), base_iou, name == baseline)
+        lines.append(row)
+    lines.append("")
+    lines.append("CPU flags of the runs: " + "; ".join(sorted(flags)))
     return "\n".join(lines)
+
+
+def _against(iou: np.ndarray | None, base_iou: np.ndarray, is_baseline: bool) -> str:
+    """Two cells: the flip mIoU change against the baseline and the three classes that changed most."""
+    if is_baseline or iou is None:
+        return "  | |"
+    change = 100 * (iou - base_iou)
+    moved = np.argsort(-np.abs(change))[:3]
+    classes = ", ".join(f"{CLASSES[i]} {change[i]:+.1f}" for i in moved)
+    return f" {100 * (iou.mean() - base_iou.mean()):+.2f} | {classes} |"
 
 
 def pooled(runs_root: Path) -> str:
@@ -172,13 +197,14 @@ def main() -> int:
     p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for the run")
     p.add_argument("--protocol", choices=list(PROTOCOLS), default="val", help="what the rows are scored on")
     p.add_argument("--runs", type=Path, help="where the rows' work dirs are (default runs/levers-<protocol>)")
+    p.add_argument("--baseline", choices=list(ROWS), help="table: each row's flip mIoU against this row's")
     args = p.parse_args()
     runs = args.runs or REPO / f"runs/levers-{args.protocol}"
     if args.action == "list":
         for name, (what, overrides) in ROWS.items():
             print(f"{name}: {what}\n    {' '.join(overrides) or '(none)'}")
     elif args.action == "table":
-        print(table(runs, args.protocol))
+        print(table(runs, args.protocol, args.baseline))
     elif args.action == "pooled":
         print(pooled(args.runs or REPO / "runs"))
     else:
