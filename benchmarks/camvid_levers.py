@@ -204,6 +204,8 @@ def main() -> int:
         for name, (what, overrides) in ROWS.items():
             print(f"{name}: {what}\n    {' '.join(overrides) or '(none)'}")
     elif args.action == "table":
+        if args.baseline and _row_figures(runs / args.baseline) is None:
+            p.error(f"--baseline {args.baseline}: no finished run in {runs / args.baseline} (summary.json missing)")
         print(table(runs, args.protocol, args.baseline))
     elif args.action == "pooled":
         print(pooled(args.runs or REPO / "runs"))
