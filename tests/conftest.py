@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,12 @@ SHARED = Path(os.environ.get("DSNET_SHARED", REPO.parent / "shared"))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one torch thread each
     torch.set_num_threads(1)
+
+# A shell without job control (`bash -c '... &'`, some CI runners) starts its children with SIGINT ignored, and
+# exec keeps it ignored: the Ctrl-C tests would then test that shell, not dsnet. Give the suite (and the
+# processes it starts) the SIGINT a terminal gives.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_path(*parts: str) -> Path:
