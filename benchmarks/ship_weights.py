@@ -4,13 +4,15 @@
         --recipe configs/dsnet-head64_1xb8-cpu60min_camvid-192x256.yaml \\
         -o src/dsnet/models/weights/dsnet_head64_camvid-cpu60min.safetensors
     python benchmarks/ship_weights.py runs/trainval60/photometric --heldout-run runs/heldout60/photometric \\
+        --heldout-run runs/heldout60/dusk_photometric \\
         --recipe configs/dsnet-head64_1xb8-cpu60min-photometric_camvid-192x256.yaml \\
         -o src/dsnet/models/weights/dsnet_head64_camvid-cpu60min-photometric.safetensors
 
 The file keeps the run's metadata (model, label space, amp, config name) and adds what a user of the
 weights needs: ``metrics`` (JSON: with ``--val-run`` the val mIoU of the same recipe trained on train alone,
 ``val_miou*``, and with ``--heldout-run`` the mIoU on a CamVid sequence the same recipe never saw,
-``heldout_miou*``; with and without flip; at least one of the two),
+``heldout_miou*``, or with the option given once per sequence ``heldout_<SEQ>_miou*`` and their mean
+``heldout_mean_miou*``; with and without flip; at least one of the two),
 ``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
 ``data_licence``, and ``input_long_side`` (the long side of the training images, ``data.base_size``, to
 which the Predictor scales images by default).
@@ -63,6 +65,24 @@ def _val_metrics(val_run: Path, prefix: str = "val") -> dict[str, float]:
     return dict(sorted(metrics.items()))
 
 
+def _heldout_metrics(runs: list[Path]) -> tuple[dict[str, float], list[str]]:
+    """The held-out scores of one run (``heldout_miou*``) or of one run per sequence (``heldout_<SEQ>_miou*``
+    and the mean over the sequences, ``heldout_mean_miou*``), with the splits they were scored on."""
+    splits = [str(yaml.safe_load((run / "config.yaml").read_text())["data"]["val_split"]) for run in runs]
+    if len(set(splits)) != len(splits):
+        raise SystemExit(f"--heldout-run: two runs scored on the same split ({', '.join(splits)})")
+    if len(runs) == 1:
+        return _val_metrics(runs[0], "heldout"), splits
+    metrics: dict[str, float] = {}
+    for run, split in zip(runs, splits):
+        metrics |= _val_metrics(run, "heldout_" + split.removeprefix("held-out-"))
+    for suffix in ("_miou", "_miou_flip"):
+        values = [metrics.get(f"heldout_{s.removeprefix('held-out-')}{suffix}") for s in splits]
+        if all(v is not None for v in values):
+            metrics[f"heldout_mean{suffix}"] = round(sum(values) / len(values), 2)
+    return dict(sorted(metrics.items())), splits
+
+
 def _fp16_parity(model_name: str, source: Path, shipped: Path) -> str:
     """The shipped fp16 file against the fp32 run on the demo images: logits error relative to their
     scale and the share of pixels whose class is kept (storage in fp16 must not change the model)."""
@@ -87,13 +107,16 @@ def main() -> int:
     p.add_argument(
         "--heldout-run",
         type=Path,
+        action="append",
+        default=[],
         help="work dir of the same recipe trained without one sequence and scored on it (metrics heldout_miou*, "
-        "and heldout_split naming the sequence)",
+        "and heldout_split naming the sequence); once per sequence for several (heldout_<SEQ>_miou*, their "
+        "mean heldout_mean_miou*, heldout_split listing them)",
     )
     p.add_argument("--recipe", required=True, help="the config file of the recipe, as shipped under configs/")
     p.add_argument("-o", "--out", type=Path, required=True)
     args = p.parse_args()
-    if args.val_run is None and args.heldout_run is None:
+    if args.val_run is None and not args.heldout_run:
         p.error("the weights need a score: give --val-run, --heldout-run or both")
     source = args.run / "final.safetensors"
     with safe_open(str(source), framework="pt") as f:
@@ -101,9 +124,10 @@ def main() -> int:
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
     config = yaml.safe_load((args.run / "config.yaml").read_text())
     metrics = _val_metrics(args.val_run) if args.val_run is not None else {}
-    if args.heldout_run is not None:
-        metrics |= _val_metrics(args.heldout_run, "heldout")
-        meta["heldout_split"] = str(yaml.safe_load((args.heldout_run / "config.yaml").read_text())["data"]["val_split"])
+    if args.heldout_run:
+        heldout, splits = _heldout_metrics(args.heldout_run)
+        metrics |= heldout
+        meta["heldout_split"] = ",".join(splits)
     meta.update(
         metrics=json.dumps(metrics),
         recipe=args.recipe,

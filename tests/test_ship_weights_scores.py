@@ -1,0 +1,58 @@
+"""benchmarks/ship_weights.py: the scores it writes into shipped weights from held-out runs (one or several
+sequences), read from the runs' own files; nothing is trained here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ship_weights.py"
+
+
+@pytest.fixture(scope="module")
+def ship():
+    spec = importlib.util.spec_from_file_location("ship_weights", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(root: Path, split: str, flip_miou: float, noflip_miou: float | None) -> Path:
+    """A finished held-out run as `dsnet train` and `dsnet eval -o` leave it: config, summary, no-flip eval."""
+    run = root / split
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"val_split": split}, "eval": {"flip": True}}))
+    (run / "summary.json").write_text(json.dumps({"final": {"miou": flip_miou}}))
+    if noflip_miou is not None:
+        (run / "eval_noflip.json").write_text(json.dumps({"miou": noflip_miou}))
+    return run
+
+
+def test_one_heldout_run_keeps_the_plain_names(ship, tmp_path):
+    metrics, splits = ship._heldout_metrics([_run(tmp_path, "held-out-0006R0", 0.3667, 0.3599)])
+    assert metrics == {"heldout_miou": 35.99, "heldout_miou_flip": 36.67}
+    assert splits == ["held-out-0006R0"]
+
+
+def test_several_heldout_runs_are_named_by_sequence_with_their_mean(ship, tmp_path):
+    runs = [_run(tmp_path, "held-out-0006R0", 0.40, 0.38), _run(tmp_path, "held-out-0001TP", 0.20, None)]
+    metrics, splits = ship._heldout_metrics(runs)
+    assert splits == ["held-out-0006R0", "held-out-0001TP"]
+    assert metrics["heldout_0006R0_miou_flip"] == 40.0 and metrics["heldout_0001TP_miou_flip"] == 20.0
+    assert metrics["heldout_mean_miou_flip"] == 30.0
+    # the no-flip mean would rest on one sequence only: it is left out rather than mislabelled
+    assert metrics["heldout_0006R0_miou"] == 38.0 and "heldout_mean_miou" not in metrics
+
+
+def test_two_runs_on_one_split_are_refused(ship, tmp_path):
+    first = _run(tmp_path, "held-out-0006R0", 0.4, 0.4)
+    second = tmp_path / "again"
+    second.mkdir()
+    for name in ("config.yaml", "summary.json"):
+        (second / name).write_text((first / name).read_text())
+    with pytest.raises(SystemExit, match="same split"):
+        ship._heldout_metrics([first, second])
