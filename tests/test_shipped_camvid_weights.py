@@ -1,4 +1,5 @@
-"""The CamVid models shipped with the package (``camvid-cpu60min``): their files, metadata and predictions.
+"""The CamVid models shipped with the package (`camvid-cpu60min` and its `-photometric` sibling): files,
+metadata and predictions.
 
 These read the real file under ``src/dsnet/models/weights/``; nothing here needs ``../shared``.
 """
@@ -20,7 +21,7 @@ from dsnet.models.pretrained import get_weights
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "demo" / "camvid-mini"
-SHIPPED = ("camvid-cpu60min",)  # every CamVid model the package ships; each test runs on each
+SHIPPED = ("camvid-cpu60min", "camvid-cpu60min-photometric")  # every CamVid model shipped; each test runs on each
 
 
 @pytest.fixture(scope="module", params=SHIPPED)

@@ -126,3 +126,16 @@ CAMVID_CPU60MIN = register_weights(
         description="CamVid 11 classes, trained from scratch in 60 min on a 2-core CPU; CC BY-NC 4.0 data",
     )
 )
+
+#: the same recipe with photometric augmentation (configs/dsnet-head64_1xb8-cpu60min-photometric_camvid-192x256.yaml):
+#: chosen on the sequence-held-out protocols for streets in other light; shipped beside camvid-cpu60min, not
+#: replacing it (benchmarks/README.md, "Unseen streets"). CC BY-NC 4.0 data.
+CAMVID_CPU60MIN_PHOTOMETRIC = register_weights(
+    PretrainedWeights(
+        name="camvid-cpu60min-photometric",
+        model="dsnet_head64",
+        filename="dsnet_head64_camvid-cpu60min-photometric.safetensors",
+        description="CamVid 11 classes, 60 min on a 2-core CPU with photometric augmentation (streets in other "
+        "light); CC BY-NC 4.0 data",
+    )
+)
