@@ -73,11 +73,12 @@ def _heldout_metrics(runs: list[Path]) -> tuple[dict[str, float], list[str]]:
         raise SystemExit(f"--heldout-run: two runs scored on the same split ({', '.join(splits)})")
     if len(runs) == 1:
         return _val_metrics(runs[0], "heldout"), splits
+    sequences = [split.removeprefix("held-out-") for split in splits]
     metrics: dict[str, float] = {}
-    for run, split in zip(runs, splits):
-        metrics |= _val_metrics(run, "heldout_" + split.removeprefix("held-out-"))
+    for run, sequence in zip(runs, sequences):
+        metrics |= _val_metrics(run, f"heldout_{sequence}")
     for suffix in ("_miou", "_miou_flip"):
-        values = [metrics.get(f"heldout_{s.removeprefix('held-out-')}{suffix}") for s in splits]
+        values = [metrics.get(f"heldout_{sequence}{suffix}") for sequence in sequences]
         if all(v is not None for v in values):
             metrics[f"heldout_mean{suffix}"] = round(sum(values) / len(values), 2)
     return dict(sorted(metrics.items())), splits
