@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from dsnet.data import CamVidDataset, TrainTransform, read_image, worker_init_fn
+from dsnet.data.base import SegmentationDataset
 from dsnet.engine.build import build_split
 from dsnet.engine.config import apply_overrides, load_config
 from dsnet.hardware import cpu_flags
@@ -38,7 +39,7 @@ from dsnet.hardware import cpu_flags
 DEFAULT_ROOT = Path(os.environ.get("DSNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "camvid"
 
 
-def _stage_times(ds, n: int) -> dict[str, float]:
+def _stage_times(ds: SegmentationDataset, n: int) -> dict[str, float]:
     t = {"read image": 0.0, "read+check label": 0.0, "transform": 0.0}
     for i in range(n):
         img_path, lbl_path = ds.samples[i]
