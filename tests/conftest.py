@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .synthetic import write_camvid_like
+from .synthetic import write_bdd100k_like, write_camvid_like
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DSNET_SHARED", REPO.parent / "shared"))
@@ -39,3 +39,9 @@ def _deterministic() -> None:
 def synthetic_camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CamVid-layout dataset made by the test session (8 train, 3 val images of 72x96)."""
     return write_camvid_like(tmp_path_factory.mktemp("synthetic_camvid"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_bdd100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BDD100K-layout dataset made by the test session (3 train images of 54x96, Cityscapes classes)."""
+    return write_bdd100k_like(tmp_path_factory.mktemp("synthetic_bdd100k"))

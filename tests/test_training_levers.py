@@ -125,10 +125,12 @@ LEVERS = [
 ]
 
 
-def test_levers_together_resume_bit_for_bit(tmp_path, synthetic_camvid):
-    whole = _config(tmp_path / "a", synthetic_camvid, LEVERS, iters=6, val_interval=3)
+def test_levers_together_resume_bit_for_bit(tmp_path, synthetic_camvid, synthetic_bdd100k):
+    extra = f"data.extra_train=[{{dataset: bdd100k, root: {synthetic_bdd100k}, class_map: cityscapes-to-camvid}}]"
+    levers = [*LEVERS, extra]
+    whole = _config(tmp_path / "a", synthetic_camvid, levers, iters=6, val_interval=3)
     train(whole, device="cpu")
-    cut = _config(tmp_path / "b", synthetic_camvid, LEVERS, iters=6, val_interval=3)
+    cut = _config(tmp_path / "b", synthetic_camvid, levers, iters=6, val_interval=3)
     run = StopAt(cut, device="cpu")
     run.stop_at = 4  # inside the second stage (it starts at iteration 3)
     with pytest.raises(TrainingInterrupted):

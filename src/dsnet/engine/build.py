@@ -17,6 +17,8 @@ from ..data import (
     build_dataset,
     class_pixel_counts,
 )
+from ..data.class_maps import class_map_lut
+from ..data.mixture import ExtraPart, MixedDataset
 from ..data.photometric import photometric_from
 from ..errors import ConfigError
 from ..models import create_model, get_model_info, load_weights, weights_part
@@ -61,23 +63,57 @@ def train_transform(cfg: Config, stage: StageConfig | None = None) -> TrainTrans
 
 
 def build_split(cfg: Config, split: str, train: bool) -> SegmentationDataset:
-    """One split of the config's dataset, with the training or the evaluation transform."""
+    """One split of the config's dataset, with the training or the evaluation transform; for training,
+    mixed with the datasets of ``data.extra_train`` where it names any."""
     info = get_model_info(cfg.model.name)
     d = cfg.data
     if train:
         transform: Any = train_transform(cfg)
     else:
         transform = EvalTransform(mean=info.mean, std=info.std, short_side=cfg.eval.short_side)
+    mixed = train and bool(d.extra_train)
     assert d.root is not None, "validate_config checks data.root"
     ds = build_dataset(
-        d.dataset, d.root, split, transform=transform, seed=cfg.train.seed, on_bad_sample=d.on_bad_sample, **d.options
+        d.dataset,
+        d.root,
+        split,
+        transform=None if mixed else transform,
+        seed=cfg.train.seed,
+        on_bad_sample=d.on_bad_sample,
+        **d.options,
     )
     if ds.num_classes != cfg.model.num_classes:
         raise ConfigError(
             f"model.num_classes={cfg.model.num_classes} but the {split!r} split of {d.dataset} at {d.root} "
             f"has {ds.num_classes} classes"
         )
-    return ds
+    if not mixed:
+        return ds
+    mixture = MixedDataset(
+        ds, [_extra_part(cfg, i, ds) for i in range(len(d.extra_train))], transform, cfg.train.seed, d.on_bad_sample
+    )
+    logger.info("training on %s", ", ".join(f"{k} {n}" for k, n in mixture.counts().items()))
+    return mixture
+
+
+def _extra_part(cfg: Config, i: int, main: SegmentationDataset) -> ExtraPart:
+    """``data.extra_train[i]`` built (without a transform: the mixture applies the one of the whole), its class
+    map checked against ``main``'s classes."""
+    extra = cfg.data.extra_train[i]
+    assert extra.root is not None, "validate_config checks data.extra_train[].root"
+    try:
+        ds = build_dataset(
+            extra.dataset,
+            extra.root,
+            extra.split,
+            seed=cfg.train.seed,
+            on_bad_sample=cfg.data.on_bad_sample,
+            **extra.options,
+        )
+        class_map_lut(ds.label_space, main.label_space, extra.class_map)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"data.extra_train[{i}]: {e}") from None
+    return ExtraPart(ds, extra.class_map, extra.repeat)
 
 
 def build_datasets(cfg: Config) -> dict[str, SegmentationDataset]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from ..data import CLASS_BALANCE_METHODS, list_datasets
+from ..data.class_maps import resolve_class_map
 from ..data.photometric import photometric_from
 from ..errors import ConfigError
 from ..inference import InferenceOptions
@@ -26,6 +27,7 @@ __all__ = [
     "ModelConfig",
     "DataConfig",
     "StageConfig",
+    "ExtraTrainConfig",
     "LossConfig",
     "OptimConfig",
     "TrainConfig",
@@ -64,6 +66,19 @@ class StageConfig:
 
 
 @dataclass
+class ExtraTrainConfig:
+    """Another dataset trained on beside ``data.train_split`` (more streets, cameras, light), its labels
+    relabelled into the main dataset's classes; evaluation stays on the main dataset."""
+
+    dataset: str = ""  # one of the datasets data.dataset accepts
+    root: str | None = None  # required
+    split: str | None = None  # null: the dataset's default split
+    class_map: str | dict[str, str | None] | None = None  # a registered map, inline, or null: same class names
+    repeat: int = 1  # its samples appear this many times per epoch
+    options: dict[str, Any] = field(default_factory=dict)  # extra dataset arguments
+
+
+@dataclass
 class DataConfig:
     dataset: str = "cityscapes"  # cityscapes | ade20k | bdd100k | camvid | folder
     root: str | None = None  # required
@@ -83,6 +98,7 @@ class DataConfig:
     on_bad_sample: Literal["error", "skip"] = "error"
     options: dict[str, Any] = field(default_factory=dict)  # extra dataset arguments
     stages: list[StageConfig] = field(default_factory=list)  # later parts of the run with other sizes
+    extra_train: list[ExtraTrainConfig] = field(default_factory=list)  # more datasets to train on
 
 
 @dataclass
@@ -261,6 +277,7 @@ def _checks(cfg: Config) -> list[Check]:
         (0 <= d.color_jitter < 1, "data.color_jitter", "must be in [0, 1)"),
         _photometric_check(d.photometric),
         *_stage_checks(d),
+        *_extra_train_checks(d),
         (len(lo.weights) == 3, "loss.weights", "needs three values (main, aux_p, aux_d)"),
         (0 < lo.ohem_thresh <= 1, "loss.ohem_thresh", "must be in (0, 1]"),
         (lo.ohem_min_kept >= 0, "loss.ohem_min_kept", "must be >= 0"),
@@ -337,6 +354,24 @@ def _stage_checks(d: DataConfig) -> list[Check]:
             ),
         ]
         previous = max(previous, stage.start)
+    return checks
+
+
+def _extra_train_checks(d: DataConfig) -> list[Check]:
+    checks: list[Check] = []
+    for i, extra in enumerate(d.extra_train):
+        key = f"data.extra_train[{i}]"
+        try:
+            resolve_class_map(extra.class_map)
+            map_problem = ""
+        except ValueError as e:
+            map_problem = str(e)
+        checks += [
+            (extra.dataset in list_datasets(), f"{key}.dataset", f"must be one of {', '.join(list_datasets())}"),
+            (extra.root is not None and extra.root.strip() != "", f"{key}.root", "is not set: give the dataset folder"),
+            (extra.repeat >= 1, f"{key}.repeat", "must be >= 1"),
+            (not map_problem, f"{key}.class_map", map_problem),
+        ]
     return checks
 
 
