@@ -9,7 +9,8 @@ import pytest
 
 import dsnet
 from dsnet.engine.build import build_datasets
-from dsnet.engine.config import Config, ConfigError, apply_overrides, config_to_dict, load_config, validate_config
+from dsnet.engine.config import Config, ConfigError, apply_overrides, config_to_dict, load_config
+from dsnet.engine.config_checks import validate_config
 from dsnet.engine.pretrain import load_pretrain_config
 
 ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -12,7 +12,8 @@ from dsnet.data.class_maps import CLASS_MAPS, class_map_lut
 from dsnet.data.label_space import LabelSpace
 from dsnet.data.mixture import ExtraPart, MixedDataset
 from dsnet.engine.build import build_datasets
-from dsnet.engine.config import ConfigError, load_config, validate_config
+from dsnet.engine.config import ConfigError, load_config
+from dsnet.engine.config_checks import validate_config
 
 from .helpers import write_tiny_config
 

@@ -8,7 +8,8 @@ import torch
 
 from dsnet.data.photometric import PHOTOMETRIC_PRESETS, Photometric, photometric_from
 from dsnet.data.transforms import TrainTransform
-from dsnet.engine.config import load_config, validate_config
+from dsnet.engine.config import load_config
+from dsnet.engine.config_checks import validate_config
 from dsnet.errors import ConfigError
 
 

@@ -19,7 +19,8 @@ import dsnet
 import dsnet.engine
 from dsnet.cli import main
 from dsnet.engine.build import build_split
-from dsnet.engine.config import Config, apply_overrides, load_config, validate_config
+from dsnet.engine.config import Config, apply_overrides, load_config
+from dsnet.engine.config_checks import validate_config
 from dsnet.engine.evaluator import evaluate_with_config
 from dsnet.engine.observe import logging_scope, setup_logging
 from dsnet.engine.state import load_training_state

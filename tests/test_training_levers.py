@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from dsnet.data import balanced_class_weights, build_dataset, class_pixel_counts
 from dsnet.engine.config import Config, ConfigError, apply_overrides, load_config
+from dsnet.engine.config_checks import validate_config
 from dsnet.engine.pretrain.config import PretrainConfig
 from dsnet.engine.time_budget import BudgetPlan, plan_iterations, replan_iterations
 from dsnet.engine.trainer import Trainer, TrainingInterrupted, train
@@ -108,8 +109,6 @@ def test_class_pixel_counts_read_the_decoded_labels(synthetic_camvid):
 def test_an_unknown_class_weight_preset_names_the_key(tmp_path, synthetic_camvid):
     cfg = _config(tmp_path, synthetic_camvid, [])
     with pytest.raises(ConfigError, match="data.class_weights='median'.*median_frequency"):
-        from dsnet.engine.config import validate_config
-
         validate_config(apply_overrides(cfg, ["data.class_weights=median"]))
 
 
@@ -180,8 +179,6 @@ def test_ema_weights_are_what_is_saved(tmp_path, synthetic_camvid):
 
 
 def test_a_bad_stage_names_its_key(tmp_path, synthetic_camvid):
-    from dsnet.engine.config import validate_config
-
     bad = _config(tmp_path, synthetic_camvid, ["data.stages=[{start: 1.5}]"])
     with pytest.raises(ConfigError, match=r"data.stages\[0\].start=1.5"):
         validate_config(bad)

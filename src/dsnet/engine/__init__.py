@@ -1,6 +1,7 @@
 """Training / evaluation engine: config, build, losses, metrics, evaluator, trainer, work dirs."""
 
-from .config import Config, ConfigError, apply_overrides, load_config, validate_config
+from .config import Config, ConfigError, apply_overrides, load_config
+from .config_checks import validate_config
 from .evaluate_run import evaluate_weights
 from .evaluator import EvaluationInterrupted, evaluate, evaluate_with_config
 from .losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, DSNetLoss, LossOutput, OhemCrossEntropy, check_labels

@@ -38,7 +38,8 @@ from ..models.registry import resolve_model_name
 from ..torchrun import Shard
 from .ablate_report import format_markdown, plot_ablation
 from .build import build_split
-from .config import Config, config_to_dict, validate_config
+from .config import Config, config_to_dict
+from .config_checks import validate_config
 from .run_files import write_json
 from .trainer import train
 from .workdir import LAST_CHECKPOINT

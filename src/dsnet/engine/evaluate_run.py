@@ -19,7 +19,8 @@ from ..models import (
     read_checkpoint,
 )
 from .build import build_split
-from .config import Config, validate_config
+from .config import Config
+from .config_checks import validate_config
 from .distributed import cleanup, init_distributed
 from .evaluator import evaluate_with_config
 from .observe import plot_class_iou

@@ -29,7 +29,8 @@ import torch.distributed as dist
 from ..errors import ConfigError
 from ..models import load_weights
 from .build import build_criterion, build_datasets, build_optimizer, build_training_model, train_transform
-from .config import Config, StageConfig, validate_config, validate_device_settings
+from .config import Config, StageConfig
+from .config_checks import validate_config, validate_device_settings
 from .evaluator import EvaluationInterrupted, evaluate_with_config
 from .losses import LossOutput
 from .metrics import SegMetrics

@@ -13,7 +13,7 @@ from typing import Literal
 
 from ...errors import ConfigError
 from ...models.registry import get_model_info, resolve_model_name
-from ..config import check_settings, common_checks
+from ..config_checks import check_settings, common_checks
 
 __all__ = ["PretrainConfig", "validate_pretrain_config"]
 
