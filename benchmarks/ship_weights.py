@@ -13,9 +13,9 @@ weights needs: ``metrics`` (JSON: with ``--val-run`` the val mIoU of the same re
 ``val_miou*``, and with ``--heldout-run`` the mIoU on a CamVid sequence the same recipe never saw,
 ``heldout_miou*``, or with the option given once per sequence ``heldout_<SEQ>_miou*`` and their mean
 ``heldout_mean_miou*``; with and without flip; at least one of the two),
-``recipe`` (the config file), ``trained_on``, ``wall_minutes`` and ``cpu_flags`` of the run, and
-``data_licence``, and ``input_long_side`` (the long side of the training images, ``data.base_size``, to
-which the Predictor scales images by default).
+``recipe`` (the config file), ``trained_on`` (with any ``data.extra_train`` part), ``wall_minutes`` and
+``cpu_flags`` of the run, ``data_licence`` (CamVid's and every extra dataset's), and ``input_long_side``
+(the long side of the training images, ``data.base_size``, to which the Predictor scales images by default).
 Float tensors are stored in fp16; loading casts them back to the model's dtype.
 """
 
@@ -44,6 +44,28 @@ DATA_LICENCE = (
     "CamVid (Brostow et al. 2009), SegNet's 11-class release: CC BY-NC 4.0, research and personal use only; "
     "these weights are derived from it and inherit that restriction"
 )
+#: the licence of each dataset a recipe may add to CamVid (``data.extra_train``); weights inherit every one
+EXTRA_DATA_LICENCES = {
+    "bdd100k": "BDD100K (Yu et al. 2020, UC Regents): educational, research and not-for-profit use only, "
+    "with its copyright notice kept; these weights are derived from it too",
+}
+
+
+def _data_licence(config: dict) -> str:
+    """CamVid's licence plus that of every extra training dataset (one the script does not know stops it)."""
+    extras = sorted({str(extra["dataset"]) for extra in config["data"].get("extra_train") or []})
+    unknown = [name for name in extras if name not in EXTRA_DATA_LICENCES]
+    if unknown:
+        raise SystemExit(f"data.extra_train: no licence recorded for {', '.join(unknown)} (EXTRA_DATA_LICENCES)")
+    return "; ".join([DATA_LICENCE, *(EXTRA_DATA_LICENCES[name] for name in extras)])
+
+
+def _trained_on(config: dict) -> str:
+    """The training split, and each extra dataset's split with its repeat (``trainval + bdd100k:train x4``)."""
+    parts = [str(config["data"]["train_split"])]
+    for extra in config["data"].get("extra_train") or []:
+        parts.append(f"{extra['dataset']}:{extra.get('split') or 'default'} x{extra.get('repeat', 1)}")
+    return " + ".join(parts)
 
 
 def _wall_minutes(work: Path) -> float:
@@ -132,11 +154,11 @@ def main() -> int:
     meta.update(
         metrics=json.dumps(metrics),
         recipe=args.recipe,
-        trained_on=str(config["data"]["train_split"]),
+        trained_on=_trained_on(config),
         iterations=str(config["train"]["iters"]),
         wall_minutes=f"{_wall_minutes(args.run):.1f}",
         cpu_flags=meta.get("cpu_flags") or " ".join(cpu_flags()),  # the run's own, where it recorded them
-        data_licence=DATA_LICENCE,
+        data_licence=_data_licence(config),
     )
     if config["data"].get("base_size"):  # the Predictor scales images to the long side the model was trained at
         meta[INPUT_LONG_SIDE_KEY] = str(int(config["data"]["base_size"]))

@@ -17,10 +17,10 @@ ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.y
 CONFIGS = [p for p in ALL_CONFIGS if "imagenet" not in p.stem]  # segmentation runs
 PRETRAIN_CONFIGS = [p for p in ALL_CONFIGS if "imagenet" in p.stem]  # `dsnet pretrain` recipes
 # the run's length: thousands of iterations (`-87k_`), or minutes of wall time on a CPU (`-cpu60min_`),
-# then the recipe's own tag where one recipe has variants (`-cpu60min-photometric_`)
+# then the recipe's own tags where one recipe has variants (`-cpu60min-photometric_`, `-photometric-bdd100k_`)
 NAME = re.compile(
     r"dsnet-(?P<model>head64|head128|head256|base)_(?P<gpus>\d+)xb(?P<batch>\d+)-"
-    r"(?:(?P<iters>[\d.]+)k|cpu(?P<minutes>[\d.]+)min)(?:-(?P<tag>[a-z]+))?"
+    r"(?:(?P<iters>[\d.]+)k|cpu(?P<minutes>[\d.]+)min)(?P<tags>(?:-[a-z0-9]+)*)"
     r"_(?P<dataset>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)"
 )
 
@@ -76,8 +76,9 @@ def test_config_loads_and_its_name_matches_its_content(path: Path) -> None:
     else:
         assert abs(cfg.train.iters / 1000 - float(m["iters"])) / float(m["iters"]) < 0.03
     assert cfg.name == path.stem
-    if m["tag"] == "photometric":
-        assert cfg.data.photometric == "streets"
+    tags = m["tags"].split("-")[1:]
+    assert ("photometric" in tags) == (cfg.data.photometric == "streets")
+    assert {t for t in tags if t != "photometric"} == {e.dataset for e in cfg.data.extra_train}
 
 
 def test_unknown_keys_are_named_with_a_suggestion(tmp_path: Path) -> None:

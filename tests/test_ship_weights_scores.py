@@ -56,3 +56,19 @@ def test_two_runs_on_one_split_are_refused(ship, tmp_path):
         (second / name).write_text((first / name).read_text())
     with pytest.raises(SystemExit, match="same split"):
         ship._heldout_metrics([first, second])
+
+
+def test_weights_trained_with_extra_data_name_it_and_carry_its_licence(ship):
+    extra = {"dataset": "bdd100k", "root": "x", "split": "train", "class_map": "cityscapes-to-camvid", "repeat": 4}
+    config = {"data": {"train_split": "trainval", "extra_train": [extra, {**extra, "split": "val"}]}}
+    assert ship._trained_on(config) == "trainval + bdd100k:train x4 + bdd100k:val x4"
+    licence = ship._data_licence(config)
+    assert "CC BY-NC 4.0" in licence and "BDD100K" in licence and licence.count("BDD100K") == 1
+    plain = {"data": {"train_split": "trainval"}}
+    assert ship._trained_on(plain) == "trainval" and ship._data_licence(plain) == ship.DATA_LICENCE
+
+
+def test_an_extra_dataset_without_a_recorded_licence_stops_the_shipping(ship):
+    config = {"data": {"train_split": "trainval", "extra_train": [{"dataset": "ade20k", "root": "x"}]}}
+    with pytest.raises(SystemExit, match="no licence recorded for ade20k"):
+        ship._data_licence(config)
