@@ -39,7 +39,7 @@ from .run_files import write_config
 from .schedule import cosine_lr, poly_lr
 from .state import capture_rng_state, restore_rng_state
 from .stopping import EmptyLabelGuard, TrainingInterrupted
-from .time_budget import PACE_CHECK_AT, BudgetPlan, plan_iterations, replan_iterations
+from .time_budget import BudgetPlan, PaceMonitor, plan_iterations, replan_iterations
 from .training_run import TrainingRun, run_to_end
 
 __all__ = ["Trainer", "train", "TrainingInterrupted"]
@@ -79,9 +79,8 @@ class Trainer(TrainingRun):
         self.val_interval = cfg.train.val_interval
         self.empty_labels = EmptyLabelGuard(cfg.train.max_empty_batches, self.ignore_index, cfg.data.root)
         self._empty_batch = False
-        # train.minutes: the iteration at which the pace is checked (None: no check) and its clock
-        self._pace_check_at: int | None = None
-        self._pace_clock, self._validation_s = 0.0, 0.0
+        # train.minutes: when the pace is checked, and that pace (None: no checks)
+        self._pace: PaceMonitor | None = None
 
     def stage_starts(self) -> list[int]:
         """The first iteration of each ``data.stages`` entry (after the run's first part at the ``data`` sizes)."""
@@ -117,27 +116,26 @@ class Trainer(TrainingRun):
         if self.cfg.train.minutes is not None:
             plan = self.fit_to_minutes(self.cfg.train.minutes)
             if plan.iterations >= 20:  # a resumed run keeps its plan: this runs for a new run only
-                self._pace_check_at = max(2, round(PACE_CHECK_AT * plan.iterations))
+                self._pace = PaceMonitor()
 
     def _after_step(self) -> None:
-        """The pace of a ``train.minutes`` run: timed from the end of its first step (validations excluded) and
-        checked once against the plan (:func:`~dsnet.engine.time_budget.replan_iterations`)."""
-        if self._pace_check_at is None:
+        """The pace of a ``train.minutes`` run, checked against the plan a few times
+        (:class:`~dsnet.engine.time_budget.PaceMonitor`, :func:`~dsnet.engine.time_budget.replan_iterations`)."""
+        if self._pace is None:
             return
-        if self.iteration == 1:
-            self._pace_clock, self._validation_s = time.perf_counter(), 0.0
-        elif self.iteration == self._pace_check_at:
-            self._pace_check_at = None
-            now = time.perf_counter()
-            self._check_pace((now - self._pace_clock - self._validation_s) / (self.iteration - 1), now - self.started)
+        paced = self._pace.after_step(self.iteration, self.total_iters, self.stage_starts())
+        if paced is not None:  # every rank reaches the same checks: the windows depend on iterations only
+            self._check_pace(*paced, spent_s=time.perf_counter() - self.started)
 
-    def _check_pace(self, pace_s: float, spent_s: float) -> None:
+    def _check_pace(self, pace_s: float, stage: int, spent_s: float) -> None:
         minutes, planned, stage_starts = (
             self.cfg.train.minutes,
             self.total_iters,
             [s.start for s in self.cfg.data.stages],
         )
-        iterations = replan_iterations(self.plan, self.iteration, pace_s, spent_s, stage_starts, self.val_interval)
+        iterations = replan_iterations(
+            self.plan, self.iteration, pace_s, spent_s, stage_starts, self.val_interval, stage=stage
+        )
         if self.env.distributed:  # every rank runs rank 0's plan
             t = torch.tensor([iterations], device=self.env.device)
             dist.broadcast(t, src=0)
@@ -149,7 +147,7 @@ class Trainer(TrainingRun):
             verdict = f"the plan of {planned} holds" if holds else f"{iterations} iterations instead of {planned}"
             logger.info(
                 "train.minutes=%g: pace at iteration %d: %.3f s/iteration against the measured %.3f: %s",
-                *(minutes, self.iteration, pace_s, self.plan.step_s[0], verdict),
+                *(minutes, self.iteration, pace_s, self.plan.step_s[stage], verdict),
             )
             if not holds:
                 write_config(self.work_dir / "config.yaml", self.cfg)
@@ -159,7 +157,8 @@ class Trainer(TrainingRun):
         try:
             return super()._validate_and_record(recorder)
         finally:
-            self._validation_s += time.perf_counter() - started  # not part of the training pace
+            if self._pace is not None:
+                self._pace.pause(time.perf_counter() - started)  # not part of the training pace
 
     def fit_to_minutes(
         self, minutes: float, timed_steps: int = 10, warm_steps: int = 3, share: float = 0.05
