@@ -46,8 +46,9 @@ DATA_LICENCE = (
 )
 #: the licence of each dataset a recipe may add to CamVid (``data.extra_train``); weights inherit every one
 EXTRA_DATA_LICENCES = {
-    "bdd100k": "BDD100K (Yu et al. 2020, UC Regents): educational, research and not-for-profit use only, "
-    "with its copyright notice kept; these weights are derived from it too",
+    "bdd100k": "BDD100K (Yu et al. 2020), Copyright 2018 The Regents of the University of California (Regents), "
+    "All Rights Reserved: educational, research and not-for-profit use only; these weights are derived from it "
+    "too; its licence, which must go with every copy, is shipped beside them as BDD100K_DATA_LICENSE.rst",
 }
 
 

@@ -1,5 +1,5 @@
-"""The CamVid models shipped with the package (`camvid-cpu60min` and its `-photometric` sibling): files,
-metadata and predictions.
+"""The CamVid models shipped with the package (`camvid-cpu60min`, its `-photometric` and
+`-photometric-bdd100k` siblings): files, metadata and predictions.
 
 These read the real file under ``src/dsnet/models/weights/``; nothing here needs ``../shared``.
 """
@@ -21,7 +21,8 @@ from dsnet.models.pretrained import get_weights
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "demo" / "camvid-mini"
-SHIPPED = ("camvid-cpu60min", "camvid-cpu60min-photometric")  # every CamVid model shipped; each test runs on each
+#: every CamVid model shipped; each test runs on each
+SHIPPED = ("camvid-cpu60min", "camvid-cpu60min-photometric", "camvid-cpu60min-photometric-bdd100k")
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -43,7 +44,16 @@ def test_the_metadata_carries_label_space_recipe_scores_and_licence(entry):
     space = json.loads(meta["label_space"])
     assert space["classes"] == list(describe_dataset("camvid").classes)
     assert "CC BY-NC 4.0" in meta["data_licence"]
-    assert meta["trained_on"] == "trainval" and meta["amp"] in ("bf16", "none")
+    assert meta["trained_on"].split(" + ")[0] == "trainval" and meta["amp"] in ("bf16", "none")
+    extras = {part.split(":")[0] for part in meta["trained_on"].split(" + ")[1:]}  # data.extra_train, if any
+    recipe_data = yaml.safe_load((REPO / meta["recipe"]).read_text())["data"]
+    assert extras == {extra["dataset"] for extra in recipe_data.get("extra_train") or []}
+    if "bdd100k" in extras:  # BDD100K's licence must go with every copy: named in the header, its text beside
+        assert "BDD100K" in meta["data_licence"] and "Regents of the University of California" in meta["data_licence"]
+        licence = entry.path.parent / "BDD100K_DATA_LICENSE.rst"
+        assert "not-for-profit purposes" in licence.read_text()
+    else:
+        assert "BDD100K" not in meta["data_licence"]
     # a score on images the weights never saw: val from the recipe trained on train alone, or whole CamVid
     # sequences the recipe was trained without (heldout_split names them; one score per sequence)
     metrics = entry.metrics
