@@ -126,7 +126,7 @@ class PaceMonitor:
     def after_step(self, iteration: int, total_iters: int, stage_starts: list[int]) -> tuple[float, int] | None:
         """(seconds per iteration, stage index) when ``iteration`` is a check point, else None."""
         now = time.perf_counter()
-        if iteration == 1 or not self._start:
+        if not self._start:  # the first step: the first window starts at its end
             self._clock, self._start, self._paused = now, iteration, 0.0
             return None
         if not self._checks_at or iteration < max(2, round(self._checks_at[0] * total_iters)):
