@@ -16,13 +16,15 @@ weights needs: ``metrics`` (JSON: with ``--val-run`` the val mIoU of the same re
 ``recipe`` (the config file), ``trained_on`` (with any ``data.extra_train`` part), ``wall_minutes`` and
 ``cpu_flags`` of the run, ``data_licence`` (CamVid's and every extra dataset's), and ``input_long_side``
 (the long side of the training images, ``data.base_size``, to which the Predictor scales images by default).
-Float tensors are stored in fp16; loading casts them back to the model's dtype.
+Float tensors are stored in fp16; loading casts them back to the model's dtype. A dataset whose licence text
+must go with every copy (BDD100K) has that text copied beside the output when it is not there already.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from dsnet.constants import INPUT_LONG_SIDE_KEY
 from dsnet.hardware import cpu_flags
 from dsnet.inference import InferenceOptions
 from dsnet.models import save_weights
+from dsnet.models.pretrained import WEIGHTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGES = sorted((REPO / "demo/camvid-mini/images/val").glob("*.jpg"))
@@ -59,6 +62,24 @@ def _data_licence(config: dict) -> str:
     if unknown:
         raise SystemExit(f"data.extra_train: no licence recorded for {', '.join(unknown)} (EXTRA_DATA_LICENCES)")
     return "; ".join([DATA_LICENCE, *(EXTRA_DATA_LICENCES[name] for name in extras)])
+
+
+#: the licence texts that must go with every copy of weights derived from a dataset (in the package's weights/)
+EXTRA_DATA_LICENCE_FILES = {"bdd100k": "BDD100K_DATA_LICENSE.rst"}
+
+
+def _copy_licence_texts(config: dict, out_dir: Path) -> list[Path]:
+    """Put the licence text of every extra training dataset that needs one beside the written weights (the
+    package copy is the source; a file already there with the same text is left alone)."""
+    copied = []
+    for name in sorted({str(extra["dataset"]) for extra in config["data"].get("extra_train") or []}):
+        if name not in EXTRA_DATA_LICENCE_FILES:
+            continue
+        source, dest = WEIGHTS_DIR / EXTRA_DATA_LICENCE_FILES[name], out_dir / EXTRA_DATA_LICENCE_FILES[name]
+        if not dest.exists() or dest.read_bytes() != source.read_bytes():
+            shutil.copyfile(source, dest)
+            copied.append(dest)
+    return copied
 
 
 def _trained_on(config: dict) -> str:
@@ -164,6 +185,8 @@ def main() -> int:
     if config["data"].get("base_size"):  # the Predictor scales images to the long side the model was trained at
         meta[INPUT_LONG_SIDE_KEY] = str(int(config["data"]["base_size"]))
     save_weights(state, args.out, metadata=meta)
+    for licence in _copy_licence_texts(config, args.out.parent):
+        print(f"wrote {licence} (the licence text that goes with every copy of these weights)")
     size = args.out.stat().st_size / 1e6
     values = sum(v.numel() for v in state.values())
     print(f"wrote {args.out} ({size:.1f} MB, {values:,} values, torch {torch.__version__})")

@@ -60,8 +60,22 @@ def test_every_shipped_camvid_model_is_checked_by_default(checker):
 
 def test_a_check_evaluates_writes_and_keeps_earlier_files(checker, camvid_with_test, tmp_path, capsys):
     out = tmp_path / "check"
-    assert checker.main(["--camvid-root", str(camvid_with_test), "--weights", "camvid-cpu60min-photometric-bdd100k",
-                         "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert (
+        checker.main(
+            [
+                "--camvid-root",
+                str(camvid_with_test),
+                "--weights",
+                "camvid-cpu60min-photometric-bdd100k",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     row = summary["weights"]["camvid-cpu60min-photometric-bdd100k"]
     assert row["num_images"] == 4 and len(row["iou"]) == len(summary["class_names"]) == 11

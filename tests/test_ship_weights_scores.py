@@ -72,3 +72,14 @@ def test_an_extra_dataset_without_a_recorded_licence_stops_the_shipping(ship):
     config = {"data": {"train_split": "trainval", "extra_train": [{"dataset": "ade20k", "root": "x"}]}}
     with pytest.raises(SystemExit, match="no licence recorded for ade20k"):
         ship._data_licence(config)
+
+
+def test_a_datasets_licence_text_goes_beside_weights_written_outside_the_package(ship, tmp_path):
+    config = {
+        "data": {"extra_train": [{"dataset": "bdd100k", "split": "train"}, {"dataset": "bdd100k", "split": "val"}]}
+    }
+    copied = ship._copy_licence_texts(config, tmp_path)
+    assert copied == [tmp_path / "BDD100K_DATA_LICENSE.rst"]
+    assert copied[0].read_bytes() == (ship.WEIGHTS_DIR / "BDD100K_DATA_LICENSE.rst").read_bytes()
+    assert ship._copy_licence_texts(config, tmp_path) == []  # already there, same text: left alone
+    assert ship._copy_licence_texts({"data": {}}, tmp_path / "none") == []  # CamVid alone: no extra text
