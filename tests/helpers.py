@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -103,3 +105,12 @@ def write_tiny_config(
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script that is not part of the package (benchmarks/*.py), imported as a module for its functions."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

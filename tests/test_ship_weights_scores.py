@@ -3,22 +3,20 @@ sequences), read from the runs' own files; nothing is trained here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from .helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ship_weights.py"
 
 
 @pytest.fixture(scope="module")
 def ship():
-    spec = importlib.util.spec_from_file_location("ship_weights", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _run(root: Path, split: str, flip_miou: float, noflip_miou: float | None) -> Path:
