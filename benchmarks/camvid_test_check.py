@@ -88,7 +88,7 @@ def check(camvid_root: Path, names: list[str], out: Path, progress: bool = True)
     for name in names:
         weights = get_weights(name)
         recipe = REPO / weights.metadata["recipe"]
-        cfg = load_config(recipe, [f"data.root={camvid_root}", "data.val_split=test"])
+        cfg = load_config(recipe, [f"data.root={camvid_root}"])
         result = evaluate_weights(cfg, weights.path, split="test", out=out / f"{name}.json", progress=progress)
         class_names = result["class_names"]
         rows[name] = {

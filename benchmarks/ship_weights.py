@@ -55,9 +55,14 @@ EXTRA_DATA_LICENCES = {
 }
 
 
+def _extra_datasets(config: dict) -> list[str]:
+    """The names of the datasets a recipe adds to CamVid (``data.extra_train``), each once, sorted."""
+    return sorted({str(extra["dataset"]) for extra in config["data"].get("extra_train") or []})
+
+
 def _data_licence(config: dict) -> str:
     """CamVid's licence plus that of every extra training dataset (one the script does not know stops it)."""
-    extras = sorted({str(extra["dataset"]) for extra in config["data"].get("extra_train") or []})
+    extras = _extra_datasets(config)
     unknown = [name for name in extras if name not in EXTRA_DATA_LICENCES]
     if unknown:
         raise SystemExit(f"data.extra_train: no licence recorded for {', '.join(unknown)} (EXTRA_DATA_LICENCES)")
@@ -72,9 +77,7 @@ def _copy_licence_texts(config: dict, out_dir: Path) -> list[Path]:
     """Put the licence text of every extra training dataset that needs one beside the written weights (the
     package copy is the source; a file already there with the same text is left alone)."""
     copied = []
-    for name in sorted({str(extra["dataset"]) for extra in config["data"].get("extra_train") or []}):
-        if name not in EXTRA_DATA_LICENCE_FILES:
-            continue
+    for name in (n for n in _extra_datasets(config) if n in EXTRA_DATA_LICENCE_FILES):
         source, dest = WEIGHTS_DIR / EXTRA_DATA_LICENCE_FILES[name], out_dir / EXTRA_DATA_LICENCE_FILES[name]
         if not dest.exists() or dest.read_bytes() != source.read_bytes():
             shutil.copyfile(source, dest)
