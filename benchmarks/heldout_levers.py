@@ -1,0 +1,182 @@
+"""Every recipe run at the hour's length on both sequence-held-out folds, in one table and one plot.
+
+    python benchmarks/heldout_levers.py            # prints the markdown table, writes the plot
+    python benchmarks/heldout_levers.py -o /tmp/levers.png --results benchmarks/results/camvid_heldout
+
+The figures come from each run's ``summary.json`` (its final weights, scale 2/3 with flip, as the recipes
+evaluate) in ``benchmarks/results/camvid_heldout/``; this file only says which folder is which recipe on
+which street. A recipe not run on a fold shows a dash and gets no mean: the daylight street alone is not the
+two-fold figure the gates were written for. The CPU flags of the runs are printed under the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks/results/camvid_heldout"
+FOLDS = ("0006R0", "0001TP")
+FOLD_NAMES = {"0006R0": "held-out-0006R0 (daylight)", "0001TP": "held-out-0001TP (dusk)"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    label: str
+    runs: dict[str, str]  # fold -> folder under the results directory
+
+
+#: in the order they were run; folders of runs that were not made for a fold are simply absent
+RECIPES = (
+    Recipe(
+        "recipe (`camvid-cpu60min`'s)",
+        {"0006R0": "heldout60_shipped_recipe_iters3121_amd", "0001TP": "heldout60_dusk_recipe_iters3121_amd"},
+    ),
+    Recipe("recipe, train.seed=305", {"0006R0": "heldout60_shipped_recipe_iters3121_seed305_amd"}),
+    Recipe("recipe + boundary term", {"0006R0": "heldout60_boundary_iters3121_amd"}),
+    Recipe(
+        "+ photometric (`camvid-cpu60min-photometric`'s)",
+        {"0006R0": "heldout60_photometric_amd", "0001TP": "heldout60_dusk_photometric_iters3121_amd"},
+    ),
+    Recipe(
+        "+ photometric, scales 0.25-2.25",
+        {
+            "0006R0": "heldout60_wide_photometric_iters3121_amd",
+            "0001TP": "heldout60_wide_dusk_photometric_iters3121_amd",
+        },
+    ),
+    Recipe(
+        "+ photometric + BDD100K x4 (`camvid-cpu60min-photometric-bdd100k`'s)",
+        {"0006R0": "heldout60_bdd_photometric_iters3121_amd", "0001TP": "heldout60_bdd_dusk_photometric_iters3121_amd"},
+    ),
+    Recipe(
+        "+ photometric + BDD100K x8",
+        {
+            "0006R0": "heldout60_bdd8_photometric_iters3121_amd",
+            "0001TP": "heldout60_bdd8_dusk_photometric_iters3121_amd",
+        },
+    ),
+    Recipe(
+        "+ photometric + BDD100K x4, fp32 (an AVX2-only CPU's hour)",
+        {
+            "0006R0": "heldout60_bdd_photometric_iters1960_fp32_amd",
+            "0001TP": "heldout60_bdd_dusk_photometric_iters1960_fp32_amd",
+        },
+    ),
+    Recipe(
+        "+ photometric + BDD100K x4 + weight EMA 0.998",
+        {"0006R0": "heldout60_bdd_ema998_iters3121_amd", "0001TP": "heldout60_bdd_dusk_ema998_iters3121_amd"},
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Score:
+    miou: float  # % , final weights, the run's own evaluation (scale 2/3 with flip)
+    iterations: int
+    cpu_flags: str
+
+
+def read_score(folder: Path) -> Score | None:
+    """A run's final score from its summary.json, or None when the run is not there."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return Score(
+        miou=100 * float(summary["final"]["miou"]),
+        iterations=int(summary["iterations"]),
+        cpu_flags=str((summary.get("hardware") or {}).get("cpu_flags", "unknown")),
+    )
+
+
+def collect(results: Path, recipes: tuple[Recipe, ...] = RECIPES) -> list[tuple[Recipe, dict[str, Score]]]:
+    """Each recipe with the scores of the folds it was run on (recipes with none left out)."""
+    rows = []
+    for recipe in recipes:
+        scores = {fold: s for fold, name in recipe.runs.items() if (s := read_score(results / name)) is not None}
+        if scores:
+            rows.append((recipe, scores))
+    return rows
+
+
+def two_fold_mean(scores: dict[str, Score]) -> float | None:
+    """The mean of the two folds' unrounded figures, as the README gives it (it can differ by 0.01 from the
+    mean of the two rounded cells)."""
+    if not all(f in scores for f in FOLDS):
+        return None
+    return sum(scores[f].miou for f in FOLDS) / len(FOLDS)
+
+
+def markdown(rows: list[tuple[Recipe, dict[str, Score]]]) -> str:
+    def cell(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "-"
+
+    lines = [
+        f"| recipe | iterations | {FOLD_NAMES[FOLDS[0]]} | {FOLD_NAMES[FOLDS[1]]} | mean |",
+        "|---|---|---|---|---|",
+    ]
+    for recipe, scores in rows:
+        iterations = "/".join(sorted({f"{s.iterations:,}" for s in scores.values()}))
+        folds = [cell(scores[f].miou if f in scores else None) for f in FOLDS]
+        lines.append(f"| {recipe.label} | {iterations} | {' | '.join(folds)} | {cell(two_fold_mean(scores))} |")
+    flags = sorted({s.cpu_flags for _, scores in rows for s in scores.values()})
+    lines.append("")
+    lines.append("CPU flags of the runs: " + "; ".join(flags))
+    return "\n".join(lines)
+
+
+def plot(rows: list[tuple[Recipe, dict[str, Score]]], out: Path) -> None:
+    """Horizontal bars per recipe: one per fold and, where both were run, their mean (grey)."""
+    fig, ax = plt.subplots(figsize=(10, 0.7 * len(rows) + 1.8))
+    height = 0.27
+    series = [*((fold, FOLD_NAMES[fold]) for fold in FOLDS), ("mean", "two-fold mean")]
+    colours = {"0006R0": "#e8a33d", "0001TP": "#3d5a98", "mean": "#9a9a9a"}
+    labelled: set[str] = set()
+    for i, (_, scores) in enumerate(rows):
+        y = len(rows) - 1 - i
+        values = {fold: score.miou for fold, score in scores.items()}
+        if (mean := two_fold_mean(scores)) is not None:
+            values["mean"] = mean
+        for k, (key, name) in enumerate(series):
+            if key not in values:
+                continue
+            offset = (1 - k) * height
+            ax.barh(y + offset, values[key], height, color=colours[key], label=None if key in labelled else name)
+            ax.text(values[key] + 0.4, y + offset, f"{values[key]:.1f}", va="center", fontsize=7)
+            labelled.add(key)
+    labels = [recipe.label.replace("`", "") for recipe, _ in reversed(rows)]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xlabel("mIoU (%) on a street the run never saw (final weights, scale 2/3 + flip)", fontsize=9)
+    ax.set_xlim(0, max(s.miou for _, sc in rows for s in sc.values()) + 6)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8, frameon=False)
+    ax.set_title("CamVid sequence-held-out folds, recipes at the hour's length", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder holding the runs' folders")
+    parser.add_argument("-o", "--out", type=Path, default=RESULTS / "levers_at_the_hour.png", help="the plot (PNG)")
+    args = parser.parse_args(argv)
+    rows = collect(args.results)
+    if not rows:
+        parser.error(f"{args.results}: no run's summary.json found for any recipe")
+    print(markdown(rows))
+    plot(rows, args.out)
+    print(f"plot: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""benchmarks/heldout_levers.py: the one table and plot of every recipe on the sequence-held-out folds, read
+from the runs' summary files (runs made up here, with scores chosen so the arithmetic is checkable)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .helpers import load_script
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "heldout_levers.py"
+
+
+@pytest.fixture(scope="module")
+def levers():
+    return load_script(SCRIPT)
+
+
+def _run(folder: Path, miou: float, iterations: int = 3121, flags: str = "avx2 fma") -> None:
+    folder.mkdir(parents=True)
+    summary = {"iterations": iterations, "final": {"miou": miou}, "hardware": {"cpu_flags": flags}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_table_means_only_recipes_run_on_both_folds(levers, tmp_path: Path) -> None:
+    _run(tmp_path / "a_day", 0.3778)
+    _run(tmp_path / "a_dusk", 0.3916)
+    _run(tmp_path / "b_day", 0.40, iterations=1960, flags="avx2 fma avx512f")
+    recipes = (
+        levers.Recipe("both", {"0006R0": "a_day", "0001TP": "a_dusk"}),
+        levers.Recipe("daylight only", {"0006R0": "b_day", "0001TP": "missing"}),
+        levers.Recipe("never run", {"0006R0": "nothing"}),
+    )
+    rows = levers.collect(tmp_path, recipes)
+    assert [recipe.label for recipe, _ in rows] == ["both", "daylight only"]
+    table = levers.markdown(rows).splitlines()
+    assert table[2] == "| both | 3,121 | 37.78 | 39.16 | 38.47 |"
+    assert table[3] == "| daylight only | 1,960 | 40.00 | - | - |"
+    assert table[-1] == "CPU flags of the runs: avx2 fma; avx2 fma avx512f"
+
+
+def test_main_writes_the_plot_and_refuses_a_folder_without_runs(levers, tmp_path: Path, capsys) -> None:
+    name_day, name_dusk = levers.RECIPES[0].runs["0006R0"], levers.RECIPES[0].runs["0001TP"]
+    _run(tmp_path / "results" / name_day, 0.38)
+    _run(tmp_path / "results" / name_dusk, 0.14)
+    out = tmp_path / "plots" / "levers.png"
+    assert levers.main(["--results", str(tmp_path / "results"), "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 38.00 | 14.00 | 26.00 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        levers.main(["--results", str(tmp_path / "empty"), "-o", str(tmp_path / "x.png")])
+    assert "no run's summary.json found" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_every_recipe_names_runs_the_repository_ships(levers) -> None:
+    """The table in benchmarks/README.md is made from these folders: each must be in the results."""
+    missing = [
+        name for recipe in levers.RECIPES for name in recipe.runs.values() if not (levers.RESULTS / name).is_dir()
+    ]
+    assert not missing, f"named in heldout_levers.RECIPES but not in benchmarks/results/camvid_heldout: {missing}"
