@@ -89,12 +89,15 @@ def read_score(folder: Path) -> Score | None:
     path = folder / "summary.json"
     if not path.is_file():
         return None
-    summary = json.loads(path.read_text())
-    return Score(
-        miou=100 * float(summary["final"]["miou"]),
-        iterations=int(summary["iterations"]),
-        cpu_flags=str((summary.get("hardware") or {}).get("cpu_flags", "unknown")),
-    )
+    try:
+        summary = json.loads(path.read_text())
+        return Score(
+            miou=100 * float(summary["final"]["miou"]),
+            iterations=int(summary["iterations"]),
+            cpu_flags=str((summary.get("hardware") or {}).get("cpu_flags", "unknown")),
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not a training run's summary (final.miou, iterations): {err!r}") from None
 
 
 def collect(results: Path, recipes: tuple[Recipe, ...] = RECIPES) -> list[tuple[Recipe, dict[str, Score]]]:

@@ -62,3 +62,17 @@ def test_every_recipe_names_runs_the_repository_ships(levers) -> None:
         name for recipe in levers.RECIPES for name in recipe.runs.values() if not (levers.RESULTS / name).is_dir()
     ]
     assert not missing, f"named in heldout_levers.RECIPES but not in benchmarks/results/camvid_heldout: {missing}"
+
+
+def test_a_summary_without_a_score_is_one_line_naming_the_file(levers, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text('{"iterations": 10}')
+    with pytest.raises(SystemExit, match=r"run/summary.json: not a training run's summary"):
+        levers.read_score(tmp_path / "run")
+
+
+def test_the_readme_table_is_the_scripts(levers) -> None:
+    """benchmarks/README.md shows the table this script prints from the shipped runs: a new run or recipe
+    means printing it again."""
+    readme = (REPO / "benchmarks" / "README.md").read_text()
+    assert levers.markdown(levers.collect(levers.RESULTS)) in readme
