@@ -74,6 +74,13 @@ RECIPES = (
         "+ photometric + BDD100K x4 + weight EMA 0.998",
         {"0006R0": "heldout60_bdd_ema998_iters3121_amd", "0001TP": "heldout60_bdd_dusk_ema998_iters3121_amd"},
     ),
+    Recipe(
+        "+ photometric at half strength + BDD100K x4",
+        {
+            "0006R0": "heldout60_bdd_mild_photometric_iters3121_amd",
+            "0001TP": "heldout60_bdd_dusk_mild_photometric_iters3121_amd",
+        },
+    ),
 )
 
 
