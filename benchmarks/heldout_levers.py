@@ -81,6 +81,13 @@ RECIPES = (
             "0001TP": "heldout60_bdd_dusk_mild_photometric_iters3121_amd",
         },
     ),
+    Recipe(
+        "+ photometric + BDD100K x2",
+        {
+            "0006R0": "heldout60_bdd2_photometric_iters3121_amd",
+            "0001TP": "heldout60_bdd2_dusk_photometric_iters3121_amd",
+        },
+    ),
 )
 
 
