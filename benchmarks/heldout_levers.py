@@ -88,6 +88,7 @@ RECIPES = (
             "0001TP": "heldout60_bdd2_dusk_photometric_iters3121_amd",
         },
     ),
+    Recipe("+ photometric at 1.5x strength + BDD100K x4", {"0006R0": "heldout60_bdd_strong_photometric_iters3121_amd"}),
 )
 
 
