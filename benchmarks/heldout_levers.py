@@ -89,6 +89,10 @@ RECIPES = (
         },
     ),
     Recipe("+ photometric at 1.5x strength + BDD100K x4", {"0006R0": "heldout60_bdd_strong_photometric_iters3121_amd"}),
+    Recipe(
+        "+ photometric + BDD100K x4, train.seed=305",
+        {"0001TP": "heldout60_bdd_dusk_photometric_iters3121_seed305_amd"},
+    ),
 )
 
 
