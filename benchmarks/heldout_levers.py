@@ -1,18 +1,21 @@
 """Every recipe run at the hour's length on both sequence-held-out folds, in one table and one plot.
 
-    python benchmarks/heldout_levers.py            # prints the markdown table, writes the plot
-    python benchmarks/heldout_levers.py -o /tmp/levers.png --results benchmarks/results/camvid_heldout
+    python benchmarks/heldout_levers.py            # prints the markdown table, writes the two plots
+    python benchmarks/heldout_levers.py -o /tmp/levers.png --length-out /tmp/length.png
 
 The figures come from each run's ``summary.json`` (its final weights, scale 2/3 with flip, as the recipes
 evaluate) in ``benchmarks/results/camvid_heldout/``; this file only says which folder is which recipe on
-which street. A recipe not run on a fold shows a dash and gets no mean: the daylight street alone is not the
-two-fold figure the gates were written for. The CPU flags of the runs are printed under the table.
+which street, and which length of the shipped recipe is whose hour (the second plot: where the hour goes on
+other CPUs, issue [5 of 5] item 4). A recipe not run on a fold shows a dash and gets no mean: the daylight
+street alone is not the two-fold figure the gates were written for. The CPU flags of the runs are printed
+under the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +96,26 @@ RECIPES = (
         "+ photometric + BDD100K x4, train.seed=305",
         {"0001TP": "heldout60_bdd_dusk_photometric_iters3121_seed305_amd"},
     ),
+    Recipe("+ photometric + BDD100K x4, twice the hour", {"0006R0": "heldout60_bdd_photometric_iters6242_amd"}),
 )
+
+#: the shipped recipe (photometric + BDD100K x4) at the lengths measured, each named by whose hour it is: the
+#: length plot's points (iterations read from each run), and its other seeds drawn apart as open markers
+LENGTHS = (
+    Recipe(
+        "an AVX2-only CPU's hour (fp32)",
+        {
+            "0006R0": "heldout60_bdd_photometric_iters1960_fp32_amd",
+            "0001TP": "heldout60_bdd_dusk_photometric_iters1960_fp32_amd",
+        },
+    ),
+    Recipe(
+        "the AMD EPYC's hour (bf16)",
+        {"0006R0": "heldout60_bdd_photometric_iters3121_amd", "0001TP": "heldout60_bdd_dusk_photometric_iters3121_amd"},
+    ),
+    Recipe("two of the AMD EPYC's hours (bf16)", {"0006R0": "heldout60_bdd_photometric_iters6242_amd"}),
+)
+LENGTH_OTHER_SEEDS = (Recipe("train.seed=305", {"0001TP": "heldout60_bdd_dusk_photometric_iters3121_seed305_amd"}),)
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,13 @@ def markdown(rows: list[tuple[Recipe, dict[str, Score]]]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig: plt.Figure, out: Path) -> None:
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def plot(rows: list[tuple[Recipe, dict[str, Score]]], out: Path) -> None:
     """Horizontal bars per recipe: one per fold and, where both were run, their mean (grey)."""
     fig, ax = plt.subplots(figsize=(10, 0.7 * len(rows) + 1.8))
@@ -180,16 +209,51 @@ def plot(rows: list[tuple[Recipe, dict[str, Score]]], out: Path) -> None:
     ax.set_xlim(0, max(s.miou for _, sc in rows for s in sc.values()) + 6)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8, frameon=False)
     ax.set_title("CamVid sequence-held-out folds, recipes at the hour's length", fontsize=10)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
+
+
+def plot_length(
+    lengths: list[tuple[Recipe, dict[str, Score]]], other_seeds: list[tuple[Recipe, dict[str, Score]]], out: Path
+) -> None:
+    """Held-out mIoU of one recipe against its iterations, a line per fold, each length named by whose hour it
+    is; other seeds as open markers, so the eye can set a step between lengths against one seed's spread."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {"0006R0": "#e8a33d", "0001TP": "#3d5a98"}
+    for fold in FOLDS:
+        points = sorted((s[fold].iterations, s[fold].miou) for _, s in lengths if fold in s)
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, "o-", color=colours[fold], label=FOLD_NAMES[fold])
+        for x, y in points:
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
+        seeds = [(s[fold].iterations, s[fold].miou) for _, s in other_seeds if fold in s]
+        for k, (x, y) in enumerate(seeds):
+            label = f"{FOLD_NAMES[fold]}, another seed" if k == 0 else None
+            ax.plot([x], [y], "o", mfc="none", color=colours[fold], label=label)
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ticks: dict[int, str] = {}
+    for recipe, scores in lengths:
+        for iterations in sorted({s.iterations for s in scores.values()}):
+            ticks.setdefault(iterations, f"{iterations:,}\n" + textwrap.fill(recipe.label, 20))
+    ax.set_xticks(list(ticks), list(ticks.values()), fontsize=7)
+    ax.set_xlim(min(ticks) * 0.8, max(ticks) * 1.1)
+    ax.margins(y=0.15)
+    ax.set_xlabel("training iterations (batch 8)", fontsize=9)
+    ax.set_ylabel("mIoU (%) on a street the run never saw", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, fontsize=8, frameon=False)
+    ax.set_title("The shipped recipe (photometric + BDD100K x4) at the lengths an hour gives", fontsize=10)
+    _save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder holding the runs' folders")
     parser.add_argument("-o", "--out", type=Path, default=RESULTS / "levers_at_the_hour.png", help="the plot (PNG)")
+    parser.add_argument(
+        "--length-out", type=Path, default=RESULTS / "length_at_the_hour.png", help="the length plot (PNG)"
+    )
     args = parser.parse_args(argv)
     rows = collect(args.results)
     if not rows:
@@ -197,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows))
     plot(rows, args.out)
     print(f"plot: {args.out}")
+    if lengths := collect(args.results, LENGTHS):
+        plot_length(lengths, collect(args.results, LENGTH_OTHER_SEEDS), args.length_out)
+        print(f"length plot: {args.length_out}")
     return 0
 
 

@@ -58,10 +58,29 @@ def test_main_writes_the_plot_and_refuses_a_folder_without_runs(levers, tmp_path
 
 def test_every_recipe_names_runs_the_repository_ships(levers) -> None:
     """The table in benchmarks/README.md is made from these folders: each must be in the results."""
-    missing = [
-        name for recipe in levers.RECIPES for name in recipe.runs.values() if not (levers.RESULTS / name).is_dir()
-    ]
+    named = (*levers.RECIPES, *levers.LENGTHS, *levers.LENGTH_OTHER_SEEDS)
+    missing = [name for recipe in named for name in recipe.runs.values() if not (levers.RESULTS / name).is_dir()]
     assert not missing, f"named in heldout_levers.RECIPES but not in benchmarks/results/camvid_heldout: {missing}"
+
+
+def test_the_length_plot_is_drawn_from_the_lengths_runs_only(levers, tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results"
+    day, dusk = levers.LENGTHS[0].runs["0006R0"], levers.LENGTHS[0].runs["0001TP"]
+    _run(results / day, 0.379, iterations=1960)
+    _run(results / dusk, 0.418, iterations=1960)
+    _run(results / levers.RECIPES[0].runs["0006R0"], 0.38)
+    length_png = tmp_path / "length.png"
+    assert levers.main(["--results", str(results), "-o", str(tmp_path / "a.png"), "--length-out", str(length_png)]) == 0
+    assert length_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"length plot: {length_png}" in capsys.readouterr().out
+    lengths = levers.collect(results, levers.LENGTHS)
+    assert [(recipe.label, sorted(s)) for recipe, s in lengths] == [(levers.LENGTHS[0].label, ["0001TP", "0006R0"])]
+    # no run of any length: the table and its plot are still made, the length plot is not
+    (results / day / "summary.json").unlink()
+    (results / dusk / "summary.json").unlink()
+    other = tmp_path / "other.png"
+    assert levers.main(["--results", str(results), "-o", str(tmp_path / "b.png"), "--length-out", str(other)]) == 0
+    assert not other.exists() and "length plot" not in capsys.readouterr().out
 
 
 def test_a_summary_without_a_score_is_one_line_naming_the_file(levers, tmp_path: Path) -> None:
