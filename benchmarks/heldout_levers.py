@@ -36,6 +36,25 @@ class Recipe:
     runs: dict[str, str]  # fold -> folder under the results directory
 
 
+#: the shipped recipe's runs, named because the length plot draws them too
+SHIPPED_AT_THE_HOUR = Recipe(
+    "+ photometric + BDD100K x4 (`camvid-cpu60min-photometric-bdd100k`'s)",
+    {"0006R0": "heldout60_bdd_photometric_iters3121_amd", "0001TP": "heldout60_bdd_dusk_photometric_iters3121_amd"},
+)
+SHIPPED_AT_AN_AVX2_HOUR = Recipe(
+    "+ photometric + BDD100K x4, fp32 (an AVX2-only CPU's hour)",
+    {
+        "0006R0": "heldout60_bdd_photometric_iters1960_fp32_amd",
+        "0001TP": "heldout60_bdd_dusk_photometric_iters1960_fp32_amd",
+    },
+)
+SHIPPED_SECOND_SEED = Recipe(
+    "+ photometric + BDD100K x4, train.seed=305", {"0001TP": "heldout60_bdd_dusk_photometric_iters3121_seed305_amd"}
+)
+SHIPPED_AT_TWICE_THE_HOUR = Recipe(
+    "+ photometric + BDD100K x4, twice the hour", {"0006R0": "heldout60_bdd_photometric_iters6242_amd"}
+)
+
 #: in the order they were run; folders of runs that were not made for a fold are simply absent
 RECIPES = (
     Recipe(
@@ -55,10 +74,7 @@ RECIPES = (
             "0001TP": "heldout60_wide_dusk_photometric_iters3121_amd",
         },
     ),
-    Recipe(
-        "+ photometric + BDD100K x4 (`camvid-cpu60min-photometric-bdd100k`'s)",
-        {"0006R0": "heldout60_bdd_photometric_iters3121_amd", "0001TP": "heldout60_bdd_dusk_photometric_iters3121_amd"},
-    ),
+    SHIPPED_AT_THE_HOUR,
     Recipe(
         "+ photometric + BDD100K x8",
         {
@@ -66,13 +82,7 @@ RECIPES = (
             "0001TP": "heldout60_bdd8_dusk_photometric_iters3121_amd",
         },
     ),
-    Recipe(
-        "+ photometric + BDD100K x4, fp32 (an AVX2-only CPU's hour)",
-        {
-            "0006R0": "heldout60_bdd_photometric_iters1960_fp32_amd",
-            "0001TP": "heldout60_bdd_dusk_photometric_iters1960_fp32_amd",
-        },
-    ),
+    SHIPPED_AT_AN_AVX2_HOUR,
     Recipe(
         "+ photometric + BDD100K x4 + weight EMA 0.998",
         {"0006R0": "heldout60_bdd_ema998_iters3121_amd", "0001TP": "heldout60_bdd_dusk_ema998_iters3121_amd"},
@@ -92,30 +102,18 @@ RECIPES = (
         },
     ),
     Recipe("+ photometric at 1.5x strength + BDD100K x4", {"0006R0": "heldout60_bdd_strong_photometric_iters3121_amd"}),
-    Recipe(
-        "+ photometric + BDD100K x4, train.seed=305",
-        {"0001TP": "heldout60_bdd_dusk_photometric_iters3121_seed305_amd"},
-    ),
-    Recipe("+ photometric + BDD100K x4, twice the hour", {"0006R0": "heldout60_bdd_photometric_iters6242_amd"}),
+    SHIPPED_SECOND_SEED,
+    SHIPPED_AT_TWICE_THE_HOUR,
 )
 
 #: the shipped recipe (photometric + BDD100K x4) at the lengths measured, each named by whose hour it is: the
 #: length plot's points (iterations read from each run), and its other seeds drawn apart as open markers
 LENGTHS = (
-    Recipe(
-        "an AVX2-only CPU's hour (fp32)",
-        {
-            "0006R0": "heldout60_bdd_photometric_iters1960_fp32_amd",
-            "0001TP": "heldout60_bdd_dusk_photometric_iters1960_fp32_amd",
-        },
-    ),
-    Recipe(
-        "the AMD EPYC's hour (bf16)",
-        {"0006R0": "heldout60_bdd_photometric_iters3121_amd", "0001TP": "heldout60_bdd_dusk_photometric_iters3121_amd"},
-    ),
-    Recipe("two of the AMD EPYC's hours (bf16)", {"0006R0": "heldout60_bdd_photometric_iters6242_amd"}),
+    Recipe("an AVX2-only CPU's hour (fp32)", SHIPPED_AT_AN_AVX2_HOUR.runs),
+    Recipe("the AMD EPYC's hour (bf16)", SHIPPED_AT_THE_HOUR.runs),
+    Recipe("two of the AMD EPYC's hours (bf16)", SHIPPED_AT_TWICE_THE_HOUR.runs),
 )
-LENGTH_OTHER_SEEDS = (Recipe("train.seed=305", {"0001TP": "heldout60_bdd_dusk_photometric_iters3121_seed305_amd"}),)
+LENGTH_OTHER_SEEDS = (SHIPPED_SECOND_SEED,)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def test_every_recipe_names_runs_the_repository_ships(levers) -> None:
     """The table in benchmarks/README.md is made from these folders: each must be in the results."""
     named = (*levers.RECIPES, *levers.LENGTHS, *levers.LENGTH_OTHER_SEEDS)
     missing = [name for recipe in named for name in recipe.runs.values() if not (levers.RESULTS / name).is_dir()]
-    assert not missing, f"named in heldout_levers.RECIPES but not in benchmarks/results/camvid_heldout: {missing}"
+    assert not missing, f"named in heldout_levers.py but not in benchmarks/results/camvid_heldout: {missing}"
 
 
 def test_the_length_plot_is_drawn_from_the_lengths_runs_only(levers, tmp_path: Path, capsys) -> None:
