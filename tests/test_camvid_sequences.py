@@ -1,4 +1,5 @@
-"""CamVid's sequence-held-out splits: one sequence of train + val to validate on, the others to train on."""
+"""CamVid's sequence-held-out splits: some sequences of train + val (or a later half) to validate on, the rest to
+train on."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ def test_held_out_and_without_split_train_and_val_by_sequence(tmp_path: Path) ->
         build_dataset("camvid", root, "heldout-val")
 
 
+def test_parts_join_with_plus_and_late_takes_the_later_half_by_frame_number(tmp_path: Path) -> None:
+    root = write_camvid_like(tmp_path, {"train": 5, "val": 3})
+    held_out = build_dataset("camvid", root, "held-out-val+train-late")
+    rest = build_dataset("camvid", root, "without-val+train-late")
+    late = {f"train_{i:03d}.png" for i in (2, 3, 4)}  # the later half of 5 frames, the middle one included
+    assert _names(held_out) == {f"val_{i:03d}.png" for i in range(3)} | late
+    assert _names(rest) == {"train_000.png", "train_001.png"}
+    assert _names(build_dataset("camvid", root, "held-out-train-late")) == late
+    with pytest.raises(DataError, match="no frames of sequence 'Seq05VD'"):
+        build_dataset("camvid", root, "held-out-val+Seq05VD-late")
+    with pytest.raises(ValueError, match="valid splits: .*held-out-SEQ"):
+        build_dataset("camvid", root, "held-out-val+")
+
+
 def test_the_real_sequences_partition_train_and_val() -> None:
     root = shared_path("data", "camvid")
     everything = _names(build_dataset("camvid", root, "train")) | _names(build_dataset("camvid", root, "val"))
@@ -40,3 +55,17 @@ def test_the_real_sequences_partition_train_and_val() -> None:
         assert all(name.startswith(sequence) for name in held_out)
         counts[sequence] = len(held_out)
     assert counts == {"0001TP": 62, "0006R0": 101, "0016E5": 305}
+
+
+def test_the_test_like_split_is_an_unseen_street_and_the_later_half_of_a_seen_one() -> None:
+    """held-out-0006R0+0001TP-late mirrors test's make-up: a street in no training frame, and frames that
+    continue a sequence whose earlier frames are trained on."""
+    root = shared_path("data", "camvid")
+    everything = _names(build_dataset("camvid", root, "trainval"))
+    held_out = _names(build_dataset("camvid", root, "held-out-0006R0+0001TP-late"))
+    rest = _names(build_dataset("camvid", root, "without-0006R0+0001TP-late"))
+    assert held_out.isdisjoint(rest) and held_out | rest == everything
+    seen = sorted(name for name in rest if name.startswith("0001TP"))
+    continued = sorted(name for name in held_out if name.startswith("0001TP"))
+    assert len(seen) == len(continued) == 31 and seen[-1] < continued[0]
+    assert len(held_out) - len(continued) == 101 and not any(name.startswith("0006R0") for name in rest)

@@ -186,7 +186,9 @@ class CamVidDataset(SegmentationDataset):
     sequence whose other frames are in train; its test is mostly a sequence in neither): ``held-out-SEQ``
     is the frames of train + val whose file name starts with ``SEQ`` (the sequences: ``0001TP``, ``0006R0``,
     ``0016E5``), ``without-SEQ`` is every other frame of train + val. Train on ``without-0006R0``, validate
-    on ``held-out-0006R0``.
+    on ``held-out-0006R0``. Parts join with ``+``, and ``SEQ-late`` is the later half of a sequence's frames
+    (by frame number): ``held-out-0006R0+0001TP-late`` mirrors test's make-up, an unseen street plus the
+    continuation of a sequence whose earlier frames are trained on (``without-0006R0+0001TP-late``).
 
     ``class_order="segnet"`` (default) gives SegNet ids (Sky, Building, Pole, Road, Sidewalk, Tree,
     SignSymbol, Fence, Car, Pedestrian, Bicyclist); ``"dsnet"`` the DSNet/PIDNet code's alphabetical order
@@ -196,8 +198,11 @@ class CamVidDataset(SegmentationDataset):
 
     NAME = "camvid"
     SPLITS = ("train", "val", "test", "trainval")
-    #: ``held-out-SEQ`` / ``without-SEQ``: one sequence of train + val, or all the others
-    SEQUENCE_SPLIT = re.compile(r"^(held-out|without)-([A-Za-z0-9]+)$")
+    #: ``held-out-PARTS`` / ``without-PARTS``: some frames of train + val, or all the others; PARTS joins with
+    #: ``+`` sequences (``0006R0``) or the later half of one (``0001TP-late``)
+    SEQUENCE_SPLIT = re.compile(r"^(held-out|without)-([A-Za-z0-9]+(?:-late)?(?:\+[A-Za-z0-9]+(?:-late)?)*)$")
+    #: the suffix of a part that takes the later half of a sequence's frames
+    LATE_HALF = "-late"
     ENCODINGS = ("auto", "index", "color")
     CLASS_ORDERS = ("segnet", "dsnet")
 
@@ -255,24 +260,40 @@ class CamVidDataset(SegmentationDataset):
         try:
             return super().check_split(split)
         except ValueError as e:
-            raise ValueError(f"{e}, held-out-SEQ, without-SEQ (SEQ: a sequence, e.g. 0006R0)") from None
+            raise ValueError(
+                f"{e}, held-out-SEQ, without-SEQ (SEQ: a sequence, e.g. 0006R0, or several joined by '+'; "
+                f"SEQ{self.LATE_HALF}: its later half)"
+            ) from None
 
     # ---- listing
     def list_samples(self, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
         """The list file's pairs (``list_file``, else one found in ``root``), else the folders' paired by name;
-        a sequence split takes train + val's and keeps one sequence's frames, or all but them."""
+        a sequence split takes train + val's and keeps the named frames, or all but them."""
         match = self.SEQUENCE_SPLIT.match(self.split or "")
         if match is None:
             return self._list_split(self.split, on_bad_sample)
-        kind, sequence = match.groups()
+        kind, parts = match.groups()
         samples, source = self._list_split("trainval", on_bad_sample)
-        mine = [pair for pair in samples if Path(pair[0]).name.startswith(sequence)]
-        if not mine:
+        named: set[tuple[Path, Path]] = set()
+        for part in parts.split("+"):
+            named.update(self._sequence_frames(samples, part, source))
+        kept = [pair for pair in samples if (pair in named) == (kind == "held-out")]
+        return kept, source
+
+    def _sequence_frames(
+        self, samples: list[tuple[Path, Path]], part: str, source: PathLike
+    ) -> list[tuple[Path, Path]]:
+        """The frames one part names: a sequence's (file names starting with it), or their later half."""
+        sequence = part.removesuffix(self.LATE_HALF)
+        frames = sorted(
+            (pair for pair in samples if Path(pair[0]).name.startswith(sequence)), key=lambda p: Path(p[0]).name
+        )
+        if not frames:
             found = sorted({Path(image).name.split("_")[0] for image, _ in samples})
             raise DataError(
                 f"{source}: no frames of sequence {sequence!r} in train + val (sequences: {', '.join(found)})"
             )
-        return (mine if kind == "held-out" else [pair for pair in samples if pair not in mine]), source
+        return frames[len(frames) // 2 :] if part != sequence else frames
 
     def _list_split(self, split: str, on_bad_sample: str) -> tuple[list[tuple[Path, Path]], PathLike]:
         root = self.root
