@@ -104,6 +104,10 @@ RECIPES = (
     Recipe("+ photometric at 1.5x strength + BDD100K x4", {"0006R0": "heldout60_bdd_strong_photometric_iters3121_amd"}),
     SHIPPED_SECOND_SEED,
     SHIPPED_AT_TWICE_THE_HOUR,
+    Recipe(
+        "+ photometric + BDD100K x4, 240x320 crops (this CPU's hour at that crop)",
+        {"0006R0": "heldout60_bdd_crop240x320_photometric_iters2187_amd"},
+    ),
 )
 
 #: the shipped recipe (photometric + BDD100K x4) at the lengths measured, each named by whose hour it is: the
