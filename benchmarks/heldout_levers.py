@@ -112,8 +112,11 @@ RECIPES = (
     SHIPPED_SECOND_SEED,
     SHIPPED_AT_TWICE_THE_HOUR,
     Recipe(
-        "+ photometric + BDD100K x4, 240x320 crops (this CPU's hour at that crop)",
-        {"0006R0": "heldout60_bdd_crop240x320_photometric_iters2187_amd"},
+        "+ photometric + BDD100K x4, 240x320 crops (this CPU's hour at that crop; dusk in fp32, AVX2-only CPU)",
+        {
+            "0006R0": "heldout60_bdd_crop240x320_photometric_iters2187_amd",
+            "0001TP": "heldout60_bdd_dusk_crop240x320_photometric_iters2187_fp32_avx2",
+        },
     ),
     SHIPPED_ON_AN_AVX2_CPU,
 )
@@ -214,7 +217,8 @@ def plot(rows: list[tuple[Recipe, dict[str, Score]]], out: Path) -> None:
             ax.barh(y + offset, values[key], height, color=colours[key], label=None if key in labelled else name)
             ax.text(values[key] + 0.4, y + offset, f"{values[key]:.1f}", va="center", fontsize=7)
             labelled.add(key)
-    labels = [recipe.label.replace("`", "") for recipe, _ in reversed(rows)]
+    # wrapped: one long label would otherwise squeeze the axes and push the title and legend off the page
+    labels = [textwrap.fill(recipe.label.replace("`", ""), 52, break_on_hyphens=False) for recipe, _ in reversed(rows)]
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_xlabel("mIoU (%) on a street the run never saw (final weights, scale 2/3 + flip)", fontsize=9)
     ax.set_xlim(0, max(s.miou for _, sc in rows for s in sc.values()) + 6)
