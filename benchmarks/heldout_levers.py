@@ -112,7 +112,8 @@ RECIPES = (
     SHIPPED_SECOND_SEED,
     SHIPPED_AT_TWICE_THE_HOUR,
     Recipe(
-        "+ photometric + BDD100K x4, 240x320 crops (the AMD EPYC's hour at that crop; dusk in fp32 on an AVX2-only CPU)",
+        "+ photometric + BDD100K x4, 240x320 crops "
+        "(the AMD EPYC's hour at that crop; dusk in fp32 on an AVX2-only CPU)",
         {
             "0006R0": "heldout60_bdd_crop240x320_photometric_iters2187_amd",
             "0001TP": "heldout60_bdd_dusk_crop240x320_photometric_iters2187_fp32_avx2",
